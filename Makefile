@@ -1,0 +1,58 @@
+# unilk developer entry points. Every target sets up what it needs first and is safe to re-run.
+#   make demo   set up .venv and run the demo
+#   make test   set up .venv and run the default test suite
+#   make lint   ruff check + format check
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.unilk-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-all lint format system-deps clean
+
+setup: system-deps $(STAMP)
+
+# open3d needs libusb-1.0 at import time; install it only when it is missing.
+system-deps:
+	@if ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then \
+		echo "[setup] libusb-1.0-0 present"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "[setup] installing libusb-1.0-0 (needed by open3d) with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null; \
+	else \
+		echo "[setup] WARNING: libusb-1.0-0 is missing and cannot be installed here (need root + apt-get);"; \
+		echo "[setup]          point-cloud files read through open3d will fail until it is installed."; \
+	fi
+
+$(VENV)/bin/python:
+	@echo "[setup] creating virtual environment $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Reinstall only when the dependency pins or the package metadata change.
+$(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
+	@echo "[setup] installing unilk (editable) with pinned dependencies from constraints.txt"
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+	@echo "[setup] done"
+
+demo: setup
+	$(BIN)/unilk info unireplknet_a
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

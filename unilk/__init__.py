@@ -1,0 +1,50 @@
+"""unilk: one large-kernel ConvNet trunk (UniRepLKNet; SLaK and RepLKNet as siblings) for every modality.
+
+The public API is loaded lazily so that ``import unilk`` stays fast (``import torch`` alone takes seconds):
+attributes below are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from unilk import _timm_hook
+from unilk.errors import CheckpointError, ConfigError, InputError, UnilkError
+from unilk.version import __version__
+
+if TYPE_CHECKING:  # for type checkers and IDEs only; at run time these load lazily
+    from unilk.models.registry import create_model, list_models
+    from unilk.reparam import reparameterize, verify_reparam
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "create_model": "unilk.models.registry",
+    "list_models": "unilk.models.registry",
+    "reparameterize": "unilk.reparam",
+    "verify_reparam": "unilk.reparam",
+}
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "InputError",
+    "UnilkError",
+    "__version__",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'unilk' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+_timm_hook.install()

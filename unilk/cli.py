@@ -1,0 +1,45 @@
+"""The ``unilk`` command line.
+
+The CLI only parses arguments, builds configs and calls library functions; the work lives in the library. Each
+subcommand is a click command in the module that owns its feature and is imported only when it runs, so
+``unilk --help`` stays fast. To add one, write the command and add a line to ``_COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+from unilk.version import __version__
+
+# name -> "module:attribute" of a click.Command; imported lazily.
+_COMMANDS: dict[str, str] = {}
+
+
+class _LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _COMMANDS:
+            module_name, attr = _COMMANDS[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="unilk")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """unilk: one large-kernel ConvNet trunk for audio, point clouds, video, time series and images."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    """Entry point of the ``unilk`` console script."""
+    cli(prog_name="unilk")
