@@ -14,8 +14,8 @@ from unilk.errors import CheckpointError, ConfigError, InputError, UnilkError
 from unilk.version import __version__
 
 if TYPE_CHECKING:  # for type checkers and IDEs only; at run time these load lazily
-    from unilk.models.registry import create_model, list_models
-    from unilk.reparam import reparameterize, verify_reparam
+    from unilk.models.registry import create_model, list_models  # noqa: F401
+    from unilk.reparam import reparameterize, verify_reparam  # noqa: F401
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {

@@ -42,6 +42,4 @@ def unknown_keys_error(where: str, unknown: set[str] | list[str], valid: set[str
     Returns:
         A ConfigError ready to raise.
     """
-    return ConfigError(
-        f"{where}: unknown key(s) {sorted(unknown)}; valid keys are {sorted(valid)}"
-    )
+    return ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys are {sorted(valid)}")
