@@ -14,15 +14,21 @@ from unilk.errors import CheckpointError, ConfigError, InputError, UnilkError
 from unilk.version import __version__
 
 if TYPE_CHECKING:  # for type checkers and IDEs only; at run time these load lazily
-    from unilk.models.registry import create_model, list_models  # noqa: F401
+    from unilk.encoding import Encoder, encode  # noqa: F401
+    from unilk.hub import load_checkpoint  # noqa: F401
+    from unilk.models.registry import create_model, list_models, list_pretrained  # noqa: F401
     from unilk.reparam import reparameterize, verify_reparam  # noqa: F401
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     "create_model": "unilk.models.registry",
     "list_models": "unilk.models.registry",
+    "list_pretrained": "unilk.models.registry",
+    "load_checkpoint": "unilk.hub",
     "reparameterize": "unilk.reparam",
     "verify_reparam": "unilk.reparam",
+    "encode": "unilk.encoding",
+    "Encoder": "unilk.encoding",
 }
 
 __all__ = [

@@ -15,7 +15,16 @@ import click
 from unilk.version import __version__
 
 # name -> "module:attribute" of a click.Command; imported lazily.
-_COMMANDS: dict[str, str] = {}
+_COMMANDS: dict[str, str] = {
+    "audio-stats": "unilk.adapters.audio_stats:audio_stats",
+    "convert": "unilk.diagnostics.commands:convert",
+    "encode": "unilk.extract_cli:encode_command",
+    "erf": "unilk.diagnostics.commands:erf",
+    "extract": "unilk.extract_cli:extract_command",
+    "info": "unilk.diagnostics.commands:info",
+    "plot": "unilk.diagnostics.commands:plot",
+    "synth": "unilk.datasets.cli:synth",
+}
 
 
 class _LazyGroup(click.Group):

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-__all__ = ["fuse_bn", "dilate_kernel", "pad_kernel"]
+__all__ = ["fuse_bn", "dilate_kernel", "pad_kernel", "merge_kernel"]
 
 
 def fuse_bn(kernel: Tensor, bn: nn.BatchNorm2d | nn.BatchNorm1d, bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -84,3 +84,23 @@ def pad_kernel(kernel: Tensor, size: int | tuple[int, int]) -> Tensor:
             "and differ by an even number on each side"
         )
     return nn.functional.pad(kernel, (pad_w // 2, pad_w // 2, pad_h // 2, pad_h // 2))
+
+
+def merge_kernel(large: Tensor, small: Tensor, dilation: int | tuple[int, int] = 1) -> Tensor:
+    """Add a (possibly dilated) smaller centred kernel into a larger one of the same convolution's "same" output.
+
+    ``large + pad_kernel(dilate_kernel(small, dilation), large_size)``: two parallel stride-1 "same" convolutions
+    over one input equal one convolution with the merged kernel (biases add separately).
+
+    Args:
+        large: ``(C_out, C_in_per_group, K_h, K_w)``.
+        small: ``(C_out, C_in_per_group, k_h, k_w)`` whose dilated size ``(k - 1) r + 1`` fits in ``K``.
+        dilation: the small convolution's dilation ``r`` (or ``(r_h, r_w)``).
+
+    Returns:
+        ``(C_out, C_in_per_group, K_h, K_w)``.
+
+    Raises:
+        ValueError: if the dilated small kernel does not fit centred in the large one.
+    """
+    return large + pad_kernel(dilate_kernel(small, dilation), tuple(large.shape[-2:]))

@@ -3,18 +3,200 @@
 ``depthwise_conv2d`` computes exactly what ``nn.Conv2d(C, C, (k_h, k_w), padding=(k_h // 2, k_w // 2), groups=C)``
 computes (stride 1, "same" padding per axis). Layers keep plain ``nn.Conv2d`` modules (so checkpoints, export and
 ``state_dict`` keys are unchanged) and call this function in ``forward`` with the module's weight and bias.
+
+PyTorch's CPU depthwise convolution swings by 10-80x with memory layout and kernel size, and its weight gradient is
+slow in every layout. This module therefore picks, per direction (forward, input gradient, weight gradient), among exact
+algorithms (see :mod:`unilk.ops._lkconv_plan`):
+
+- ``crop``: taps farther than ``size - 1`` from the centre only ever multiply padding, so a kernel side larger than
+  ``2 * size - 1`` is cropped first (always applied outside the ``plain`` mode; the cropped taps get zero gradient).
+- ``nchw`` / ``channels_last``: PyTorch's direct convolution in either memory layout.
+- ``fft``: FFT convolution with the short circular length ``size + k // 2`` (:mod:`unilk.ops._fft_conv`).
+
+The mode comes from :func:`lkconv_mode` (a context manager) or else the environment variable ``UNILK_LKCONV``
+(``auto`` by default; ``plain`` is exactly ``F.conv2d``, the reference build). While tracing or exporting
+(``torch.compile``/``torch.export``, ``torch.jit.trace``, ONNX export) the op is always plain ``F.conv2d``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import logging
+import os
+from collections.abc import Iterator
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
-__all__ = ["depthwise_conv2d"]
+from unilk.errors import ConfigError
+from unilk.ops._fft_conv import fft_depthwise_backward, fft_depthwise_forward
+from unilk.ops._lkconv_plan import Plan, choose_plan
+
+__all__ = ["depthwise_conv2d", "lkconv_mode", "current_mode", "MODES", "ENV_VAR"]
+
+logger = logging.getLogger(__name__)
+
+ENV_VAR = "UNILK_LKCONV"
+MODES = ("auto", "plain", "crop", "nchw", "channels_last", "fft")
+
+_mode_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("unilk_lkconv_mode", default=None)
+
+
+def _check_mode(mode: str, source: str) -> str:
+    if mode not in MODES:
+        raise ConfigError(f"{source}: unknown large-kernel conv mode {mode!r}; expected one of {list(MODES)}")
+    return mode
+
+
+def current_mode() -> str:
+    """The active mode: the innermost :func:`lkconv_mode`, else ``$UNILK_LKCONV``, else ``"auto"``.
+
+    Raises:
+        ConfigError: ``UNILK_LKCONV`` holds an unknown mode.
+    """
+    override = _mode_override.get()
+    if override is not None:
+        return override
+    return _check_mode(os.environ.get(ENV_VAR, "auto").strip().lower() or "auto", f"${ENV_VAR}")
+
+
+@contextlib.contextmanager
+def lkconv_mode(mode: str) -> Iterator[None]:
+    """Use ``mode`` for every :func:`depthwise_conv2d` call inside the block (overrides ``UNILK_LKCONV``).
+
+    ``with lkconv_mode("plain"):`` turns a model into its plain-convolution build (same module, same weights).
+
+    Args:
+        mode: one of :data:`MODES`.
+
+    Raises:
+        ConfigError: unknown mode.
+    """
+    token = _mode_override.set(_check_mode(mode, "lkconv_mode"))
+    try:
+        yield
+    finally:
+        _mode_override.reset(token)
+
+
+def _is_exporting() -> bool:
+    """True while torch.compile/torch.export, torch.jit or ONNX export trace the model: they need plain ``F.conv2d``."""
+    return (
+        torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+    )
+
+
+def _direct(x: Tensor, weight: Tensor, bias: Tensor | None, layout: str) -> Tensor:
+    """PyTorch's direct depthwise convolution run in ``layout``; the result keeps ``x``'s memory format."""
+    k_h, k_w = weight.shape[-2:]
+    padding = (k_h // 2, k_w // 2)
+    if layout == "nchw":
+        return F.conv2d(x.contiguous(), weight, bias, padding=padding, groups=weight.shape[0])
+    if layout == "channels_last":
+        was_channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        out = F.conv2d(
+            x.contiguous(memory_format=torch.channels_last), weight, bias, padding=padding, groups=x.shape[1]
+        )
+        return out if was_channels_last else out.contiguous()
+    raise ConfigError(f"direct depthwise conv: unknown layout {layout!r}; expected 'nchw' or 'channels_last'")
+
+
+def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, algo: str) -> Tensor:
+    """Forward-direction convolution with ``algo`` (also used for the input gradient with the flipped kernel)."""
+    if algo == "fft":
+        out = fft_depthwise_forward(x, weight)
+        return out if bias is None else out + bias.view(1, -1, 1, 1)
+    return _direct(x, weight, bias, algo)
+
+
+def _native_weight_grad(x: Tensor, weight: Tensor, grad_out: Tensor, layout: str) -> Tensor:
+    """PyTorch's depthwise weight gradient computed in ``layout``."""
+    if layout == "nchw":
+        x, grad_out = x.contiguous(), grad_out.contiguous()
+    elif layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+        grad_out = grad_out.contiguous(memory_format=torch.channels_last)
+    else:
+        raise ConfigError(f"weight gradient: unknown layout {layout!r}; expected 'nchw' or 'channels_last'")
+    k_h, k_w = weight.shape[-2:]
+    _, grad_w, _ = torch.ops.aten.convolution_backward(
+        grad_out, x, weight, None, [1, 1], [k_h // 2, k_w // 2], [1, 1], False, [0, 0], weight.shape[0],
+        [False, True, False],
+    )  # fmt: skip
+    return grad_w
+
+
+class _DepthwiseConvFn(torch.autograd.Function):
+    """Depthwise same conv whose forward, input gradient and weight gradient each run the planned algorithm."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, plan: Plan) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.plan = plan
+        return _conv(x, weight, bias, plan.forward)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        plan: Plan = ctx.plan
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_x = grad_w = grad_b = None
+        if need_w and plan.weight_grad == "fft":
+            # One transform of grad_out serves both gradients when both are FFT.
+            both = need_x and plan.input_grad == "fft"
+            grad_x, grad_w = fft_depthwise_backward(x, weight, grad_out, need_input=both, need_weight=True)
+        elif need_w:
+            grad_w = _native_weight_grad(x, weight, grad_out, plan.weight_grad)
+        if need_x and grad_x is None:
+            # The input gradient of a same-padded odd-kernel correlation is the correlation with the flipped kernel.
+            grad_x = _conv(grad_out, weight.flip(-2, -1), None, plan.input_grad)
+        if need_b:
+            grad_b = grad_out.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None
+
+
+def _crop(weight: Tensor, height: int, width: int) -> Tensor:
+    """Keep only the taps that can reach the input: at most ``2 * size - 1`` per side (exact; odd sizes)."""
+    k_h, k_w = weight.shape[-2:]
+    keep_h, keep_w = min(k_h, 2 * height - 1), min(k_w, 2 * width - 1)
+    if (keep_h, keep_w) == (k_h, k_w):
+        return weight
+    top, left = (k_h - keep_h) // 2, (k_w - keep_w) // 2
+    return weight[:, :, top : top + keep_h, left : left + keep_w]
+
+
+def _supported(x: Tensor, weight: Tensor) -> bool:
+    """Shapes and dtypes the planned path handles; anything else goes to plain ``F.conv2d`` unchanged."""
+    return (
+        x.dim() == 4
+        and weight.dim() == 4
+        and weight.shape[1] == 1
+        and weight.shape[0] == x.shape[1]
+        and weight.shape[-2] % 2 == 1
+        and weight.shape[-1] % 2 == 1
+        and weight.dtype == x.dtype
+        and x.numel() > 0
+    )
+
+
+def _plannable(x: Tensor) -> bool:
+    """The algorithm rules were measured on CPU in float32/float64; elsewhere only the exact crop is applied."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 
 def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """Depthwise "same" convolution with stride 1.
+    """Depthwise "same" convolution with stride 1, computed by the fastest exact algorithm for the shape.
+
+    The result equals ``F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=C)`` within floating-point
+    rounding (<= 1e-5 relative to the output's scale, forward and gradients). Gradients flow to ``x``, ``weight`` and
+    ``bias``. The output has ``x``'s memory format.
 
     Args:
         x: input ``(N, C, H, W)``.
@@ -23,6 +205,21 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
 
     Returns:
         ``(N, C, H, W)``.
+
+    Raises:
+        ConfigError: ``UNILK_LKCONV`` holds an unknown mode.
     """
+    mode = current_mode()
     k_h, k_w = weight.shape[-2:]
-    return F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=weight.shape[0])
+    if mode == "plain" or _is_exporting() or not _supported(x, weight):
+        return F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=weight.shape[0])
+    n, c, height, width = x.shape
+    weight = _crop(weight, height, width)
+    if mode == "crop" or not _plannable(x):
+        k_h, k_w = weight.shape[-2:]
+        return F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=c)
+    plan = choose_plan(mode, n, c, height, width, *weight.shape[-2:])
+    needs_grad = x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    if not (torch.is_grad_enabled() and needs_grad):
+        return _conv(x, weight, bias, plan.forward)
+    return _DepthwiseConvFn.apply(x, weight, bias, plan)

@@ -1,0 +1,405 @@
+"""Audio adapter: a waveform or audio file -> a normalised log-mel map Tensor[1, H, W].
+
+The front end is AST's (which UniRepLKNet's audio code copies): mono mix-down, resampling to 16 kHz, mean-removed
+waveform, Kaldi fbank (128 bins, 25 ms hanning window, 10 ms shift, htk_compat, no dither, no energy), a fixed number
+of frames, then ``(x - mean) / (2 * std)``.
+
+Layouts: ``time_freq`` puts time on H (the paper: "H = T, W = F") and is the default; ``freq_time`` puts frequency on
+H, which is what the official code feeds the network (it transposes), and is the layout official weights expect.
+
+Length policies (``length_policy``), for a clip whose frame count differs from ``target_frames``:
+
+* ``pad``: zero-pad the fbank at the end / crop the end (AST; the default).
+* ``crop``: like ``pad`` for long clips; a short clip is an :class:`InputError` (nothing is silently padded).
+* ``repeat``: tile a short clip until it is long enough; crop a long one.
+* ``chunk``: cut the clip into ``ceil(T / target_frames)`` consecutive maps, the last one zero-padded. Use
+  :meth:`AudioAdapter.chunks`, which returns ``Tensor[K, 1, H, W]``; ``__call__`` refuses this policy because it must
+  return one map. ``chunks`` also works for the other policies (K = 1), so callers that pool over chunks need no branch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from unilk.adapters.common import stack_maps
+from unilk.adapters.config import AdapterConfig, check_choice, check_positive
+from unilk.adapters.io import PathLike, load_audio, sample_name
+from unilk.errors import ConfigError, InputError
+
+__all__ = [
+    "AUDIO_PRESETS",
+    "AudioAdapter",
+    "AudioConfig",
+    "AudioMaps",
+    "fit_length",
+    "kaldi_fbank",
+    "librosa_fbank",
+    "make_chunks",
+    "normalize_fbank",
+    "prepare_waveform",
+    "waveform_to_fbank",
+]
+
+logger = logging.getLogger(__name__)
+
+#: dataset statistics of the (un-normalised) fbank and the frame count of the AST recipes.
+AUDIO_PRESETS: dict[str, dict[str, float | int]] = {
+    "audioset": {"mean": -4.2677393, "std": 4.5689974, "target_frames": 1024},
+    "speechcommands": {"mean": -6.845978, "std": 5.5654526, "target_frames": 128},
+    "esc50": {"mean": -6.6268077, "std": 5.358466, "target_frames": 512},
+}
+
+AudioSample = PathLike | bytes | np.ndarray | Tensor | tuple[Any, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioConfig(AdapterConfig):
+    """How a waveform becomes a map. Field names are YAML keys and CLI flags.
+
+    Attributes:
+        sample_rate: rate the waveform is resampled to, Hz.
+        num_mel_bins: mel bins F.
+        frame_length_ms: analysis window, ms.
+        frame_shift_ms: hop between frames, ms.
+        target_frames: frames T of one map (128 for 1 s Speech Commands, 1024 for 10 s AudioSet).
+        length_policy: ``pad`` | ``crop`` | ``repeat`` | ``chunk`` (see the module docstring).
+        layout: ``time_freq`` (map 1×T×F, the paper) or ``freq_time`` (1×F×T, the official code).
+        mean: dataset mean of the fbank; None skips normalisation.
+        std: dataset std of the fbank (the map is divided by 2·std, AST's convention).
+        frontend: ``kaldi`` (torchaudio.compliance.kaldi.fbank) or ``librosa`` (librosa HTK mel, log power).
+        silence_policy: ``warn`` (an all-zero clip gives the constant floor map and a warning) or ``error``.
+    """
+
+    modality = "audio"
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 128
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    target_frames: int = 1024
+    length_policy: str = "pad"
+    layout: str = "time_freq"
+    mean: float | None = AUDIO_PRESETS["audioset"]["mean"]
+    std: float | None = AUDIO_PRESETS["audioset"]["std"]
+    frontend: str = "kaldi"
+    silence_policy: str = "warn"
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for name in ("sample_rate", "num_mel_bins", "frame_length_ms", "frame_shift_ms", "target_frames"):
+            check_positive(owner, name, getattr(self, name))
+        check_choice(owner, "length_policy", self.length_policy, ("pad", "crop", "repeat", "chunk"))
+        check_choice(owner, "layout", self.layout, ("time_freq", "freq_time"))
+        check_choice(owner, "frontend", self.frontend, ("kaldi", "librosa"))
+        check_choice(owner, "silence_policy", self.silence_policy, ("warn", "error"))
+        check_positive(owner, "std", self.std, allow_none=True)
+        if (self.mean is None) != (self.std is None):
+            raise ConfigError(f"{owner}: mean={self.mean!r} and std={self.std!r}; set both or neither")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> AudioConfig:
+        """A config with a dataset's statistics and frame count (``audioset``, ``speechcommands``, ``esc50``).
+
+        Raises:
+            ConfigError: for an unknown preset name.
+        """
+        if name not in AUDIO_PRESETS:
+            raise ConfigError(f"AudioConfig.preset: got {name!r}, expected one of {sorted(AUDIO_PRESETS)}")
+        return cls.from_dict({**AUDIO_PRESETS[name], **overrides})
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in one analysis window at ``sample_rate``."""
+        return int(self.sample_rate * self.frame_length_ms / 1000)
+
+
+# ----------------------------------------------------------------------------------------------- pure functions
+
+
+def prepare_waveform(waveform: Tensor, sample_rate: int, target_rate: int) -> Tensor:
+    """Mix down to mono and resample.
+
+    Args:
+        waveform: Tensor[S] or Tensor[channels, S], float.
+        sample_rate: rate of ``waveform``, Hz.
+        target_rate: rate wanted, Hz.
+
+    Returns:
+        Tensor[S'] float32 mono at ``target_rate``.
+    """
+    wave = waveform.to(torch.float32)
+    if wave.dim() == 2:
+        wave = wave.mean(dim=0)
+    if sample_rate != target_rate:
+        import torchaudio.functional as AF
+
+        wave = AF.resample(wave, sample_rate, target_rate)
+    return wave
+
+
+def kaldi_fbank(waveform: Tensor, cfg: AudioConfig) -> Tensor:
+    """Kaldi-compatible log-mel filter bank of a mono waveform, AST settings.
+
+    Args:
+        waveform: Tensor[S] mono float at ``cfg.sample_rate``; must hold at least one window.
+        cfg: the audio config.
+
+    Returns:
+        Tensor[T, F] with T = 1 + (S - window) // shift and F = ``cfg.num_mel_bins``.
+    """
+    from torchaudio.compliance import kaldi
+
+    wave = waveform - waveform.mean()  # AST removes the DC offset before the fbank
+    return kaldi.fbank(
+        wave.unsqueeze(0),
+        htk_compat=True,
+        sample_frequency=cfg.sample_rate,
+        use_energy=False,
+        window_type="hanning",
+        num_mel_bins=cfg.num_mel_bins,
+        dither=0.0,
+        frame_length=cfg.frame_length_ms,
+        frame_shift=cfg.frame_shift_ms,
+    )
+
+
+def librosa_fbank(waveform: Tensor, cfg: AudioConfig) -> Tensor:
+    """librosa's HTK mel power spectrogram in log scale, framed like :func:`kaldi_fbank` (no centring).
+
+    Not numerically equal to the Kaldi front end (different window, FFT size and mel normalisation); a model must be
+    trained with the front end it is used with.
+
+    Args:
+        waveform: Tensor[S] mono float at ``cfg.sample_rate``.
+        cfg: the audio config.
+
+    Returns:
+        Tensor[T, F], same T as :func:`kaldi_fbank`.
+    """
+    import librosa
+
+    win = cfg.window_samples
+    hop = int(cfg.sample_rate * cfg.frame_shift_ms / 1000)
+    y = (waveform - waveform.mean()).numpy()
+    mel = librosa.feature.melspectrogram(
+        y=y,
+        sr=cfg.sample_rate,
+        n_fft=1 << (win - 1).bit_length(),
+        win_length=win,
+        hop_length=hop,
+        window="hann",
+        center=False,
+        power=2.0,
+        n_mels=cfg.num_mel_bins,
+        htk=True,
+        norm=None,
+    )
+    # librosa pads frames to n_fft; keep the frames whose window of `win` samples fits, like Kaldi.
+    frames = 1 + (y.shape[0] - win) // hop
+    return torch.from_numpy(np.log(np.maximum(mel[:, :frames], np.finfo(np.float32).eps)).T.astype(np.float32))
+
+
+def waveform_to_fbank(waveform: Tensor, cfg: AudioConfig) -> Tensor:
+    """Run the configured front end. Tensor[S] -> Tensor[T, F]."""
+    if cfg.frontend == "kaldi":
+        return kaldi_fbank(waveform, cfg)
+    elif cfg.frontend == "librosa":
+        return librosa_fbank(waveform, cfg)
+    else:
+        raise ConfigError(f"AudioConfig.frontend: got {cfg.frontend!r}, expected 'kaldi' or 'librosa'")
+
+
+def fit_length(fbank: Tensor, target_frames: int, policy: str) -> Tensor:
+    """Bring a fbank to exactly ``target_frames`` frames.
+
+    Args:
+        fbank: Tensor[T, F].
+        target_frames: frames wanted.
+        policy: ``pad`` (zero-pad or crop the end), ``crop`` (crop the end; shorter is an error), ``repeat`` (tile,
+            then crop).
+
+    Returns:
+        Tensor[target_frames, F].
+
+    Raises:
+        InputError: ``crop`` with a clip shorter than ``target_frames``.
+    """
+    frames = fbank.shape[0]
+    if frames >= target_frames:
+        return fbank[:target_frames]
+    if policy == "pad":
+        return torch.nn.functional.pad(fbank, (0, 0, 0, target_frames - frames))
+    elif policy == "repeat":
+        return fbank.repeat(math.ceil(target_frames / frames), 1)[:target_frames]
+    elif policy == "crop":
+        raise InputError(
+            f"clip has {frames} frames, fewer than target_frames={target_frames} under length_policy='crop'; "
+            "use 'pad' or 'repeat' for short clips"
+        )
+    else:
+        raise ConfigError(f"length policy: got {policy!r}, expected 'pad', 'crop' or 'repeat'")
+
+
+def make_chunks(fbank: Tensor, target_frames: int) -> Tensor:
+    """Cut a fbank into consecutive chunks of ``target_frames``; the last one is zero-padded.
+
+    Args:
+        fbank: Tensor[T, F].
+        target_frames: frames per chunk.
+
+    Returns:
+        Tensor[K, target_frames, F] with K = ceil(T / target_frames).
+    """
+    count = math.ceil(fbank.shape[0] / target_frames)
+    padded = torch.nn.functional.pad(fbank, (0, 0, 0, count * target_frames - fbank.shape[0]))
+    return padded.reshape(count, target_frames, fbank.shape[1])  # (K, T, F)
+
+
+def normalize_fbank(fbank: Tensor, mean: float | None, std: float | None) -> Tensor:
+    """AST's normalisation ``(x - mean) / (2 * std)``; identity when ``mean`` is None."""
+    if mean is None or std is None:
+        return fbank
+    return (fbank - mean) / (2.0 * std)
+
+
+# ------------------------------------------------------------------------------------------------------ adapter
+
+
+class AudioMaps(NamedTuple):
+    """Maps of one clip and what was done to it.
+
+    Attributes:
+        maps: Tensor[K, 1, H, W] (K = 1 unless the policy is ``chunk``).
+        num_frames: fbank frames of the clip before fitting to ``target_frames``.
+        policy: the length policy applied: ``none`` (exact length), ``pad``, ``crop``, ``repeat`` or ``chunk``.
+    """
+
+    maps: Tensor
+    num_frames: int
+    policy: str
+
+
+class AudioAdapter:
+    """Turns audio files or waveforms into normalised log-mel maps.
+
+    A sample is a path, encoded bytes, a waveform array/tensor at ``config.sample_rate`` ([S] or [channels, S]), or a
+    ``(waveform, sample_rate)`` tuple.
+
+    Example:
+        >>> adapter = AudioAdapter(AudioConfig.preset("speechcommands"))
+        >>> adapter(torch.randn(16000)).shape
+        torch.Size([1, 128, 128])
+    """
+
+    in_chans = 1
+
+    def __init__(self, config: AudioConfig | None = None) -> None:
+        self.config = config or AudioConfig()
+
+    def waveform(self, sample: AudioSample) -> Tensor:
+        """Decode and validate a sample; return the mono waveform Tensor[S] at ``config.sample_rate``.
+
+        Raises:
+            InputError: undecodable, zero-length, shorter than one window, NaN/inf, or silent under
+                ``silence_policy='error'``.
+        """
+        name = sample_name(sample[0] if isinstance(sample, tuple) else sample)
+        if isinstance(sample, tuple):
+            data, rate = sample
+        elif isinstance(sample, (np.ndarray, Tensor)):
+            data, rate = sample, self.config.sample_rate
+        else:
+            data, rate = load_audio(sample)
+        array = data.numpy() if isinstance(data, Tensor) else np.asarray(data)
+        if np.issubdtype(array.dtype, np.integer):  # PCM integers (e.g. int16) -> [-1, 1)
+            array = array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
+        wave = torch.as_tensor(array)
+        if wave.dim() not in (1, 2) or wave.numel() == 0:
+            raise InputError(f"{name}: waveform has shape {tuple(wave.shape)}; expected a non-empty [S] or [C, S]")
+        if not torch.isfinite(wave).all():
+            raise InputError(f"{name}: waveform contains NaN or inf; expected finite samples")
+        wave = prepare_waveform(wave, int(rate), self.config.sample_rate)
+        if wave.shape[0] < self.config.window_samples:
+            raise InputError(
+                f"{name}: clip has {wave.shape[0]} samples at {self.config.sample_rate} Hz, fewer than one analysis "
+                f"window ({self.config.window_samples}); pass a clip of at least {self.config.frame_length_ms} ms"
+            )
+        if not wave.any():
+            if self.config.silence_policy == "error":
+                raise InputError(f"{name}: clip is silent (all samples are 0); expected audible audio")
+            logger.warning("%s: clip is silent (all samples are 0); its map is the constant log floor", name)
+        return wave
+
+    def process(self, sample: AudioSample) -> AudioMaps:
+        """Decode a sample and make its map(s) under the configured policy.
+
+        Returns:
+            :class:`AudioMaps` with ``maps`` Tensor[K, 1, H, W].
+        """
+        cfg = self.config
+        fbank = waveform_to_fbank(self.waveform(sample), cfg)  # (T, F)
+        frames = fbank.shape[0]
+        if cfg.length_policy == "chunk":
+            stack = make_chunks(fbank, cfg.target_frames)  # (K, T, F)
+            applied = "chunk"
+        else:
+            stack = fit_length(fbank, cfg.target_frames, cfg.length_policy).unsqueeze(0)
+            applied = (
+                cfg.length_policy if frames < cfg.target_frames else "crop" if frames > cfg.target_frames else "none"
+            )
+        stack = normalize_fbank(stack, cfg.mean, cfg.std)
+        if cfg.layout == "freq_time":
+            stack = stack.transpose(1, 2)  # (K, F, T), the official code's layout
+        elif cfg.layout == "time_freq":
+            pass  # (K, T, F), the paper's layout
+        else:
+            raise ConfigError(f"AudioConfig.layout: got {cfg.layout!r}, expected 'time_freq' or 'freq_time'")
+        return AudioMaps(stack.unsqueeze(1).contiguous(), frames, applied)
+
+    def __call__(self, sample: AudioSample) -> Tensor:
+        """Make one map.
+
+        Returns:
+            Tensor[1, T, F] (``time_freq``) or Tensor[1, F, T] (``freq_time``), float32.
+
+        Raises:
+            ConfigError: under ``length_policy='chunk'`` (use :meth:`chunks`).
+            InputError: a bad sample (see :meth:`waveform`).
+        """
+        if self.config.length_policy == "chunk":
+            raise ConfigError(
+                "AudioAdapter: length_policy='chunk' makes several maps per clip; call adapter.chunks(sample), "
+                "which returns Tensor[K, 1, H, W], or pick 'pad', 'crop' or 'repeat'"
+            )
+        return self.process(sample).maps[0]
+
+    def chunks(self, sample: AudioSample) -> Tensor:
+        """Make all maps of a clip: Tensor[K, 1, H, W] (K = 1 unless ``length_policy='chunk'``)."""
+        return self.process(sample).maps
+
+    def collate(self, maps: list[Tensor]) -> Tensor:
+        """Stack maps of equal shape: list of Tensor[1, H, W] -> Tensor[N, 1, H, W]."""
+        return stack_maps(maps, "audio")
+
+    @staticmethod
+    def collate_chunks(chunk_stacks: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Concatenate the chunks of several clips for one forward pass.
+
+        Args:
+            chunk_stacks: per clip a Tensor[K_i, 1, H, W].
+
+        Returns:
+            ``(maps, clip_index)``: Tensor[sum K_i, 1, H, W] and int64 Tensor[sum K_i] giving the clip of each map
+            (use it to average the embeddings of one clip, e.g. with ``index_add_``).
+        """
+        maps = torch.cat(chunk_stacks)
+        counts = torch.tensor([c.shape[0] for c in chunk_stacks])
+        index = torch.repeat_interleave(torch.arange(len(chunk_stacks)), counts)
+        return maps, index

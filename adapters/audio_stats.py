@@ -1,0 +1,72 @@
+"""Dataset statistics of the audio front end: the mean and std that normalise the fbank, ``(x − mean) / (2·std)``.
+
+Statistics are taken over every frame and bin of the un-normalised, unpadded fbank of each clip (padding frames would
+pull the mean towards 0). The CLI command is ``unilk audio-stats FILE...``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import click
+import torch
+from tqdm import tqdm
+
+from unilk.adapters.audio import AudioAdapter, AudioConfig, AudioSample, waveform_to_fbank
+from unilk.errors import InputError
+
+__all__ = ["audio_stats", "fbank_mean_std"]
+
+logger = logging.getLogger(__name__)
+
+
+def fbank_mean_std(
+    samples: Iterable[AudioSample], config: AudioConfig | None = None, *, progress: bool = True
+) -> tuple[float, float, int]:
+    """Mean and std of the fbank over a dataset.
+
+    Args:
+        samples: paths, bytes or waveforms (anything :class:`AudioAdapter` takes).
+        config: front-end settings (``mean``/``std``/``target_frames`` are ignored).
+        progress: show a tqdm bar.
+
+    Returns:
+        ``(mean, std, clips_used)``. Bad clips are logged and counted out, not silently dropped.
+
+    Raises:
+        InputError: no clip could be read.
+    """
+    adapter = AudioAdapter(config or AudioConfig())
+    total = torch.zeros((), dtype=torch.float64)
+    total_sq = torch.zeros((), dtype=torch.float64)
+    count = used = 0
+    for sample in tqdm(samples, desc="fbank stats", disable=not progress):
+        try:
+            fbank = waveform_to_fbank(adapter.waveform(sample), adapter.config).to(torch.float64)
+        except InputError as err:
+            logger.warning("skipping a clip in the statistics: %s", err)
+            continue
+        total += fbank.sum()
+        total_sq += fbank.square().sum()
+        count += fbank.numel()
+        used += 1
+    if used == 0:
+        raise InputError("fbank_mean_std: no readable clip; pass at least one valid audio file")
+    mean = total / count
+    std = (total_sq / count - mean.square()).clamp_min(0).sqrt()
+    return float(mean), float(std), used
+
+
+@click.command("audio-stats")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--sample-rate", default=16000, show_default=True, help="Rate the clips are resampled to (Hz).")
+@click.option("--num-mel-bins", default=128, show_default=True, help="Mel bins of the fbank.")
+@click.option("--frontend", type=click.Choice(["kaldi", "librosa"]), default="kaldi", show_default=True)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def audio_stats(files: tuple[Path, ...], sample_rate: int, num_mel_bins: int, frontend: str, no_progress: bool) -> None:
+    """Print the fbank mean and std of FILES, for the audio adapter's `mean` and `std`."""
+    config = AudioConfig(sample_rate=sample_rate, num_mel_bins=num_mel_bins, frontend=frontend)
+    mean, std, used = fbank_mean_std(files, config, progress=not no_progress)
+    click.echo(f"mean: {mean:.7g}\nstd: {std:.7g}\nclips: {used}/{len(files)}")

@@ -1,0 +1,656 @@
+"""Decoding raw files into arrays, with fallbacks between backends.
+
+Backends: soundfile (wav, flac, ogg) and PyAV (compressed audio and the audio track of video files) for audio; decord
+(primary) and PyAV (fallback, and where decord has no wheel) for video; open3d (and a small built-in PLY/ASCII reader
+when open3d cannot be imported) and numpy for point clouds (meshes are sampled with our own seeded, area-weighted
+sampler; OFF meshes are read without open3d); PIL for images; csv / numpy for time series.
+
+An unreadable, empty, truncated or mislabelled file raises :class:`~unilk.errors.InputError` naming the file and the
+reason. open3d and decord are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unilk.errors import InputError
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+    "POINT_EXTENSIONS",
+    "SERIES_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "PathLike",
+    "SeriesData",
+    "VideoSource",
+    "load_audio",
+    "load_image",
+    "load_points",
+    "load_series",
+    "open_video",
+    "sample_mesh_surface",
+    "sample_name",
+]
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+_SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg"}
+_PYAV_AUDIO_EXTENSIONS = {".mp3", ".m4a", ".aac", ".opus", ".mp4", ".mkv", ".webm", ".mov", ".avi"}
+AUDIO_EXTENSIONS = frozenset(_SOUNDFILE_EXTENSIONS | _PYAV_AUDIO_EXTENSIONS)
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v"})
+_O3D_CLOUD_EXTENSIONS = {".ply", ".pcd", ".xyz", ".pts"}
+_O3D_MESH_EXTENSIONS = {".off", ".obj", ".stl"}
+_NUMPY_POINT_EXTENSIONS = {".npy", ".npz", ".txt"}
+POINT_EXTENSIONS = frozenset(_O3D_CLOUD_EXTENSIONS | _O3D_MESH_EXTENSIONS | _NUMPY_POINT_EXTENSIONS)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+SERIES_EXTENSIONS = frozenset({".csv", ".npy", ".npz"})
+
+
+def sample_name(sample: Any) -> str:
+    """A short human-readable name of a sample, for error messages."""
+    if isinstance(sample, (str, os.PathLike)):
+        return str(sample)
+    if isinstance(sample, (bytes, bytearray)):
+        return f"<{len(sample)} bytes>"
+    shape = getattr(sample, "shape", None)
+    if shape is not None:
+        return f"<{type(sample).__name__} of shape {tuple(shape)}>"
+    return f"<{type(sample).__name__}>"
+
+
+def _check_file(path: PathLike, extensions: frozenset[str], kind: str) -> Path:
+    """Check that ``path`` exists, is not empty and has a known extension; return it as a Path."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such {kind} file; pass the path of an existing file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes); expected an encoded {kind} file")
+    if path.suffix.lower() not in extensions:
+        raise InputError(
+            f"{path}: extension {path.suffix!r} is not a known {kind} format; expected one of {sorted(extensions)}"
+        )
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------- audio
+
+
+def _wav_truncation(path: Path) -> str | None:
+    """Return a reason if a RIFF/WAVE file is shorter than its header declares, else None."""
+    with path.open("rb") as f:
+        head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    riff_size = struct.unpack("<I", head[4:8])[0]
+    if riff_size in (0, 0xFFFFFFFF):  # streaming writers leave the size unknown: nothing to compare against
+        return None
+    declared = riff_size + 8
+    actual = path.stat().st_size
+    if actual < declared:
+        return f"the RIFF header declares {declared} bytes but the file has {actual} (truncated)"
+    return None
+
+
+_SOUNDFILE_FORMATS = {".wav": {"WAV", "WAVEX", "RF64"}, ".flac": {"FLAC"}, ".ogg": {"OGG"}}
+
+
+def _read_soundfile(source: Path | io.BytesIO) -> tuple[np.ndarray, int]:
+    """Decode with soundfile; returns float32 [channels, samples] and the sample rate."""
+    import soundfile as sf
+
+    if isinstance(source, Path):
+        container = sf.info(str(source)).format
+        expected = _SOUNDFILE_FORMATS.get(source.suffix.lower(), set())
+        if container not in expected:
+            logger.warning("%s: the content is %s, not what the extension says; decoding it anyway", source, container)
+    data, rate = sf.read(source, dtype="float32", always_2d=True)
+    return np.ascontiguousarray(data.T), int(rate)
+
+
+def _read_pyav_audio(source: Path | io.BytesIO) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream with PyAV; returns float32 [channels, samples] and the sample rate."""
+    import av
+
+    with av.open(source if isinstance(source, io.BytesIO) else str(source)) as container:
+        if not container.streams.audio:
+            raise ValueError("the container has no audio stream")
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate or stream.rate
+        # Resample to planar float at the native rate and layout: decoders emit several sample formats.
+        resampler = av.AudioResampler(format="fltp", rate=rate)
+        chunks: list[np.ndarray] = []
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray())
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray())
+    if not chunks:
+        return np.zeros((1, 0), dtype=np.float32), int(rate)
+    return np.concatenate(chunks, axis=1).astype(np.float32, copy=False), int(rate)
+
+
+def load_audio(source: PathLike | bytes) -> tuple[np.ndarray, int]:
+    """Decode an audio file (or the audio track of a video file).
+
+    soundfile reads wav/flac/ogg; PyAV reads everything else and is the fallback when soundfile fails. A file whose
+    content does not match its extension (e.g. an mp3 saved as ``.wav``) is decoded with a warning.
+
+    Args:
+        source: a path, or the encoded bytes of a file.
+
+    Returns:
+        ``(waveform, sample_rate)``: float32 array [channels, samples] and the rate in Hz.
+
+    Raises:
+        InputError: the file is missing, empty, truncated, of an unknown extension or cannot be decoded by any backend.
+    """
+    name = sample_name(source)
+    if isinstance(source, (bytes, bytearray)):
+        if len(source) == 0:
+            raise InputError(f"{name}: empty audio bytes; expected an encoded audio file")
+        attempts: list[tuple[str, Any]] = [("soundfile", _read_soundfile), ("PyAV", _read_pyav_audio)]
+        errors = []
+        for backend, reader in attempts:
+            try:
+                return reader(io.BytesIO(bytes(source)))
+            except Exception as err:  # any backend failure means "try the next one"
+                errors.append(f"{backend}: {err}")
+        raise InputError(f"{name}: cannot decode audio ({'; '.join(errors)}); pass a valid audio file")
+
+    path = _check_file(source, AUDIO_EXTENSIONS, "audio")
+    ext = path.suffix.lower()
+    if ext == ".wav" and (reason := _wav_truncation(path)):
+        raise InputError(f"{path}: {reason}; re-export or re-download the file")
+    order = (
+        [("soundfile", _read_soundfile), ("PyAV", _read_pyav_audio)]
+        if ext in _SOUNDFILE_EXTENSIONS
+        else [("PyAV", _read_pyav_audio)]
+    )
+    errors = []
+    for i, (backend, reader) in enumerate(order):
+        try:
+            waveform, rate = reader(path)
+        except Exception as err:  # any backend failure means "try the next one"
+            errors.append(f"{backend}: {err}")
+            continue
+        if i > 0:
+            logger.warning("%s: decoded with %s after %s (is the extension wrong?)", path, backend, errors[-1])
+        return waveform, rate
+    raise InputError(f"{path}: cannot decode audio ({'; '.join(errors)}); check that the file is complete and valid")
+
+
+# ----------------------------------------------------------------------------------------------------------- video
+
+
+class VideoSource:
+    """An opened video: frame count, frame rate and random access to frames by index.
+
+    Decord is tried first; PyAV is the fallback (it seeks to the keyframe before the first index asked and decodes
+    up to the last).
+    Use :func:`open_video` to build one.
+
+    Attributes:
+        path: the file.
+        num_frames: number of decodable frames.
+        fps: average frame rate (frames per second).
+        backend: ``"decord"`` or ``"pyav"``.
+    """
+
+    def __init__(self, path: Path, num_frames: int, fps: float, backend: str, reader: Any = None) -> None:
+        self.path = path
+        self.num_frames = num_frames
+        self.fps = fps
+        self.backend = backend
+        self._reader = reader
+
+    def get(self, indices: Sequence[int]) -> np.ndarray:
+        """Decode frames by index.
+
+        Args:
+            indices: frame indices in [0, num_frames), any order, repeats allowed.
+
+        Returns:
+            uint8 array [T, H, W, 3] (RGB), in the order of ``indices``.
+
+        Raises:
+            InputError: an index is out of range or the frames cannot be decoded.
+        """
+        idx = [int(i) for i in indices]
+        if not idx or min(idx) < 0 or max(idx) >= self.num_frames:
+            raise InputError(
+                f"{self.path}: frame indices {idx[:4]}... out of range; the video has {self.num_frames} frames"
+            )
+        try:
+            if self.backend == "decord":
+                return self._reader.get_batch(idx).asnumpy()
+            elif self.backend == "pyav":
+                return _pyav_frames(self.path, idx, self.fps)
+            else:
+                raise AssertionError(f"unknown video backend {self.backend!r}")
+        except InputError:
+            raise
+        except Exception as err:  # decoder errors are reported as bad input
+            raise InputError(
+                f"{self.path}: cannot decode frames {idx[:4]}... ({err}); the file may be damaged"
+            ) from err
+
+
+def _pyav_frames(path: Path, indices: list[int], fps: float) -> np.ndarray:
+    """Decode the requested frames with PyAV.
+
+    Seeks to the keyframe before the first frame wanted and numbers frames by their timestamps (frame = time · fps,
+    exact for constant-rate video); a stream without timestamps is decoded from the start and counted instead.
+    """
+    import av
+
+    wanted = set(indices)
+    first, last = min(indices), max(indices)
+    found: dict[int, np.ndarray] = {}
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        base = stream.start_time or 0
+        use_pts = fps > 0 and stream.time_base is not None
+        if use_pts and first > 0:
+            container.seek(base + int(first / fps / stream.time_base), stream=stream, backward=True)
+        for count, frame in enumerate(container.decode(stream)):
+            index = (
+                round(float((frame.pts - base) * stream.time_base) * fps)
+                if use_pts and frame.pts is not None
+                else count
+            )
+            if index in wanted:
+                found[index] = frame.to_ndarray(format="rgb24")
+            if index >= last:
+                break
+    missing = wanted - set(found)
+    if missing:
+        raise InputError(f"{path}: frames {sorted(missing)[:4]} could not be decoded (truncated file?)")
+    return np.stack([found[i] for i in indices])
+
+
+def _pyav_count(path: Path) -> tuple[int, float]:
+    """Count frames by demuxing (containers often carry no or a wrong frame count); return (count, fps).
+
+    Demuxing reads packets without decoding them, so it is cheap; one packet holds one frame for the usual codecs.
+    """
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError("the container has no video stream")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate) if stream.average_rate else 0.0
+        count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+    return count, fps
+
+
+def open_video(path: PathLike, backend: str = "auto") -> VideoSource:
+    """Open a video file for frame access.
+
+    Args:
+        path: the video file.
+        backend: ``"auto"`` (decord, falling back to PyAV), ``"decord"`` or ``"pyav"``.
+
+    Returns:
+        A :class:`VideoSource`.
+
+    Raises:
+        InputError: the file is missing, empty, of an unknown extension, has no decodable frames or cannot be opened.
+    """
+    path = _check_file(path, VIDEO_EXTENSIONS, "video")
+    errors: list[str] = []
+    if backend not in ("auto", "decord", "pyav"):
+        raise InputError(f"{path}: unknown video backend {backend!r}; expected 'auto', 'decord' or 'pyav'")
+    if backend in ("auto", "decord"):
+        try:
+            import decord
+
+            reader = decord.VideoReader(str(path), num_threads=0)
+            n = len(reader)
+            if n > 0:
+                return VideoSource(path, n, float(reader.get_avg_fps()), "decord", reader)
+            errors.append("decord: no frames")
+        except ImportError as err:
+            errors.append(f"decord: not installed ({err}; `pip install decord` on Linux x86-64)")
+        except Exception as err:  # decord raises its own error types; fall back to PyAV
+            errors.append(f"decord: {err}")
+        if backend == "decord":
+            raise InputError(f"{path}: cannot open video ({'; '.join(errors)})")
+        logger.debug("%s: decord failed (%s); trying PyAV", path, errors[-1])
+    try:
+        n, fps = _pyav_count(path)
+    except Exception as err:  # any decoder failure is a bad input
+        errors.append(f"PyAV: {err}")
+        raise InputError(
+            f"{path}: cannot open video ({'; '.join(errors)}); check the file is a complete video"
+        ) from err
+    if n == 0:
+        raise InputError(f"{path}: the video has no decodable frames; expected at least 1")
+    return VideoSource(path, n, fps, "pyav")
+
+
+# ---------------------------------------------------------------------------------------------------------- points
+
+_PLY_TYPES = {
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
+}
+
+
+class _UnsupportedPlyError(ValueError):
+    """A valid-looking PLY layout the built-in reader does not handle (open3d may)."""
+
+
+def _read_ply_vertices(path: Path) -> np.ndarray:
+    """Read the x, y, z vertex properties of a PLY file (ascii or binary) without open3d."""
+    raw = path.read_bytes()
+    end = raw.find(b"end_header")
+    if not raw.startswith(b"ply") or end < 0:
+        raise ValueError("not a PLY file (no 'ply' magic or 'end_header')")
+    header = raw[:end].decode("ascii", errors="replace").splitlines()
+    body = raw[raw.index(b"\n", end) + 1 :]
+    fmt, count, props, elements = "", 0, [], []
+    for line in header:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "format":
+            fmt = words[1]
+        elif words[0] == "element":
+            elements.append(words[1])
+            if words[1] == "vertex":
+                count = int(words[2])
+        elif words[0] == "property" and elements[-1:] == ["vertex"]:
+            if words[1] == "list":
+                raise _UnsupportedPlyError("list properties in the vertex element")
+            props.append((words[2], _PLY_TYPES[words[1]]))
+    if elements[:1] != ["vertex"] or not {"x", "y", "z"} <= {p for p, _ in props}:
+        raise _UnsupportedPlyError("the vertex element must come first and have x, y, z properties")
+    if fmt == "ascii":
+        table = np.loadtxt(io.BytesIO(body), max_rows=count, ndmin=2)
+        if table.shape[0] < count:
+            raise ValueError(f"header declares {count} vertices, found {table.shape[0]} (truncated)")
+        names = [p for p, _ in props]
+        return table[:, [names.index("x"), names.index("y"), names.index("z")]].astype(np.float32)
+    if fmt in ("binary_little_endian", "binary_big_endian"):
+        order = "<" if fmt == "binary_little_endian" else ">"
+        dtype = np.dtype([(p, order + t) for p, t in props])
+        if len(body) < dtype.itemsize * count:
+            raise ValueError(f"header declares {count} vertices, the file holds {len(body) // dtype.itemsize}")
+        table = np.frombuffer(body, dtype=dtype, count=count)
+        return np.stack([table["x"], table["y"], table["z"]], axis=1).astype(np.float32)
+    raise _UnsupportedPlyError(f"unknown PLY format {fmt!r}")
+
+
+def _import_open3d() -> Any:
+    """Import open3d or raise ImportError with an install hint."""
+    try:
+        import open3d
+    except ImportError as err:  # open3d also fails when a system library such as libusb is missing
+        raise ImportError(
+            f"open3d cannot be imported ({err}); `pip install open3d` (Linux also needs libusb-1.0-0)"
+        ) from err
+    return open3d
+
+
+def load_points(path: PathLike, mesh_points: int = 8192) -> np.ndarray:
+    """Read a point cloud, or sample points from a mesh.
+
+    Formats: ``.ply .pcd .xyz .pts`` (open3d; PLY and ASCII xyz/pts also without it); meshes ``.off`` (built-in
+    reader) and ``.obj .stl`` (open3d), of which ``mesh_points`` points are sampled uniformly over the surface (seeded);
+    ``.npy .npz .txt`` (numpy; the first three columns are x, y, z; an ``.npz`` holds a ``points`` or ``xyz`` array,
+    or a single array).
+
+    Args:
+        path: the file.
+        mesh_points: how many points to sample from a mesh.
+
+    Returns:
+        float32 array [N, 3]; N may be 0 (the adapter rejects empty clouds).
+
+    Raises:
+        InputError: the file is missing, empty, of an unknown extension or cannot be parsed.
+    """
+    path = _check_file(path, POINT_EXTENSIONS, "point cloud")
+    ext = path.suffix.lower()
+    try:
+        if ext == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif ext == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                keys = [k for k in ("points", "xyz") if k in archive.files] or archive.files
+                if len(keys) != 1 and keys[0] not in ("points", "xyz"):
+                    raise ValueError(f"cannot tell which array holds the points among {archive.files}")
+                array = archive[keys[0]]
+        elif ext == ".txt":
+            text = path.read_text()
+            array = np.loadtxt(io.StringIO(text.replace(",", " ")), ndmin=2)
+        elif ext in _O3D_CLOUD_EXTENSIONS:
+            array = _read_o3d_cloud(path)
+        elif ext in _O3D_MESH_EXTENSIONS:
+            array = _read_mesh_points(path, mesh_points)
+        else:
+            raise AssertionError(f"extension {ext} passed the check but has no reader")
+    except ImportError as err:
+        raise InputError(f"{path}: {err}") from err
+    except InputError:
+        raise
+    except Exception as err:  # parser errors of any backend are bad input
+        raise InputError(f"{path}: cannot read points ({err}); check the file is complete and valid") from err
+    array = np.asarray(array)
+    if array.ndim != 2 or array.shape[1] < 3:
+        raise InputError(f"{path}: points have shape {array.shape}; expected [N, 3] or more columns")
+    return np.ascontiguousarray(array[:, :3], dtype=np.float32)
+
+
+def _read_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Parse an OFF mesh into vertices [V, 3] and triangles [F, 3] (polygons fan-triangulated)."""
+    tokens = path.read_text().split()
+    if not tokens or not tokens[0].startswith("OFF"):
+        raise ValueError("not an OFF file (no 'OFF' header)")
+    # ModelNet40 has files whose header runs into the counts ("OFF490 518 0")
+    head = [tokens[0][3:]] if len(tokens[0]) > 3 else []
+    rest = head + tokens[1:]
+    num_vertices, num_faces = int(rest[0]), int(rest[1])
+    values = rest[3:]
+    if len(values) < 3 * num_vertices:
+        raise ValueError(f"header declares {num_vertices} vertices, the file holds fewer (truncated)")
+    vertices = np.asarray(values[: 3 * num_vertices], dtype=np.float64).reshape(num_vertices, 3)
+    cursor, triangles = 3 * num_vertices, []
+    for _ in range(num_faces):
+        if cursor >= len(values):
+            raise ValueError(f"header declares {num_faces} faces, the file holds fewer (truncated)")
+        size = int(values[cursor])
+        polygon = [int(v) for v in values[cursor + 1 : cursor + 1 + size]]
+        triangles.extend((polygon[0], polygon[i], polygon[i + 1]) for i in range(1, size - 1))
+        cursor += 1 + size
+    return vertices, np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
+
+
+def sample_mesh_surface(vertices: np.ndarray, triangles: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """Sample points uniformly over a triangle mesh's surface (area-weighted, seeded, so deterministic).
+
+    Args:
+        vertices: [V, 3].
+        triangles: int [F, 3].
+        count: points wanted.
+        seed: seed of the sampler.
+
+    Returns:
+        float64 array [count, 3].
+    """
+    corners = vertices[triangles]  # (F, 3 corners, 3)
+    areas = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    if not areas.sum() > 0:
+        raise ValueError("the mesh has no surface (all triangles are degenerate)")
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(triangles), size=count, p=areas / areas.sum())
+    u, v = rng.random((2, count))
+    flip = u + v > 1  # fold points of the parallelogram back into the triangle
+    u, v = np.where(flip, 1 - u, u), np.where(flip, 1 - v, v)
+    a, b, c = corners[chosen, 0], corners[chosen, 1], corners[chosen, 2]
+    return a + u[:, None] * (b - a) + v[:, None] * (c - a)
+
+
+def _read_mesh_points(path: Path, count: int) -> np.ndarray:
+    """Sample ``count`` points from a mesh: OFF with the built-in reader (which also takes ModelNet's run-on headers
+    such as ``OFF490 518 0``), OBJ and STL with open3d."""
+    if path.suffix.lower() == ".off":
+        vertices, triangles = _read_off(path)
+    else:
+        mesh = _import_open3d().io.read_triangle_mesh(str(path))
+        vertices, triangles = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    if len(triangles) == 0:
+        raise ValueError("the mesh has no triangles")
+    return sample_mesh_surface(vertices, triangles, count)
+
+
+def _read_o3d_cloud(path: Path) -> np.ndarray:
+    """Read a cloud file: PLY with the built-in reader first, everything else (and unusual PLY layouts) with open3d.
+
+    The built-in PLY reader comes first because open3d, given a truncated PLY, logs a warning and returns a cloud of
+    the declared size filled with uninitialised memory; ours checks the size. ASCII xyz/pts are read with numpy when
+    open3d cannot be imported.
+    """
+    ext = path.suffix.lower()
+    if ext == ".ply":
+        try:
+            return _read_ply_vertices(path)
+        except _UnsupportedPlyError as err:
+            logger.debug("%s: %s; reading it with open3d", path, err)
+    try:
+        o3d = _import_open3d()
+    except ImportError:
+        if ext in (".xyz", ".pts"):
+            return np.loadtxt(path, ndmin=2)
+        raise
+    return np.asarray(o3d.io.read_point_cloud(str(path)).points)
+
+
+# ---------------------------------------------------------------------------------------------------------- images
+
+
+def load_image(path: PathLike) -> Any:
+    """Read an image as an RGB ``PIL.Image``.
+
+    Raises:
+        InputError: the file is missing, empty, of an unknown extension, truncated or not an image.
+    """
+    from PIL import Image
+
+    path = _check_file(path, IMAGE_EXTENSIONS, "image")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except Exception as err:  # PIL raises several types for bad files
+        raise InputError(f"{path}: cannot decode image ({err}); check the file is a complete image") from err
+
+
+# ---------------------------------------------------------------------------------------------------------- series
+
+
+@dataclass(frozen=True)
+class SeriesData:
+    """A multivariate time series read from a file.
+
+    Attributes:
+        values: float32 array [T, D].
+        columns: the D column names.
+        timestamps: datetime64 array [T], or None when the file has no date column.
+    """
+
+    values: np.ndarray
+    columns: tuple[str, ...]
+    timestamps: np.ndarray | None
+
+
+def load_series(path: PathLike) -> SeriesData:
+    """Read a time series: a CSV whose optional first column ``date`` holds timestamps, or a numpy array [T, D].
+
+    Args:
+        path: ``.csv``, ``.npy`` or ``.npz`` (an npz holds ``values`` and optionally ``timestamps``). A numpy array
+            [T, stations, features] (Corrformer's files) is flattened to [T, stations·features], station-major.
+
+    Returns:
+        A :class:`SeriesData`. NaN and inf are kept (the adapter decides); non-numeric cells raise.
+
+    Raises:
+        InputError: the file is missing, empty, of an unknown extension or not parseable.
+    """
+    path = _check_file(path, SERIES_EXTENSIONS, "time-series")
+    ext = path.suffix.lower()
+    try:
+        if ext == ".csv":
+            return _read_series_csv(path)
+        if ext == ".npy":
+            values = np.load(path, allow_pickle=False)
+            timestamps = None
+        elif ext == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                values = archive["values"]
+                timestamps = archive["timestamps"].astype("datetime64[s]") if "timestamps" in archive else None
+        else:
+            raise AssertionError(f"extension {ext} passed the check but has no reader")
+    except InputError:
+        raise
+    except Exception as err:  # parser errors are bad input
+        raise InputError(f"{path}: cannot read the series ({err}); check the file") from err
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim == 1:
+        values = values[:, None]
+    elif values.ndim == 3:  # Corrformer's (T, stations, features): station-major channels
+        values = values.reshape(values.shape[0], -1)
+    if values.ndim != 2:
+        raise InputError(f"{path}: series has shape {values.shape}; expected [T], [T, D] or [T, stations, features]")
+    return SeriesData(values, tuple(f"c{i}" for i in range(values.shape[1])), timestamps)
+
+
+def _read_series_csv(path: Path) -> SeriesData:
+    """Parse a CSV with a header row; a first column named ``date``/``time``/``timestamp`` holds timestamps."""
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2:
+        raise InputError(f"{path}: the CSV has {len(rows)} row(s); expected a header and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    has_time = header[0].lower() in ("date", "time", "timestamp", "datetime")
+    body = rows[1:]
+    widths = {len(r) for r in body}
+    if widths != {len(header)}:
+        raise InputError(f"{path}: rows have {sorted(widths)} cells but the header has {len(header)} (truncated?)")
+    start = 1 if has_time else 0
+    try:
+        values = np.array([[float(c) for c in r[start:]] for r in body], dtype=np.float32)
+        stamps = [r[0].strip().replace(" ", "T") for r in body]
+        timestamps = np.array(stamps, dtype="datetime64[s]") if has_time else None
+    except ValueError as err:
+        raise InputError(f"{path}: a cell is not a number or a date ({err}); clean the CSV") from err
+    return SeriesData(values, tuple(header[start:]), timestamps)

@@ -1,0 +1,383 @@
+"""Time-series adapter: windowing and scaling (:class:`SeriesAdapter`) and the learned stem (:class:`SeriesEmbedding`).
+
+Following Corrformer as used by UniRepLKNet (spec §5.4): the D channels of a series are split into nodes of
+``group_size`` consecutive channels (stations); every node is one sample. A node's window (L, group_size) is embedded
+by a circular token Conv1d (k = 3, no bias), plus a linear embedding of calendar time features and a fixed sinusoidal
+position embedding, then dropout, giving (L, d_model); its row-major flattening is reshaped into a 1×H×W map with
+H·W = L·d_model (square when L·d_model is a square, e.g. 48·768 = 192², else the factor pair closest to square).
+
+Unlike the other adapters the map is made by a learned module: :class:`SeriesAdapter` returns the scaled window
+Tensor[L, D] and :class:`SeriesEmbedding` (the stem of a modal model) turns a batch of windows into maps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from unilk.adapters.config import AdapterConfig, check_choice, check_positive
+from unilk.adapters.io import PathLike, SeriesData, load_series, sample_name
+from unilk.errors import ConfigError, InputError
+
+__all__ = [
+    "TIME_FEATURES",
+    "SeriesAdapter",
+    "SeriesConfig",
+    "SeriesEmbedding",
+    "StandardScaler",
+    "map_shape",
+    "sinusoidal_positions",
+    "time_features",
+]
+
+logger = logging.getLogger(__name__)
+
+#: calendar features per sampling frequency (Informer / Time-Series-Library ``timeF`` convention)
+TIME_FEATURES: dict[str, tuple[str, ...]] = {
+    "s": ("second", "minute", "hour", "day_of_week", "day_of_month", "day_of_year"),
+    "t": ("minute", "hour", "day_of_week", "day_of_month", "day_of_year"),
+    "h": ("hour", "day_of_week", "day_of_month", "day_of_year"),
+    "d": ("day_of_week", "day_of_month", "day_of_year"),
+    "b": ("day_of_week", "day_of_month", "day_of_year"),
+    "w": ("day_of_month", "week_of_year"),
+    "m": ("month",),
+}
+
+SeriesSample = PathLike | np.ndarray | Tensor | SeriesData
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesConfig(AdapterConfig):
+    """Windowing, scaling and embedding of a multivariate series.
+
+    Attributes:
+        seq_len: input window L.
+        label_len: steps of the decoder window that overlap the input's end.
+        pred_len: steps to forecast.
+        group_size: channels per node (Corrformer's ``enc_in``; 11 stations for Global Temp); D must be a multiple.
+        d_model: embedding width D′; the map has H·W = seq_len·d_model.
+        freq: sampling frequency for time features: ``s``, ``t`` (minute), ``h``, ``d``, ``b``, ``w``, ``m``, or
+            ``none`` (no time features).
+        dropout: dropout after the embedding sum.
+        scale: standardise with statistics fitted on the training split.
+    """
+
+    modality = "series"
+
+    seq_len: int = 48
+    label_len: int = 24
+    pred_len: int = 24
+    group_size: int = 11
+    d_model: int = 768
+    freq: str = "h"
+    dropout: float = 0.05
+    scale: bool = True
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for name in ("seq_len", "pred_len", "group_size", "d_model"):
+            check_positive(owner, name, getattr(self, name))
+        if not 0 <= self.label_len <= self.seq_len:
+            raise ConfigError(f"{owner}.label_len: got {self.label_len}, expected 0 ≤ label_len ≤ seq_len")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{owner}.dropout: got {self.dropout}, expected a probability in [0, 1)")
+        check_choice(owner, "freq", self.freq, [*TIME_FEATURES, "none"])
+
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        """(H, W) of the map: H·W = seq_len·d_model."""
+        return map_shape(self.seq_len * self.d_model)
+
+
+# ----------------------------------------------------------------------------------------------- pure functions
+
+
+def map_shape(size: int) -> tuple[int, int]:
+    """The factor pair (H, W), H ≤ W, H·W = size, closest to square."""
+    height = math.isqrt(size)
+    while size % height:
+        height -= 1
+    return height, size // height
+
+
+def time_features(timestamps: np.ndarray, freq: str) -> np.ndarray:
+    """Calendar features scaled to [-0.5, 0.5] (the ``timeF`` encoding).
+
+    Args:
+        timestamps: datetime64 array [T].
+        freq: a key of :data:`TIME_FEATURES`.
+
+    Returns:
+        float32 array [T, k] with k = len(TIME_FEATURES[freq]).
+    """
+    if freq not in TIME_FEATURES:
+        raise ConfigError(f"time_features: freq {freq!r} unknown; expected one of {sorted(TIME_FEATURES)}")
+    ts = np.asarray(timestamps).astype("datetime64[s]")
+    days = ts.astype("datetime64[D]")
+    months = ts.astype("datetime64[M]")
+    years = ts.astype("datetime64[Y]")
+    fields = {
+        "second": lambda: (ts - ts.astype("datetime64[m]")).astype(np.int64) / 59.0,
+        "minute": lambda: (ts.astype("datetime64[m]") - ts.astype("datetime64[h]")).astype(np.int64) / 59.0,
+        "hour": lambda: (ts.astype("datetime64[h]") - days).astype(np.int64) / 23.0,
+        # 1970-01-01 was a Thursday; Monday = 0
+        "day_of_week": lambda: ((days.astype(np.int64) + 3) % 7) / 6.0,
+        "day_of_month": lambda: (days - months).astype(np.int64) / 30.0,
+        "day_of_year": lambda: (days - years).astype(np.int64) / 365.0,
+        "month": lambda: (months - years).astype(np.int64) / 11.0,
+        "week_of_year": lambda: (
+            np.array([datetime.date.fromisoformat(str(d)).isocalendar()[1] - 1 for d in days], dtype=np.float64) / 52.0
+        ),
+    }
+    return np.stack([fields[name]() - 0.5 for name in TIME_FEATURES[freq]], axis=-1).astype(np.float32)
+
+
+def sinusoidal_positions(length: int, dim: int) -> Tensor:
+    """Fixed sine/cosine position table (Transformer / Informer). Returns Tensor[length, dim]."""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    freqs = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * freqs)
+    table[:, 1::2] = torch.cos(position * freqs[: dim // 2])
+    return table
+
+
+class StandardScaler:
+    """Per-channel standardisation fitted on the training split, with an inverse transform.
+
+    Attributes:
+        mean: float32 array [D] (None before :meth:`fit`).
+        std: float32 array [D]; a constant channel gets std 1 so it maps to 0 instead of NaN.
+    """
+
+    def __init__(self, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> None:
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)
+        self.std = None if std is None else np.asarray(std, dtype=np.float32)
+
+    def fit(self, values: np.ndarray) -> StandardScaler:
+        """Fit on values [T, D]; returns self."""
+        values = np.asarray(values, dtype=np.float64)
+        std = values.std(axis=0)
+        self.mean = values.mean(axis=0).astype(np.float32)
+        self.std = np.where(std > 0, std, 1.0).astype(np.float32)
+        return self
+
+    def _stats(self, like: Any) -> tuple[Any, Any]:
+        if self.mean is None or self.std is None:
+            raise ConfigError("StandardScaler: not fitted; call fit(train_values) or SeriesAdapter.fit_scaler first")
+        if isinstance(like, Tensor):
+            return torch.as_tensor(self.mean, device=like.device), torch.as_tensor(self.std, device=like.device)
+        return self.mean, self.std
+
+    def transform(self, values: Any) -> Any:
+        """(values - mean) / std on the last axis; numpy or torch in, same type out."""
+        mean, std = self._stats(values)
+        return (values - mean) / std
+
+    def inverse_transform(self, values: Any) -> Any:
+        """values · std + mean on the last axis (e.g. to report forecasts in data units)."""
+        mean, std = self._stats(values)
+        return values * std + mean
+
+    def to_dict(self) -> dict[str, list[float] | None]:
+        """Statistics as lists, to store in a checkpoint."""
+        return {
+            "mean": None if self.mean is None else self.mean.tolist(),
+            "std": None if self.std is None else self.std.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StandardScaler:
+        """Inverse of :meth:`to_dict`."""
+        return cls(data.get("mean"), data.get("std"))
+
+
+# ------------------------------------------------------------------------------------------------------- module
+
+
+class SeriesEmbedding(nn.Module):
+    """The learned stem: windows Tensor[B, L, D] (+ time marks) -> maps Tensor[B·n, 1, H, W], n = D / group_size.
+
+    Node j holds channels ``j·group_size … (j+1)·group_size − 1``; maps are ordered sample-major (sample b, node j at
+    b·n + j).
+
+    Args:
+        config: the series config (``seq_len``, ``group_size``, ``d_model``, ``freq``, ``dropout``).
+
+    Example:
+        >>> stem = SeriesEmbedding(SeriesConfig(seq_len=8, label_len=4, group_size=2, d_model=8, freq="none"))
+        >>> stem(torch.randn(3, 8, 4)).shape
+        torch.Size([6, 1, 8, 8])
+    """
+
+    def __init__(self, config: SeriesConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.token_conv = nn.Conv1d(
+            config.group_size, config.d_model, kernel_size=3, padding=1, padding_mode="circular", bias=False
+        )
+        nn.init.kaiming_normal_(self.token_conv.weight, mode="fan_in", nonlinearity="leaky_relu")
+        num_marks = 0 if config.freq == "none" else len(TIME_FEATURES[config.freq])
+        self.time_linear = nn.Linear(num_marks, config.d_model, bias=False) if num_marks else None
+        self.register_buffer("positions", sinusoidal_positions(config.seq_len, config.d_model), persistent=False)
+        self.dropout = nn.Dropout(config.dropout)
+        self.map_shape = config.map_shape
+
+    def embed(self, x: Tensor, marks: Tensor | None = None) -> Tensor:
+        """Embed windows per node.
+
+        Args:
+            x: Tensor[B, L, D] with L = seq_len, D a multiple of group_size.
+            marks: Tensor[B, L, k] time features (required unless ``freq='none'``).
+
+        Returns:
+            Tensor[B·n, L, d_model].
+
+        Raises:
+            InputError: wrong L or D, or missing / mis-shaped marks.
+        """
+        cfg = self.config
+        batch, length, chans = x.shape
+        if length != cfg.seq_len or chans % cfg.group_size:
+            raise InputError(
+                f"SeriesEmbedding: input has shape {tuple(x.shape)}; expected [B, {cfg.seq_len}, D] with D a "
+                f"multiple of group_size={cfg.group_size}"
+            )
+        nodes = chans // cfg.group_size
+        # (B, L, n·g) -> (B·n, g, L): one sample per node, channels first for the conv
+        per_node = x.reshape(batch, length, nodes, cfg.group_size).permute(0, 2, 3, 1)
+        per_node = per_node.reshape(batch * nodes, cfg.group_size, length)
+        out = self.token_conv(per_node).transpose(1, 2) + self.positions  # (B·n, L, d_model)
+        if self.time_linear is not None:
+            if marks is None or marks.shape != (batch, length, self.time_linear.in_features):
+                raise InputError(
+                    f"SeriesEmbedding: time marks of shape {None if marks is None else tuple(marks.shape)}; expected "
+                    f"[{batch}, {length}, {self.time_linear.in_features}] for freq={cfg.freq!r} (or use freq='none')"
+                )
+            out = out + self.time_linear(marks).repeat_interleave(nodes, dim=0)  # same calendar for every node
+        return self.dropout(out)
+
+    def forward(self, x: Tensor, marks: Tensor | None = None) -> Tensor:
+        """Embed and reshape to maps: Tensor[B, L, D] -> Tensor[B·n, 1, H, W] with H·W = L·d_model."""
+        emb = self.embed(x, marks)  # (B·n, L, d_model)
+        return emb.reshape(emb.shape[0], 1, *self.map_shape)
+
+
+# ------------------------------------------------------------------------------------------------------ adapter
+
+
+class SeriesAdapter:
+    """Windows and scales series for :class:`SeriesEmbedding`.
+
+    ``__call__`` takes one input window (a file, array [T, D] or :class:`SeriesData`; its last ``seq_len`` steps are
+    used) and returns the scaled Tensor[seq_len, D]; training code uses :meth:`window` over a whole split instead.
+    ``in_chans`` is 1, the channel count of the maps the embedding makes. With ``freq`` other than ``none`` the
+    embedding also needs time marks: :meth:`window` returns them, and :meth:`marks` computes them for a series.
+    """
+
+    in_chans = 1
+
+    def __init__(self, config: SeriesConfig | None = None, scaler: StandardScaler | None = None) -> None:
+        self.config = config or SeriesConfig()
+        self.scaler = scaler or StandardScaler()
+
+    def load(self, sample: SeriesSample) -> SeriesData:
+        """Read and validate a series.
+
+        Raises:
+            InputError: unreadable file, wrong shape, no steps, or NaN/inf values.
+        """
+        name = sample_name(sample)
+        if isinstance(sample, SeriesData):
+            data = sample
+        elif isinstance(sample, (np.ndarray, Tensor)):
+            values = np.asarray(sample, dtype=np.float32)
+            values = values[:, None] if values.ndim == 1 else values
+            if values.ndim != 2:
+                raise InputError(f"{name}: series has shape {values.shape}; expected [T] or [T, D]")
+            data = SeriesData(values, tuple(f"c{i}" for i in range(values.shape[-1])), None)
+        else:
+            data = load_series(sample)
+        if data.values.ndim != 2 or data.values.shape[0] == 0:
+            raise InputError(f"{name}: series has shape {data.values.shape}; expected [T, D] with T ≥ 1")
+        bad = ~np.isfinite(data.values)
+        if bad.any():
+            rows = np.nonzero(bad.any(axis=1))[0]
+            raise InputError(
+                f"{name}: {int(bad.sum())} value(s) are NaN or inf (first at step {int(rows[0])}); fill or drop them "
+                "before windowing"
+            )
+        return data
+
+    def fit_scaler(self, train: SeriesSample) -> StandardScaler:
+        """Fit the scaler on the training split (never on validation or test data); returns it."""
+        self.scaler.fit(self.load(train).values)
+        return self.scaler
+
+    def _scaled(self, values: np.ndarray) -> np.ndarray:
+        return self.scaler.transform(values) if self.config.scale else values
+
+    def marks(self, data: SeriesData) -> np.ndarray | None:
+        """Time features of every step (None when ``freq='none'``); InputError when they are needed but missing."""
+        if self.config.freq == "none":
+            return None
+        if data.timestamps is None:
+            raise InputError(
+                f"series with columns {data.columns[:3]}...: no timestamps but freq={self.config.freq!r} needs them; "
+                "add a 'date' column or set freq='none'"
+            )
+        return time_features(data.timestamps, self.config.freq)
+
+    def num_windows(self, data: SeriesData) -> int:
+        """Number of (input, target) windows in a split."""
+        cfg = self.config
+        return max(data.values.shape[0] - cfg.seq_len - cfg.pred_len + 1, 0)
+
+    def window(self, data: SeriesData, index: int) -> dict[str, Tensor]:
+        """Window ``index`` of a split (Time-Series-Library layout).
+
+        Returns:
+            ``{"x": [seq_len, D], "y": [label_len + pred_len, D], "x_mark": [seq_len, k], "y_mark": [...]}``, scaled
+            float32 tensors; the mark keys are absent when ``freq='none'``. ``y`` starts ``label_len`` steps before
+            the end of ``x``.
+        """
+        cfg = self.config
+        if not 0 <= index < self.num_windows(data):
+            raise InputError(f"window {index} out of range; the split has {self.num_windows(data)} windows")
+        marks = self.marks(data)
+        values = self._scaled(data.values)
+        x_end = index + cfg.seq_len
+        y_start, y_end = x_end - cfg.label_len, x_end + cfg.pred_len
+        out = {"x": torch.from_numpy(values[index:x_end]), "y": torch.from_numpy(values[y_start:y_end])}
+        if marks is not None:
+            out["x_mark"] = torch.from_numpy(marks[index:x_end])
+            out["y_mark"] = torch.from_numpy(marks[y_start:y_end])
+        return out
+
+    def __call__(self, sample: SeriesSample) -> Tensor:
+        """The scaled last ``seq_len`` steps of a sample: Tensor[seq_len, D] float32.
+
+        Raises:
+            InputError: a bad series (see :meth:`load`) or one shorter than ``seq_len``.
+        """
+        data = self.load(sample)
+        if data.values.shape[0] < self.config.seq_len:
+            raise InputError(
+                f"{sample_name(sample)}: series has {data.values.shape[0]} steps, fewer than seq_len="
+                f"{self.config.seq_len}"
+            )
+        return torch.from_numpy(np.ascontiguousarray(self._scaled(data.values[-self.config.seq_len :]), np.float32))
+
+    def collate(self, windows: list[Tensor]) -> Tensor:
+        """Stack windows: list of Tensor[L, D] -> Tensor[N, L, D] (the input of :class:`SeriesEmbedding`)."""
+        shapes = {tuple(w.shape) for w in windows}
+        if len(shapes) != 1:
+            raise InputError(f"series: cannot collate windows of shapes {sorted(shapes)}; expected one shape")
+        return torch.stack(windows)

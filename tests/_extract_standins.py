@@ -1,0 +1,89 @@
+"""Stand-ins for the extraction tests: a ``load`` over .npy files and a fixed tiny ``embed``; also a runnable script.
+
+Run as ``python tests/_extract_standins.py SRC OUT [--delay S] [--shard-size N]`` (the SIGKILL and torchrun tests
+launch it in subprocesses). Under torchrun it joins a gloo process group first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unilk.errors import InputError
+from unilk.extract import extract_items, list_inputs
+
+DIM_IN, DIM_OUT = 6, 4
+
+
+def write_inputs(root: Path, n: int, corrupt: tuple[int, ...] = ()) -> list[Path]:
+    """Write ``n`` small .npy vectors (``corrupt`` indices get garbage bytes) and return their paths."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        path = root / f"x{i:04d}.npy"
+        if i in corrupt:
+            path.write_bytes(b"not a numpy file")
+        else:
+            np.save(path, rng.standard_normal(DIM_IN).astype(np.float32))
+        paths.append(path)
+    return paths
+
+
+class SlowLoad:
+    """``path -> Tensor[DIM_IN]``; sleeps ``delay`` seconds so a test can kill the run midway."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+
+    def __call__(self, path: str) -> torch.Tensor:
+        if self.delay:
+            time.sleep(self.delay)
+        try:
+            return torch.from_numpy(np.load(path))
+        except (ValueError, OSError) as err:
+            raise InputError(f"{path}: cannot read ({err})") from err
+
+
+def make_embed() -> torch.nn.Module:
+    """A fixed (seeded) linear map, standing in for a trunk."""
+    torch.manual_seed(0)
+    return torch.nn.Linear(DIM_IN, DIM_OUT).eval()
+
+
+def embed_with(model: torch.nn.Module):
+    return lambda samples: model(torch.stack(samples))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("src")
+    parser.add_argument("out")
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--shard-size", type=int, default=5)
+    args = parser.parse_args()
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        torch.distributed.init_process_group("gloo")
+    summary = extract_items(
+        list_inputs(args.src),
+        args.out,
+        load=SlowLoad(args.delay),
+        embed=embed_with(make_embed()),
+        shard_size=args.shard_size,
+        batch_size=3,
+        progress=False,
+    )
+    print(f"done={summary.done} failed={summary.failed} skipped={summary.skipped} complete={summary.complete}")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Series adapter and embedding: files, windows, scaling, map shape, gradient flow, time features, bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unilk.adapters import SeriesAdapter, SeriesConfig, SeriesEmbedding, StandardScaler
+from unilk.adapters.io import load_series
+from unilk.adapters.series import map_shape, time_features
+from unilk.errors import InputError
+
+CFG = SeriesConfig(seq_len=12, label_len=6, pred_len=4, group_size=2, d_model=12, freq="h", dropout=0.0)
+
+
+def write_csv(path: Path, steps: int = 40, channels: int = 4, bad: str | None = None) -> Path:
+    start = np.datetime64("2024-03-01T00:00:00")
+    stamps = start + np.arange(steps) * np.timedelta64(1, "h")
+    values = np.arange(steps * channels, dtype=np.float64).reshape(steps, channels)
+    lines = ["date," + ",".join(f"s{i}" for i in range(channels))]
+    for t in range(steps):
+        cells = [f"{v:g}" for v in values[t]]
+        if bad is not None and t == 7:
+            cells[1] = bad
+        lines.append(f"{str(stamps[t]).replace('T', ' ')}," + ",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_csv_and_npy_windows_and_scaler(tmp_path: Path) -> None:
+    data = load_series(write_csv(tmp_path / "s.csv"))
+    assert data.values.shape == (40, 4)
+    assert data.columns == ("s0", "s1", "s2", "s3")
+    assert data.timestamps[1] - data.timestamps[0] == np.timedelta64(1, "h")
+    adapter = SeriesAdapter(CFG)
+    scaler = adapter.fit_scaler(data)
+    np.testing.assert_allclose(scaler.mean, data.values.mean(axis=0), rtol=1e-6)
+    assert adapter.num_windows(data) == 40 - 12 - 4 + 1
+    w = adapter.window(data, 3)
+    assert w["x"].shape == (12, 4)
+    assert w["y"].shape == (10, 4)
+    assert w["x_mark"].shape == (12, 4)
+    assert w["y_mark"].shape == (10, 4)
+    # y starts label_len steps before the end of x, and the inverse transform gives the raw values back
+    torch.testing.assert_close(w["y"][:6], w["x"][-6:])
+    raw = scaler.inverse_transform(w["y"])
+    torch.testing.assert_close(raw, torch.from_numpy(data.values[9:19]))
+    np.save(tmp_path / "s.npy", data.values)
+    from_npy = SeriesAdapter(CFG.replace(freq="none"), scaler)(tmp_path / "s.npy")
+    torch.testing.assert_close(from_npy, scaler.transform(torch.from_numpy(data.values[-12:])))
+    np.save(tmp_path / "corr.npy", data.values.reshape(40, 2, 2))  # Corrformer layout (T, stations, features)
+    np.testing.assert_array_equal(load_series(tmp_path / "corr.npy").values, data.values)
+    restored = StandardScaler.from_dict(scaler.to_dict())
+    np.testing.assert_array_equal(restored.std, scaler.std)
+
+
+def test_embedding_map_shape_and_gradient() -> None:
+    stem = SeriesEmbedding(CFG)
+    x = torch.randn(3, 12, 4, requires_grad=True)  # 3 samples, 2 nodes of 2 channels
+    marks = torch.rand(3, 12, 4) - 0.5
+    maps = stem(x, marks)
+    height, width = map_shape(12 * 12)
+    assert maps.shape == (6, 1, height, width)
+    assert height * width == CFG.seq_len * CFG.d_model
+    assert (height, width) == (12, 12)
+    maps.square().sum().backward()
+    assert stem.token_conv.weight.grad is not None
+    assert stem.token_conv.weight.grad.abs().sum() > 0
+    assert stem.time_linear.weight.grad.abs().sum() > 0
+    assert x.grad.abs().sum() > 0
+    # node j of sample b is map b·n + j and depends only on its own channels
+    x2 = x.detach().clone()
+    x2[1, :, 2:] += 1.0  # change node 1 of sample 1
+    with torch.no_grad():
+        diff = (stem(x2, marks) - stem(x.detach(), marks)).flatten(1).abs().sum(1)
+    assert diff.nonzero().flatten().tolist() == [3]
+
+
+def test_map_shape_rules() -> None:
+    assert map_shape(48 * 768) == (192, 192)  # the official Global Temp setting
+    assert map_shape(96 * 512) == (192, 256)  # not a square: the closest factor pair
+    assert map_shape(7) == (1, 7)
+
+
+def test_time_features_hourly() -> None:
+    stamps = np.array(["2024-01-01T00", "2024-01-01T23", "2024-01-07T12"], dtype="datetime64[s]")
+    feats = time_features(stamps, "h")
+    assert feats.shape == (3, 4)
+    # hour, day of week (2024-01-01 was a Monday), day of month, day of year; each scaled to [-0.5, 0.5]
+    np.testing.assert_allclose(feats[0], [-0.5, -0.5, -0.5, -0.5])
+    np.testing.assert_allclose(feats[1, 0], 0.5)
+    np.testing.assert_allclose(feats[2, 1], 0.5)  # Sunday
+    assert time_features(stamps, "w").shape == (3, 2)
+
+
+def test_missing_marks_and_wrong_width_raise() -> None:
+    stem = SeriesEmbedding(CFG)
+    with pytest.raises(InputError, match="time marks"):
+        stem(torch.randn(1, 12, 4))
+    with pytest.raises(InputError, match="multiple of group_size"):
+        stem(torch.randn(1, 12, 3), torch.zeros(1, 12, 4))
+
+
+# ----------------------------------------------------------------------------------------------- bad inputs
+
+
+@pytest.mark.parametrize("cell", ["nan", "inf", "-inf"])
+def test_nan_or_inf_in_series(tmp_path: Path, cell: str) -> None:
+    path = write_csv(tmp_path / "bad.csv", bad=cell)
+    with pytest.raises(InputError, match=r"NaN or inf.*step 7"):
+        SeriesAdapter(CFG)(path)
+
+
+def test_bad_series_files(tmp_path: Path) -> None:
+    adapter = SeriesAdapter(CFG.replace(scale=False))
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputError, match="empty"):
+        adapter(tmp_path / "empty.csv")
+    good = write_csv(tmp_path / "good.csv").read_text()
+    (tmp_path / "trunc.csv").write_text(good[: len(good) // 2].rsplit(",", 1)[0])
+    with pytest.raises(InputError, match=r"trunc.csv"):
+        adapter(tmp_path / "trunc.csv")
+    (tmp_path / "text.csv").write_text("date,a\n2024-01-01,hello\n")
+    with pytest.raises(InputError, match="not a number"):
+        adapter(tmp_path / "text.csv")
+    (tmp_path / "series.wav").write_text(good)
+    with pytest.raises(InputError, match="extension"):
+        adapter(tmp_path / "series.wav")
+    with pytest.raises(InputError, match="fewer than seq_len"):
+        adapter(np.zeros((5, 4), np.float32))
+    with pytest.raises(InputError, match="no timestamps"):
+        SeriesAdapter(CFG).window(SeriesAdapter(CFG).load(np.zeros((30, 4), np.float32)), 0)

@@ -1,0 +1,80 @@
+"""Shared test fixtures: where the official reference fixtures live, and loaded fixture files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# CI clones the repository next to shared/, so the fixtures are at <repo>/../shared/fixtures
+FIXTURES_DIR = REPO_ROOT.parent / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """The directory of the official reference fixtures."""
+    return FIXTURES_DIR
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    """Load one official fixture file safely (``weights_only=True``)."""
+    import torch
+
+    path = FIXTURES_DIR / name
+    if not path.is_file():  # conformance must not pass silently: a missing fixture is an error, not a skip
+        raise FileNotFoundError(f"official fixture {path} not found; clone the repository next to shared/")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def unireplknet_a_fixture() -> dict[str, Any]:
+    """``shared/fixtures/unireplknet_a_official.pt`` (spec unireplknet.md §9)."""
+    return load_fixture("unireplknet_a_official.pt")
+
+
+def _randomize_module(module: Any, seed: int = 0) -> Any:
+    """Overwrite every parameter and BN buffer with seeded non-trivial values (the fixtures' recipe, spec §9).
+
+    Norm weights U(0.5, 1.5), biases N(0, 0.2²), running_mean N(0, 0.3²), running_var U(0.5, 2), conv/linear weights
+    N(0, 1/fan_in), layer scale U(0.3, 1), GRN gamma N(0, 0.5²): so that BN fusion and every folded term matter.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            leaf = name.rsplit(".", 1)[-1]
+
+            def uniform(low: float, high: float, shape: Any = tensor.shape) -> Any:
+                return torch.rand(shape, generator=generator, dtype=torch.float64) * (high - low) + low
+
+            def normal(std: float, shape: Any = tensor.shape) -> Any:
+                return torch.randn(shape, generator=generator, dtype=torch.float64) * std
+
+            if leaf == "running_var":
+                value = uniform(0.5, 2.0)
+            elif leaf == "running_mean":
+                value = normal(0.3)
+            elif leaf == "gamma" and tensor.dim() == 1:
+                value = uniform(0.3, 1.0)
+            elif leaf in ("gamma", "beta"):
+                value = normal(0.5 if leaf == "gamma" else 0.2)
+            elif tensor.dim() == 1 and leaf == "weight":
+                value = uniform(0.5, 1.5)
+            elif leaf == "bias":
+                value = normal(0.2)
+            else:
+                fan_in = tensor[0].numel()
+                value = normal(fan_in**-0.5)
+            tensor.copy_(value.to(tensor.dtype))
+    return module
+
+
+@pytest.fixture(scope="session")
+def randomize() -> Any:
+    """``randomize(module, seed=0)``: non-trivial seeded weights and BN statistics, in place; returns the module."""
+    return _randomize_module

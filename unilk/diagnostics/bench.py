@@ -1,0 +1,351 @@
+"""Benchmarks that time unilk against the plain PyTorch reference in the same process and report ratios.
+
+Two benchmarks, both usable as library functions and from the ``unilk bench`` command:
+
+- :func:`bench_lkconv`: :func:`unilk.ops.lkconv.depthwise_conv2d` against plain ``F.conv2d`` (NCHW) over the
+  depthwise shapes the real trunks use, forward and forward+backward, with outputs and gradients checked equal.
+- :func:`bench_model`: a whole model with the fast path against the same model (same weights) with
+  ``lkconv_mode("plain")``, inference and one training step, with outputs checked equal.
+
+Timings interleave reference and candidate in every repeat and report medians, because the machines this runs on are
+shared and noisy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import click
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from unilk.errors import ConfigError
+from unilk.ops.lkconv import depthwise_conv2d, lkconv_mode
+
+__all__ = [
+    "LKCONV_SHAPES",
+    "QUICK_SHAPES",
+    "ConvShape",
+    "bench_lkconv",
+    "bench_model",
+    "format_lkconv_table",
+    "lkconv_table_header",
+    "lkconv_table_row",
+    "format_model_table",
+    "bench",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvShape:
+    """One depthwise convolution of a real trunk: ``channels`` maps of ``size x size``, kernel ``k_h x k_w``."""
+
+    family: str
+    channels: int
+    size: int
+    k_h: int
+    k_w: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.family} C{self.channels} {self.size}x{self.size} k{self.k_h}x{self.k_w}"
+
+
+def _stages(family: str, dims: tuple[int, ...], kernels: list[list[tuple[int, int]]]) -> list[ConvShape]:
+    sizes = (56, 28, 14, 7)
+    return [ConvShape(family, c, s, kh, kw) for c, s, ks in zip(dims, sizes, kernels) for kh, kw in ks]
+
+
+def _slak(m: int, n: int = 5) -> list[tuple[int, int]]:
+    """SLaK's three parallel branches: M x N, N x M and N x N."""
+    return [(m, n), (n, m), (n, n)]
+
+
+# Stage sizes at 224 input; dims and kernels from shared/spec (SLaK-T at width 1.3x, RepLKNet-31B, UniRepLKNet A/S).
+LKCONV_SHAPES: list[ConvShape] = [
+    *_stages("unireplknet_a", (40, 80, 160, 320), [[(13, 13)]] * 4),
+    *_stages("unireplknet_s", (96, 192, 384, 768), [[(13, 13)]] * 4),
+    *_stages("slak_t", (124, 249, 499, 998), [_slak(51), _slak(49), _slak(47), _slak(13)]),
+    *_stages("replknet_31b", (128, 256, 512, 1024), [[(31, 31)], [(29, 29)], [(27, 27)], [(13, 13)]]),
+]
+QUICK_SHAPES: list[ConvShape] = [
+    ConvShape("unireplknet_a", 40, 56, 13, 13),
+    ConvShape("unireplknet_s", 384, 14, 13, 13),
+    ConvShape("slak_t", 124, 56, 51, 5),
+    ConvShape("slak_t", 499, 14, 47, 5),
+    ConvShape("replknet_31b", 128, 56, 31, 31),
+    ConvShape("replknet_31b", 512, 14, 27, 27),
+]
+
+
+def _time_pair(
+    reference: Callable[[], object], candidate: Callable[[], object], repeats: int, min_time_s: float = 1.0
+) -> tuple[float, float, float, float]:
+    """Median seconds of ``reference`` and ``candidate``, run alternately after one warm-up each, and two ratios.
+
+    Runs at least ``repeats`` pairs, and more (up to 50) for fast calls, so the pairs take about ``min_time_s``. The
+    ratio is the median over pairs of ``reference / candidate``: on a shared machine whole stretches of time run slow,
+    and a pair run back to back sees the same stretch, so its ratio survives noise that swamps the medians of times.
+    The ratio of the fastest runs estimates the uncontended speed-up.
+
+    Returns:
+        ``(reference median s, candidate median s, median of per-pair ratios, ratio of the minimum times)``.
+    """
+    start = time.perf_counter()
+    reference()
+    candidate()
+    pair_s = time.perf_counter() - start
+    pairs = max(repeats, min(50, math.ceil(min_time_s / max(pair_s, 1e-6))))
+    ref_times, cand_times = [], []
+    for _ in range(pairs):
+        for fn, times in ((reference, ref_times), (candidate, cand_times)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    ratios = [r / c for r, c in zip(ref_times, cand_times)]
+    median_ratio, best_ratio = statistics.median(ratios), min(ref_times) / min(cand_times)
+    return statistics.median(ref_times), statistics.median(cand_times), median_ratio, best_ratio
+
+
+def _relative_error(result: Tensor, reference: Tensor) -> float:
+    scale = reference.abs().max().clamp_min(torch.finfo(reference.dtype).tiny)
+    return ((result - reference).abs().max() / scale).item()
+
+
+def _conv_step(x: Tensor, weight: Tensor, grad_out: Tensor | None, fast: bool) -> tuple[Tensor, ...]:
+    """One forward (and backward when ``grad_out`` is given) of the fast op or the plain reference."""
+    with lkconv_mode("auto" if fast else "plain"):
+        if grad_out is None:
+            with torch.no_grad():
+                return (depthwise_conv2d(x, weight),)
+        x_, w_ = x.detach().requires_grad_(), weight.detach().requires_grad_()
+        out = depthwise_conv2d(x_, w_)
+        return (out, *torch.autograd.grad(out, (x_, w_), grad_out))
+
+
+def _bench_case(
+    shape: ConvShape, batch: int, repeats: int, backward: bool, min_time_s: float = 1.0
+) -> dict[str, object]:
+    """Time and check one shape at one batch size (see :func:`bench_lkconv`)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, shape.channels, shape.size, shape.size, generator=gen)
+    weight = torch.randn(shape.channels, 1, shape.k_h, shape.k_w, generator=gen) / (shape.k_h * shape.k_w) ** 0.5
+    grad_out = torch.randn(x.shape, generator=gen) if backward else None
+    row: dict[str, object] = {"label": shape.label, "batch": batch}
+    errors = []
+    for key, g in (("fwd", None), ("train", grad_out)) if backward else (("fwd", None),):
+        ref_s, fast_s, ratio, best = _time_pair(
+            lambda g=g: _conv_step(x, weight, g, False), lambda g=g: _conv_step(x, weight, g, True), repeats, min_time_s
+        )
+        row.update(
+            {f"{key}_ref_ms": ref_s * 1e3, f"{key}_ms": fast_s * 1e3, f"{key}_ratio": ratio, f"{key}_best": best}
+        )
+        reference, result = _conv_step(x, weight, g, False), _conv_step(x, weight, g, True)
+        errors += [_relative_error(a, b) for a, b in zip(result, reference)]
+    row["max_rel_err"] = max(errors)
+    return row
+
+
+def bench_lkconv(
+    shapes: list[ConvShape],
+    batches: tuple[int, ...] = (1, 32),
+    repeats: int = 3,
+    backward: bool = True,
+    progress: bool = True,
+    min_time_s: float = 1.0,
+) -> list[dict[str, object]]:
+    """Time the fast depthwise convolution against plain ``F.conv2d`` (NCHW) on each shape and batch.
+
+    Args:
+        shapes: the convolutions to time.
+        batches: batch sizes.
+        repeats: timed runs per measurement (medians are reported).
+        backward: also time forward+backward (input and weight gradients).
+        progress: show a tqdm bar.
+        min_time_s: fast calls are repeated (up to 50 pairs) until one measurement takes about this long.
+
+    Returns:
+        One dict per (shape, batch): ``label, batch, fwd_ref_ms, fwd_ms, fwd_ratio`` and, with ``backward``,
+        ``train_ref_ms, train_ms, train_ratio``; ``max_rel_err`` is the largest error of output and gradients.
+    """
+    cases = [(shape, batch) for batch in batches for shape in shapes]
+    return [
+        _bench_case(shape, batch, repeats, backward, min_time_s)
+        for shape, batch in tqdm(cases, desc="lkconv", disable=not progress)
+    ]
+
+
+def lkconv_table_header(backward: bool = True) -> str:
+    """Markdown header of the :func:`bench_lkconv` table."""
+    head = "| shape | batch | fwd plain ms | fwd unilk ms | fwd ratio | fwd best |"
+    rule = "|---|---|---|---|---|---|"
+    if backward:
+        head += " fwd+bwd plain ms | fwd+bwd unilk ms | fwd+bwd ratio | fwd+bwd best |"
+        rule += "---|---|---|---|"
+    return f"{head} max rel err |\n{rule}---|"
+
+
+def lkconv_table_row(row: dict[str, object]) -> str:
+    """One markdown line of a :func:`bench_lkconv` row."""
+    line = (
+        f"| {row['label']} | {row['batch']} | {row['fwd_ref_ms']:.2f} | {row['fwd_ms']:.2f} | {row['fwd_ratio']:.2f}x |"
+    )
+    if "train_ratio" in row:
+        line += f" {row['train_ref_ms']:.1f} | {row['train_ms']:.1f} | {row['train_ratio']:.2f}x |"
+    return line + f" {row['max_rel_err']:.1e} |"
+
+
+def format_lkconv_table(rows: list[dict[str, object]]) -> str:
+    """Markdown table of :func:`bench_lkconv` rows."""
+    backward = bool(rows) and "train_ratio" in rows[0]
+    return "\n".join([lkconv_table_header(backward), *map(lkconv_table_row, rows)])
+
+
+def bench_model(
+    model: nn.Module,
+    batch: int,
+    image_size: int = 224,
+    repeats: int = 3,
+    train_step: bool = True,
+    min_time_s: float = 1.0,
+) -> dict[str, float]:
+    """Time a model with the fast large-kernel path against the same model and weights with ``lkconv_mode("plain")``.
+
+    Args:
+        model: the model (its mode is switched to eval for inference and train for the training step).
+        batch: batch size.
+        image_size: input height and width (``model.pretrained_cfg``-independent, 3 channels unless
+            ``model.in_chans`` says otherwise).
+        repeats: timed runs per measurement.
+        train_step: also time forward + backward of a summed-output loss in train mode.
+        min_time_s: fast calls are repeated (up to 50 pairs) until one measurement takes about this long.
+
+    Returns:
+        ``infer_ref_ms, infer_ms, infer_ratio, infer_rel_err`` and, with ``train_step``,
+        ``train_ref_ms, train_ms, train_ratio``.
+    """
+    in_chans = getattr(model, "in_chans", 3)
+    x = torch.randn(batch, in_chans, image_size, image_size, generator=torch.Generator().manual_seed(0))
+
+    def infer(fast: bool) -> Tensor:
+        with lkconv_mode("auto" if fast else "plain"), torch.inference_mode():
+            return model(x)
+
+    model.eval()
+    ref_s, fast_s, ratio, best = _time_pair(lambda: infer(False), lambda: infer(True), repeats, min_time_s)
+    out: dict[str, float] = {
+        "infer_ref_ms": ref_s * 1e3,
+        "infer_ms": fast_s * 1e3,
+        "infer_ratio": ratio,
+        "infer_best": best,
+        "infer_rel_err": _relative_error(infer(True), infer(False)),
+    }
+    if train_step:
+
+        def step(fast: bool) -> None:
+            model.zero_grad(set_to_none=True)
+            with lkconv_mode("auto" if fast else "plain"):
+                model(x).float().pow(2).mean().backward()
+
+        # Train mode updates BatchNorm running stats; that changes no timing and no weights.
+        model.train()
+        ref_s, fast_s, ratio, best = _time_pair(lambda: step(False), lambda: step(True), repeats, min_time_s)
+        out.update(train_ref_ms=ref_s * 1e3, train_ms=fast_s * 1e3, train_ratio=ratio, train_best=best)
+        model.eval()
+    return out
+
+
+def format_model_table(rows: list[dict[str, object]]) -> str:
+    """Markdown table of ``{"model", "form", "batch", **bench_model(...)}`` rows."""
+    lines = [
+        "| model | form | batch | infer plain ms | infer unilk ms | infer ratio | infer best | rel err"
+        " | train plain ms | train unilk ms | train ratio | train best |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        train = (
+            f"{r['train_ref_ms']:.0f} | {r['train_ms']:.0f} | {r['train_ratio']:.2f}x | {r['train_best']:.2f}x"
+            if "train_ratio" in r
+            else "- | - | - | -"
+        )
+        lines.append(
+            f"| {r['model']} | {r['form']} | {r['batch']} | {r['infer_ref_ms']:.0f} | {r['infer_ms']:.0f} |"
+            f" {r['infer_ratio']:.2f}x | {r['infer_best']:.2f}x | {r['infer_rel_err']:.1e} | {train} |"
+        )
+    return "\n".join(lines)
+
+
+def _set_threads(threads: int | None) -> str:
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32"
+
+
+@click.group("bench")
+def bench() -> None:
+    """Time unilk's fast paths against plain PyTorch in the same process and print ratios."""
+
+
+@bench.command("lkconv")
+@click.option("--quick", is_flag=True, help="Six representative shapes instead of every trunk shape.")
+@click.option("--batch", "batches", type=int, multiple=True, default=(1, 32), show_default=True)
+@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True, help="torch.set_num_threads (0 keeps the default).")
+@click.option("--family", type=str, default=None, help="Only shapes of this trunk (e.g. slak_t).")
+@click.option("--no-backward", is_flag=True, help="Time the forward only.")
+@click.option("--no-progress", is_flag=True)
+def bench_lkconv_command(
+    quick: bool, batches: tuple[int, ...], repeats: int, threads: int, family: str | None, no_backward: bool,
+    no_progress: bool,
+) -> None:  # fmt: skip
+    """The large-kernel depthwise convolution against plain nn.Conv2d (NCHW)."""
+    shapes = QUICK_SHAPES if quick else LKCONV_SHAPES
+    if family is not None:
+        shapes = [s for s in shapes if s.family == family]
+        if not shapes:
+            valid = sorted({s.family for s in LKCONV_SHAPES})
+            raise click.BadParameter(f"no shapes for family {family!r}; expected one of {valid}", param_hint="--family")
+    click.echo(_set_threads(threads or None))
+    click.echo(lkconv_table_header(backward=not no_backward))
+    cases = [(shape, batch) for batch in batches for shape in shapes]
+    for shape, batch in tqdm(cases, desc="lkconv", disable=no_progress):
+        click.echo(lkconv_table_row(_bench_case(shape, batch, repeats, backward=not no_backward)))
+
+
+@bench.command("models")
+@click.argument("names", nargs=-1)
+@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--image-size", type=int, default=224, show_default=True)
+@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True, help="torch.set_num_threads (0 keeps the default).")
+@click.option("--deploy/--train-form", default=True, show_default=True, help="Re-parameterize before timing inference.")
+@click.option("--no-train-step", is_flag=True, help="Skip the training-step timing.")
+def bench_models_command(
+    names: tuple[str, ...], batch: int, image_size: int, repeats: int, threads: int, deploy: bool, no_train_step: bool
+) -> None:
+    """Whole models (default: unireplknet_a unireplknet_s slak_t replknet_31b) with the fast path against plain."""
+    import unilk
+
+    click.echo(_set_threads(threads or None))
+    rows = []
+    for name in names or ("unireplknet_a", "unireplknet_s", "slak_t", "replknet_31b"):
+        try:
+            model = unilk.create_model(name)
+        except (KeyError, ConfigError, RuntimeError) as err:
+            raise click.ClickException(f"cannot build model {name!r}: {err}") from err
+        if not no_train_step:
+            row = bench_model(model, batch, image_size, repeats, train_step=True)
+            rows.append({"model": name, "form": "train", "batch": batch, **row})
+        if deploy:
+            unilk.reparameterize(model)
+            row = bench_model(model, batch, image_size, repeats, train_step=False)
+            rows.append({"model": name, "form": "deploy", "batch": batch, **row})
+    click.echo(format_model_table(rows))

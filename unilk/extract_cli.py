@@ -1,0 +1,194 @@
+"""``unilk encode`` (a few files -> .npz) and ``unilk extract`` (a dataset -> sharded embeddings, resumable)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from unilk.errors import UnilkError
+
+__all__ = ["encode_command", "extract_command"]
+
+_MODALITIES = ("audio", "image", "video", "points", "series")
+
+
+def _parse_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs to a dict; values are read as JSON when they parse (``depths=[1,1,1,1]``), else strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"got {pair!r}, expected key=value (e.g. drop_path_rate=0.1)")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _modality_of(path: str) -> str:
+    from unilk.adapters import io
+
+    suffix = Path(path).suffix.lower()
+    # video containers also hold audio; a video suffix means video unless --modality says otherwise
+    for modality, suffixes in (
+        ("video", io.VIDEO_EXTENSIONS),
+        ("audio", io.AUDIO_EXTENSIONS),
+        ("image", io.IMAGE_EXTENSIONS),
+        ("points", io.POINT_EXTENSIONS),
+        ("series", io.SERIES_EXTENSIONS),
+    ):
+        if suffix in suffixes:
+            return modality
+    raise click.UsageError(f"cannot tell the modality of {path!r} from its suffix {suffix!r}; pass --modality.")
+
+
+_model_options = [
+    click.option("--model", default=None, help="Trunk name (default: the checkpoint's, else unireplknet_a)."),
+    click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="`unilk train` checkpoint."),
+    click.option("--pretrained", is_flag=True, help="Load the registry's pretrained weights for --model."),
+    click.option("--model-kwarg", "model_kwargs", multiple=True, metavar="KEY=VALUE", help="Extra create_model key."),
+    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
+    click.option("--batch-size", default=32, show_default=True, help="Maps per forward pass."),
+    click.option("--pool", type=click.Choice(["avg", "max"]), default="avg", show_default=True),
+]
+
+
+def _with_model_options(fn: Any) -> Any:
+    for option in reversed(_model_options):
+        fn = option(fn)
+    return fn
+
+
+@click.command("encode")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--modality", type=click.Choice(_MODALITIES), help="Default: guessed from each file's suffix.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write ids and embeddings to this .npz.")
+@_with_model_options
+def encode_command(
+    files: tuple[str, ...],
+    modality: str | None,
+    out_path: str | None,
+    model: str | None,
+    checkpoint: str | None,
+    pretrained: bool,
+    model_kwargs: tuple[str, ...],
+    device: str,
+    batch_size: int,
+    pool: str,
+) -> None:
+    """Embed a few FILES and print the shapes (for many files, use `unilk extract`)."""
+    import numpy as np
+
+    from unilk.encoding import Encoder
+
+    groups: dict[str, list[str]] = {}
+    for path in files:
+        groups.setdefault(modality or _modality_of(path), []).append(path)
+    try:
+        encoder = Encoder(
+            model,
+            checkpoint=checkpoint,
+            pretrained=pretrained,
+            model_kwargs=_parse_kwargs(model_kwargs),
+            device=device,
+            batch_size=batch_size,
+            pool=pool,
+        )
+        result = encoder.encode(**groups)
+    except UnilkError as err:
+        raise click.ClickException(str(err)) from err
+    arrays: dict[str, Any] = {}
+    for name, enc in result.items():
+        click.echo(f"{name}: {len(enc.ids)} input(s) -> embeddings {tuple(enc.embeddings.shape)} ({enc.model})")
+        for input_id, count, policy in zip(enc.ids, enc.num_maps, enc.policy):
+            if count > 1:
+                click.echo(f"  {input_id}: mean of {count} chunk embeddings ({policy})")
+        arrays[f"{name}_ids"] = np.array(enc.ids)
+        arrays[f"{name}_embeddings"] = enc.embeddings.numpy()
+    if out_path:
+        np.savez(out_path, **arrays)
+        click.echo(f"wrote {out_path}")
+
+
+@click.command("extract")
+@click.argument("modality", type=click.Choice(_MODALITIES))
+@click.argument("source")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@_with_model_options
+@click.option("--adapter", "adapter_kwargs", multiple=True, metavar="KEY=VALUE", help="Adapter config override.")
+@click.option("--shard-size", default=1024, show_default=True, help="Inputs per output shard.")
+@click.option("--num-workers", default=min(8, os.cpu_count() or 1), show_default=True, help="Decoding workers.")
+@click.option("--npy", "write_npy", is_flag=True, help="Also write .npy + .ids.txt per shard.")
+@click.option("--retry-failed", is_flag=True, help="Redo finished shards that recorded errors.")
+@click.option("--engine", type=click.Choice(["torch", "ray"]), default="torch", show_default=True)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def extract_command(
+    modality: str,
+    source: str,
+    out_dir: str,
+    model: str | None,
+    checkpoint: str | None,
+    pretrained: bool,
+    model_kwargs: tuple[str, ...],
+    device: str,
+    batch_size: int,
+    pool: str,
+    adapter_kwargs: tuple[str, ...],
+    shard_size: int,
+    num_workers: int,
+    write_npy: bool,
+    retry_failed: bool,
+    engine: str,
+    no_progress: bool,
+) -> None:
+    """Embed every MODALITY input of SOURCE (a directory, glob, or .csv/.jsonl manifest with id and path) into --out.
+
+    Resumable (a rerun skips finished shards) and exactly once under torchrun (each rank takes its own shards).
+    """
+    import torch.distributed as dist
+
+    from unilk.extract import extract
+
+    # under torchrun, a gloo group lets the ranks total their counts and lets rank 0 write the manifest
+    grouped = int(os.environ.get("WORLD_SIZE", 1)) > 1 and "MASTER_ADDR" in os.environ and not dist.is_initialized()
+    if grouped:
+        dist.init_process_group("gloo")
+    try:
+        summary = extract(
+            modality,
+            source,
+            out_dir,
+            model=model,
+            checkpoint=checkpoint,
+            pretrained=pretrained,
+            adapter=_parse_kwargs(adapter_kwargs),
+            model_kwargs=_parse_kwargs(model_kwargs),
+            engine=engine,
+            device=device,
+            pool=pool,
+            batch_size=batch_size,
+            shard_size=shard_size,
+            num_workers=num_workers,
+            write_npy=write_npy,
+            retry_failed=retry_failed,
+            progress=not no_progress,
+        )
+    except UnilkError as err:
+        raise click.ClickException(str(err)) from err
+    finally:
+        if grouped:
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", 0)) == 0:
+        click.echo(
+            f"done {summary.done}, failed {summary.failed}, skipped {summary.skipped} "
+            f"({summary.items_per_s:.1f} items/s, {summary.seconds:.1f} s)"
+        )
+        if summary.complete:
+            click.echo(f"complete: {Path(out_dir) / 'manifest.json'}; errors in {Path(out_dir) / 'errors.jsonl'}")
+        else:
+            click.echo("not complete yet: other ranks still have shards to do, or rerun to finish")

@@ -1,0 +1,30 @@
+"""Squeeze-and-excitation with 1×1 convolutions named ``down``/``up`` (UniRepLKNet's SEBlock)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["SEBlock"]
+
+
+class SEBlock(nn.Module):
+    """Global average pool -> 1×1 conv ``down`` -> ReLU -> 1×1 conv ``up`` -> sigmoid, gating the input per channel.
+
+    Args:
+        channels: C of the input.
+        internal_channels: width of the bottleneck (UniRepLKNet uses C // 4).
+    """
+
+    def __init__(self, channels: int, internal_channels: int) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(channels, internal_channels, kernel_size=1, bias=True)
+        self.up = nn.Conv2d(internal_channels, channels, kernel_size=1, bias=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``."""
+        gate = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
+        gate = torch.sigmoid(self.up(F.relu(self.down(gate))))
+        return x * gate

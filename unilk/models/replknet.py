@@ -1,0 +1,566 @@
+"""RepLKNet: a ConvNet of 31×31 depthwise kernels with structural re-parameterization.
+
+Paper: "Scaling Up Your Kernels to 31x31: Revisiting Large Kernel Design in CNNs" (Ding et al., CVPR 2022,
+arXiv 2203.06717). Official code: https://github.com/DingXiaoH/RepLKNet-pytorch (``replknet.py`` at commit b76808a),
+MIT licence. The released checkpoints (Google Drive / Baidu links in the official README, not on a model hub) load
+here unchanged with ``checkpoint_path=``.
+
+State_dict keys, shapes and order equal the official ones in training form and after the official
+``structural_reparam()`` (``small_kernel_merged=True``, or ``deploy=True``). Every conv is bias-free and followed by a
+BatchNorm; the only conv with a bias is the deploy ``large_kernel.lkb_reparam``. Unlike the official constructor,
+``use_sync_bn`` defaults to False and never changes a module-global setting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+from timm.layers import DropPath
+from timm.models._features import FeatureInfo, feature_take_indices
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from unilk.errors import ConfigError
+from unilk.hub import PretrainedCfg
+from unilk.layers.replk import ReparamLargeKernelConv
+from unilk.models.registry import build_model, register_model, register_pretrained_cfgs
+
+__all__ = ["RepLKNet", "RepLKBlock", "ConvFFN", "RepLKNetStage", "checkpoint_filter_fn"]
+
+logger = logging.getLogger(__name__)
+
+
+def conv_bn(
+    in_chs: int,
+    out_chs: int,
+    kernel_size: int,
+    stride: int = 1,
+    groups: int = 1,
+    *,
+    relu: bool = False,
+    norm_layer: type[nn.Module] = nn.BatchNorm2d,
+) -> nn.Sequential:
+    """A bias-free conv (padding ``k // 2``) + BN (+ ReLU): keys ``conv.weight``, ``bn.*`` (official ``conv_bn``)."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict(
+        conv=nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
+        bn=norm_layer(out_chs),
+    )
+    if relu:
+        layers["nonlinear"] = nn.ReLU()
+    return nn.Sequential(layers)
+
+
+class RepLKBlock(nn.Module):
+    """x + DropPath(pw2(ReLU(LK(pw1(BN(x)))))): pw1 = 1×1 conv + BN + ReLU, LK = K×K ∥ k×k depthwise, pw2 = 1×1 + BN.
+
+    Keys in the official registration order: ``pw1``, ``pw2``, ``large_kernel``, ``prelkb_bn``.
+
+    Args:
+        in_chs: C.
+        dw_chs: channels of the large-kernel layer (``int(C * dw_ratio)``).
+        kernel_size: K.
+        small_kernel: k, or None for no small branch.
+        drop_path: stochastic depth rate.
+        deploy: build the re-parameterized large-kernel layer (``lkb_reparam``).
+        norm_layer: BatchNorm class.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        dw_chs: int,
+        kernel_size: int,
+        small_kernel: int | None,
+        drop_path: float = 0.0,
+        *,
+        deploy: bool = False,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.pw1 = conv_bn(in_chs, dw_chs, 1, relu=True, norm_layer=norm_layer)
+        self.pw2 = conv_bn(dw_chs, in_chs, 1, norm_layer=norm_layer)
+        self.large_kernel = ReparamLargeKernelConv(dw_chs, kernel_size, small_kernel, deploy=deploy,
+                                                   norm_layer=norm_layer)  # fmt: skip
+        self.lk_nonlinear = nn.ReLU()
+        self.prelkb_bn = norm_layer(in_chs)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``."""
+        out = self.pw2(self.lk_nonlinear(self.large_kernel(self.pw1(self.prelkb_bn(x)))))
+        return x + self.drop_path(out)
+
+
+class ConvFFN(nn.Module):
+    """x + DropPath(pw2(GELU(pw1(BN(x))))), both 1×1 convs with BN. Keys: ``preffn_bn``, ``pw1``, ``pw2``.
+
+    Args:
+        in_chs: C.
+        hidden_chs: ``int(C * ffn_ratio)``.
+        drop_path: stochastic depth rate.
+        norm_layer: BatchNorm class.
+    """
+
+    def __init__(
+        self, in_chs: int, hidden_chs: int, drop_path: float = 0.0, *, norm_layer: type[nn.Module] = nn.BatchNorm2d
+    ) -> None:
+        super().__init__()
+        self.preffn_bn = norm_layer(in_chs)
+        self.pw1 = conv_bn(in_chs, hidden_chs, 1, norm_layer=norm_layer)
+        self.pw2 = conv_bn(hidden_chs, in_chs, 1, norm_layer=norm_layer)
+        self.nonlinear = nn.GELU()
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``."""
+        return x + self.drop_path(self.pw2(self.nonlinear(self.pw1(self.preffn_bn(x)))))
+
+
+class RepLKNetStage(nn.Module):
+    """``num_blocks`` pairs [RepLKBlock, ConvFFN] in one ModuleList ``blocks`` (even index LK, odd index FFN).
+
+    Args:
+        channels: C.
+        num_blocks: number of pairs.
+        kernel_size: the stage's large kernel K.
+        drop_path: one rate per pair (both members share it).
+        small_kernel: k, or None.
+        dw_ratio: large-kernel channels = ``int(C * dw_ratio)``.
+        ffn_ratio: FFN hidden channels = ``int(C * ffn_ratio)``.
+        deploy: build re-parameterized large-kernel layers.
+        norm_intermediate_features: add a BN ``norm`` applied to the stage output in backbone mode.
+        norm_layer: BatchNorm class.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_blocks: int,
+        kernel_size: int,
+        drop_path: Sequence[float],
+        small_kernel: int | None,
+        dw_ratio: float = 1.0,
+        ffn_ratio: float = 4.0,
+        *,
+        deploy: bool = False,
+        norm_intermediate_features: bool = False,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        for i in range(num_blocks):
+            blocks.append(RepLKBlock(channels, int(channels * dw_ratio), kernel_size, small_kernel, drop_path[i],
+                                     deploy=deploy, norm_layer=norm_layer))  # fmt: skip
+            blocks.append(ConvFFN(channels, int(channels * ffn_ratio), drop_path[i], norm_layer=norm_layer))
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = norm_layer(channels) if norm_intermediate_features else nn.Identity()
+        self.grad_checkpointing = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)`` (without ``norm``, which only the backbone outputs use)."""
+        for block in self.blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
+
+
+class RepLKNet(nn.Module):
+    """RepLKNet classifier or dense-prediction backbone.
+
+    Input ``(N, in_chans, H, W)``, any H, W (odd sizes round up at each stride-2 conv); the stem reduces by 4 and each
+    transition by 2 more. Classification returns ``(N, num_classes)`` logits. Backbone mode (``features_only=True``, or
+    the official ``num_classes=None`` with ``out_indices``) returns the stage maps selected by ``out_indices``, each
+    through the stage's ``norm`` (a BN with ``norm_intermediate_features``, else identity), and has no
+    ``norm``/``head`` keys.
+
+    Args:
+        large_kernel_sizes: K per stage (odd).
+        layers: [RepLKBlock, ConvFFN] pairs per stage.
+        channels: channels per stage.
+        drop_path_rate: stochastic depth, linearly increasing over the pairs.
+        small_kernel: the parallel small kernel (odd, ≤ every K), or None.
+        dw_ratio: large-kernel width relative to the stage width.
+        ffn_ratio: FFN hidden width relative to the stage width.
+        in_channels: the official name of ``in_chans`` (None: use ``in_chans``).
+        num_classes: classes of the head; 0 gives an identity head; None (official) means backbone mode.
+        out_indices: stages returned in backbone mode (negative indices count from the end).
+        use_checkpoint: gradient checkpointing (same as ``set_grad_checkpointing(True)``).
+        small_kernel_merged: build the re-parameterized inference form (official name of ``deploy``).
+        use_sync_bn: ``nn.SyncBatchNorm`` everywhere (same keys).
+        norm_intermediate_features: a BN on each backbone output (used for XL on ADE20K/COCO).
+        in_chans: input channels (timm's name).
+        deploy: same as ``small_kernel_merged``.
+        features_only: dense-prediction backbone mode.
+        drop_rate: dropout before the head.
+
+    Raises:
+        ConfigError: for inconsistent stage lists, kernels, channel names or head/backbone settings.
+    """
+
+    def __init__(
+        self,
+        large_kernel_sizes: Sequence[int] = (31, 29, 27, 13),
+        layers: Sequence[int] = (2, 2, 18, 2),
+        channels: Sequence[int] = (128, 256, 512, 1024),
+        drop_path_rate: float = 0.0,
+        small_kernel: int | None = 5,
+        dw_ratio: float = 1.0,
+        ffn_ratio: float = 4.0,
+        in_channels: int | None = None,
+        num_classes: int | None = 1000,
+        out_indices: Sequence[int] | None = None,
+        use_checkpoint: bool = False,
+        small_kernel_merged: bool = False,
+        use_sync_bn: bool = False,
+        norm_intermediate_features: bool = False,
+        *,
+        in_chans: int = 3,
+        deploy: bool = False,
+        features_only: bool = False,
+        drop_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        kernels, layers, channels = tuple(large_kernel_sizes), tuple(layers), tuple(channels)
+        num_stages = len(layers)
+        if num_stages < 1 or len(kernels) != num_stages or len(channels) != num_stages:
+            raise ConfigError(
+                f"large_kernel_sizes={kernels}, layers={layers} and channels={channels} need one entry per stage each"
+            )
+        if in_channels is not None and in_chans not in (3, in_channels):
+            raise ConfigError(
+                f"in_channels={in_channels} (official name) and in_chans={in_chans} disagree; pass only one of them"
+            )
+        in_chans = in_chans if in_channels is None else in_channels
+        backbone = features_only or num_classes is None
+        if not backbone and out_indices is not None:
+            raise ConfigError(
+                f"out_indices={tuple(out_indices)} with num_classes={num_classes}: stage outputs are returned in "
+                "backbone mode only; pass features_only=True (or the official num_classes=None)"
+            )
+        if not backbone and norm_intermediate_features:
+            raise ConfigError(
+                "norm_intermediate_features=True needs backbone mode; pass features_only=True (or num_classes=None)"
+            )
+        deploy = deploy or small_kernel_merged
+        self.arch_args = dict(large_kernel_sizes=kernels, layers=layers, channels=channels, small_kernel=small_kernel,
+                              dw_ratio=dw_ratio, ffn_ratio=ffn_ratio, in_chans=in_chans,
+                              norm_intermediate_features=norm_intermediate_features)  # fmt: skip
+        self.large_kernel_sizes, self.layers, self.channels = kernels, layers, channels
+        self.in_chans = in_chans
+        self.num_classes = 0 if backbone else num_classes
+        self.deploy = deploy
+        self.features_only = backbone
+        self.num_features = self.head_hidden_size = channels[-1]
+        norm_layer = nn.SyncBatchNorm if use_sync_bn else nn.BatchNorm2d
+
+        width = channels[0]
+        self.stem = nn.ModuleList([
+            conv_bn(in_chans, width, 3, stride=2, relu=True, norm_layer=norm_layer),
+            conv_bn(width, width, 3, groups=width, relu=True, norm_layer=norm_layer),
+            conv_bn(width, width, 1, relu=True, norm_layer=norm_layer),
+            conv_bn(width, width, 3, stride=2, groups=width, relu=True, norm_layer=norm_layer),
+        ])  # fmt: skip
+        self.grad_checkpointing = False
+
+        # linspace on the CPU: .tolist() must also work when the model is built on the meta device
+        rates = torch.linspace(0, drop_path_rate, sum(layers), device="cpu").tolist()
+        self.stages = nn.ModuleList()
+        self.transitions = nn.ModuleList()
+        for i in range(num_stages):
+            start = sum(layers[:i])
+            self.stages.append(RepLKNetStage(
+                channels[i], layers[i], kernels[i], rates[start:start + layers[i]], small_kernel, dw_ratio, ffn_ratio,
+                deploy=deploy, norm_intermediate_features=norm_intermediate_features, norm_layer=norm_layer,
+            ))  # fmt: skip
+            if i < num_stages - 1:
+                self.transitions.append(nn.Sequential(
+                    conv_bn(channels[i], channels[i + 1], 1, relu=True, norm_layer=norm_layer),
+                    conv_bn(channels[i + 1], channels[i + 1], 3, stride=2, groups=channels[i + 1], relu=True,
+                            norm_layer=norm_layer),
+                ))  # fmt: skip
+
+        feature_info = [dict(num_chs=channels[i], reduction=4 * 2**i, module=f"stages.{i}") for i in range(num_stages)]
+        if backbone:
+            indices = tuple(range(num_stages)) if out_indices is None else tuple(out_indices)
+            if not indices or any(not -num_stages <= i < num_stages for i in indices):
+                raise ConfigError(
+                    f"out_indices={indices} must be non-empty stage indices in {-num_stages}..{num_stages - 1}"
+                )
+            self.out_indices = tuple(sorted({i % num_stages for i in indices}))
+            self.feature_info: Any = FeatureInfo(feature_info, self.out_indices)
+        else:
+            self.out_indices = tuple(range(num_stages))
+            self.norm = norm_layer(channels[-1])
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.head_drop = nn.Dropout(drop_rate)
+            self.head = nn.Linear(channels[-1], num_classes) if num_classes > 0 else nn.Identity()
+            self.feature_info = feature_info
+        if use_checkpoint:
+            self.set_grad_checkpointing(True)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups for layer-wise learning-rate decay (a transition goes with the stage before it).
+
+        Args:
+            coarse: one group per stage instead of one per block.
+
+        Returns:
+            timm's matcher dict ``{"stem": regex, "blocks": [(regex, suffix), ...]}``.
+        """
+        if coarse:
+            return dict(stem=r"^stem\.", blocks=[(r"^(?:stages|transitions)\.(\d+)\.", None)])
+        return dict(
+            stem=r"^stem\.",
+            blocks=[
+                (r"^stages\.(\d+)\.blocks\.(\d+)\.", None),
+                (r"^stages\.(\d+)\.norm\.", (99998,)),
+                (r"^transitions\.(\d+)\.", (99999,)),
+            ],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block (and stem layers 1-3, as officially) in the backward pass."""
+        self.grad_checkpointing = enable
+        for stage in self.stages:
+            stage.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        """The classifier module (``head``)."""
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the head with a fresh one for ``num_classes`` (0: identity, the model returns pooled features).
+
+        Args:
+            num_classes: new number of classes.
+            global_pool: only ``None`` or ``"avg"`` (RepLKNet always average-pools).
+
+        Raises:
+            ConfigError: in backbone mode, or for another pooling.
+        """
+        if self.features_only:
+            raise ConfigError("reset_classifier: a backbone-mode RepLKNet has no head; build it with num_classes")
+        if global_pool not in (None, "avg"):
+            raise ConfigError(f"reset_classifier: global_pool={global_pool!r} is not supported; expected None or 'avg'")
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def _stem(self, x: Tensor) -> Tensor:
+        x = self.stem[0](x)
+        for layer in self.stem[1:]:
+            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+                x = checkpoint(layer, x, use_reentrant=False)
+            else:
+                x = layer(x)
+        return x
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """Stage outputs (timm's intermediate-feature API), taken before the next transition.
+
+        Args:
+            x: ``(N, in_chans, H, W)``.
+            indices: None (all stages), an int (the last n) or stage indices.
+            norm: apply each stage's ``norm`` (a BN with ``norm_intermediate_features``, else identity).
+            stop_early: stop after the last requested stage.
+            output_fmt: only ``"NCHW"``.
+            intermediates_only: return only the list.
+
+        Returns:
+            The list of ``(N, channels[i], h_i, w_i)`` maps, or ``(last_map, list)``.
+
+        Raises:
+            ConfigError: for another output format.
+        """
+        if output_fmt != "NCHW":
+            raise ConfigError(f"forward_intermediates: output_fmt={output_fmt!r} is not supported; expected 'NCHW'")
+        num_stages = len(self.stages)
+        take_indices, max_index = feature_take_indices(num_stages, indices)
+        intermediates = []
+        last = max_index if stop_early or intermediates_only else num_stages - 1
+        x = self._stem(x)
+        for i in range(last + 1):
+            if i > 0:
+                x = self.transitions[i - 1](x)
+            x = self.stages[i](x)
+            if i in take_indices:
+                intermediates.append(self.stages[i].norm(x) if norm else x)
+        return intermediates if intermediates_only else (x, intermediates)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """``(N, in_chans, H, W) -> (N, channels[-1], h, w)``: the last-stage map, before the final BN and pooling."""
+        x = self._stem(x)
+        for i, stage in enumerate(self.stages):
+            if i > 0:
+                x = self.transitions[i - 1](x)
+            x = stage(x)
+        return x
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """BatchNorm, global average pool and classify.
+
+        Args:
+            x: ``(N, channels[-1], h, w)`` from ``forward_features``.
+            pre_logits: return the pooled ``(N, channels[-1])`` embedding instead of logits.
+
+        Returns:
+            ``(N, num_classes)`` logits or ``(N, channels[-1])``.
+        """
+        x = self.head_drop(torch.flatten(self.avgpool(self.norm(x)), 1))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
+        """Logits ``(N, num_classes)``, or in backbone mode the list of (normalised) stage maps."""
+        if self.features_only:
+            return self.forward_intermediates(x, self.out_indices, norm=True, intermediates_only=True)
+        return self.forward_head(self.forward_features(x))
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Merge every large-kernel layer in place (the official ``structural_reparam``; idempotent; eval-mode BN).
+
+        The model then equals a ``small_kernel_merged=True`` build: same keys, same order.
+        """
+        for module in self.modules():
+            if isinstance(module, ReparamLargeKernelConv):
+                module.reparameterize()
+        self.deploy = True
+
+
+def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: RepLKNet) -> dict[str, Tensor]:
+    """Map official RepLKNet checkpoints onto ``model``.
+
+    * detection/segmentation checkpoints: the ``backbone.`` prefix is removed and other keys dropped;
+    * a classification checkpoint into a backbone-mode model: ``norm``/``head`` are dropped and stage norms missing
+      from the checkpoint keep their initialisation;
+    * a training-form checkpoint into a deploy model: it is re-parameterized on the fly.
+
+    Args:
+        state_dict: official keys.
+        model: the target model.
+
+    Returns:
+        A state_dict with the model's keys.
+    """
+    if any(key.startswith("backbone.") for key in state_dict):
+        state_dict = {key[len("backbone.") :]: v for key, v in state_dict.items() if key.startswith("backbone.")}
+    if model.features_only:
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("norm.", "head."))}
+        missing = [k for k in model.state_dict() if ".norm." in k and k.startswith("stages.") and k not in state_dict]
+        if missing:
+            logger.info("checkpoint has no per-stage norms; %s keep their initialisation", sorted(missing))
+            state_dict.update({k: model.state_dict()[k] for k in missing})
+    is_train_form = any(".large_kernel.lkb_origin." in k for k in state_dict)
+    if model.deploy and is_train_form:
+        logger.info("re-parameterizing a training-form checkpoint for the deploy model")
+        head = state_dict.get("head.weight")
+        num_classes = None if model.features_only else head.shape[0] if head is not None else model.num_classes
+        twin = RepLKNet(**model.arch_args, num_classes=num_classes, features_only=model.features_only,
+                        out_indices=model.out_indices if model.features_only else None)  # fmt: skip
+        twin.load_state_dict(state_dict)
+        twin.reparameterize()
+        state_dict = twin.state_dict()
+    return state_dict
+
+
+def _create_replknet(variant: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    return build_model(RepLKNet, variant, pretrained, checkpoint_filter_fn=checkpoint_filter_fn, **kwargs)
+
+
+def _cfg(drive_id: str | None = None, **kwargs: Any) -> PretrainedCfg:
+    # the official weights are Google Drive files (not downloadable through the hub): url and notes only inform
+    return PretrainedCfg(
+        url=f"https://drive.google.com/file/d/{drive_id}/view" if drive_id else None,
+        first_conv="stem.0.conv",
+        classifier="head",
+        license="mit",
+        paper_ids="arXiv:2203.06717",
+        origin_url="https://github.com/DingXiaoH/RepLKNet-pytorch",
+        **kwargs,
+    )
+
+
+def _cfg_384(drive_id: str, **kwargs: Any) -> PretrainedCfg:
+    return _cfg(drive_id, input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0, **kwargs)
+
+
+_B_PARAMS, _B_22K_PARAMS = 79_864_168, 101_226_193
+_MANUAL = "download it from the official README and pass checkpoint_path="
+
+default_cfgs = register_pretrained_cfgs({
+    "replknet_31b.in1k": _cfg("1azQUiCxK9feYVkkrPqwVPBtNsTzDrX7S", num_params=_B_PARAMS,
+                              notes=f"RepLKNet-31B_ImageNet-1K_224.pth, 83.5 %; {_MANUAL}"),
+    "replknet_31b.in1k_384": _cfg_384("1vo-P3XB6mRLUeDzmgv90dOu73uCeLfZN", num_params=_B_PARAMS,
+                                      notes=f"IN-1K fine-tuned at 384, 84.8 %; {_MANUAL}"),
+    "replknet_31b.in22k_ft_in1k": _cfg("1DslZ2voXZQR1QoFY9KnbsHAeF84hzS0s", num_params=_B_PARAMS,
+                                       notes=f"IN-22K -> 1K at 224, 85.2 %; {_MANUAL}"),
+    "replknet_31b.in22k_ft_in1k_384": _cfg_384("1Sc46BWdXXm2fVP-K_hKKU_W8vAB-0duX", num_params=_B_PARAMS,
+                                               notes=f"IN-22K -> 1K at 384, 86.0 %; {_MANUAL}"),
+    "replknet_31b.in22k": _cfg("1PYJiMszZYNrkZOeYwjccvxX8UHMALB7z", num_classes=21841, num_params=_B_22K_PARAMS,
+                               notes=f"IN-22K pre-training; {_MANUAL}"),
+    "replknet_31l.in22k_ft_in1k_384": _cfg_384("1JYXoNHuRvC33QV1pmpzMTKEni1hpWfBl", num_params=172_671_016,
+                                               notes=f"RepLKNet-31L_ImageNet-22K-to-1K_384.pth, 86.6 %; {_MANUAL}"),
+    "replknet_xl.meg73m_ft_in1k_320": _cfg("1tPC60El34GntXByIRHb-z-Apm4Y5LX1T", input_size=(3, 320, 320),
+                                           pool_size=(10, 10), crop_pct=1.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                                           num_params=335_435_752,
+                                           notes=f"RepLKNet-XL_MegData73M_ImageNet1K.pth, 87.8 %; {_MANUAL}"),
+    "test_replknet": _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
+    "test_replknet_xl": _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
+})  # fmt: skip
+
+
+@register_model
+def replknet_31b(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """RepLKNet-31B: 79.9M params (79.5M deployed), IN-1K 83.5 % at 224."""
+    model_args = dict(large_kernel_sizes=(31, 29, 27, 13), layers=(2, 2, 18, 2), channels=(128, 256, 512, 1024),
+                      small_kernel=5)  # fmt: skip
+    return _create_replknet("replknet_31b", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def replknet_31l(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """RepLKNet-31L: 172.7M params, IN-22K -> 1K 86.6 % at 384."""
+    model_args = dict(large_kernel_sizes=(31, 29, 27, 13), layers=(2, 2, 18, 2), channels=(192, 384, 768, 1536),
+                      small_kernel=5)  # fmt: skip
+    return _create_replknet("replknet_31l", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def replknet_xl(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """RepLKNet-XL: 335.4M params, no small kernel, dw_ratio 1.5; MegData-73M -> IN-1K 87.8 % at 320."""
+    model_args = dict(large_kernel_sizes=(27, 27, 27, 13), layers=(2, 2, 18, 2), channels=(256, 512, 1024, 2048),
+                      small_kernel=None, dw_ratio=1.5)  # fmt: skip
+    return _create_replknet("replknet_xl", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def test_replknet(pretrained: bool = False, **kwargs: Any) -> nn.Module:  # noqa: PT028 -- a model, not a test
+    """A tiny RepLKNet for tests (kernels 13/11/9/7 with a 3×3 branch)."""
+    model_args = dict(large_kernel_sizes=(13, 11, 9, 7), layers=(1, 1, 2, 1), channels=(8, 16, 24, 32),
+                      small_kernel=3)  # fmt: skip
+    return _create_replknet("test_replknet", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def test_replknet_xl(pretrained: bool = False, **kwargs: Any) -> nn.Module:  # noqa: PT028 -- a model, not a test
+    """A tiny XL-style RepLKNet for tests (no small kernel, dw_ratio 1.5)."""
+    model_args = dict(large_kernel_sizes=(9, 9, 7, 5), layers=(1, 1, 1, 1), channels=(8, 16, 24, 32),
+                      small_kernel=None, dw_ratio=1.5)  # fmt: skip
+    return _create_replknet("test_replknet_xl", pretrained, **dict(model_args, **kwargs))

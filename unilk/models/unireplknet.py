@@ -1,0 +1,688 @@
+"""UniRepLKNet: large-kernel ConvNet with Dilated Reparam Blocks, SE and GRN.
+
+Paper: "UniRepLKNet: A Universal Perception Large-Kernel ConvNet for Audio, Video, Point Cloud, Time-Series and Image
+Recognition" (Ding et al., CVPR 2024, arXiv 2311.15599; TPAMI extension arXiv 2410.08049).
+Official code: https://github.com/AILab-CVC/UniRepLKNet (``unireplknet.py`` at commit b5677d8, last model change
+2016283). Weights: https://huggingface.co/DingXiaoH/UniRepLKNet (Apache-2.0, as the repository).
+
+State_dict keys and shapes equal the official ones for every variant, in training and in deploy form, so the released
+checkpoints load strictly. Every large-kernel depthwise convolution runs through ``unilk.ops.lkconv`` while the modules
+stay plain ``nn.Conv2d``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+from timm.layers import DropPath, trunc_normal_
+from timm.models import FeatureInfo
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from unilk.errors import CheckpointError, ConfigError
+from unilk.hub import PretrainedCfg
+from unilk.layers.dilated_reparam import DilatedReparamBlock
+from unilk.layers.fuse import fuse_bn
+from unilk.layers.grn import GRNwithNHWC
+from unilk.layers.norm import LayerNorm2d
+from unilk.layers.se import SEBlock
+from unilk.models.registry import build_model, register_model, register_pretrained_cfgs
+from unilk.ops.lkconv import depthwise_conv2d
+
+__all__ = ["UniRepLKNet", "UniRepLKNetBlock", "UniRepLKNetStage", "default_kernel_sizes", "checkpoint_filter_fn"]
+
+logger = logging.getLogger(__name__)
+
+VALID_KERNEL_SIZES = (0, 3, 5, 7, 9, 11, 13, 15, 17)
+
+
+class NCHWtoNHWC(nn.Module):
+    """Permute ``(N, C, H, W) -> (N, H, W, C)`` (a module so that the official Sequential indices are kept)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.permute(0, 2, 3, 1)
+
+
+class NHWCtoNCHW(nn.Module):
+    """Permute ``(N, H, W, C) -> (N, C, H, W)``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.permute(0, 3, 1, 2)
+
+
+class UniRepLKNetBlock(nn.Module):
+    """One block: spatial depthwise mixer -> BN -> SE -> Linear(4C) -> GELU -> GRN -> Linear(C) -> BN, layer scale.
+
+    ``kernel_size`` ≥ 7 makes a LarK block (Dilated Reparam Block), 3 or 5 a SmaK block (plain depthwise conv), 0 a
+    block without spatial mixing. ``deploy=True`` builds the re-parameterized form (same keys as ``reparameterize()``
+    produces).
+
+    Args:
+        dim: C.
+        kernel_size: one of 0, 3, 5, 7, 9, 11, 13, 15, 17.
+        drop_path: stochastic depth rate of the residual branch.
+        layer_scale_init_value: initial layer scale ``gamma``; None or ≤ 0 disables it.
+        deploy: build the inference form.
+        norm_layer: BatchNorm class (``nn.SyncBatchNorm`` has the same keys).
+        ffn_factor: hidden width of the FFN as a multiple of C.
+
+    Raises:
+        ConfigError: for an unsupported kernel size.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        kernel_size: int,
+        drop_path: float = 0.0,
+        layer_scale_init_value: float | None = 1e-6,
+        *,
+        deploy: bool = False,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
+        ffn_factor: int = 4,
+    ) -> None:
+        super().__init__()
+        if kernel_size not in VALID_KERNEL_SIZES:
+            raise ConfigError(
+                f"UniRepLKNet block kernel_size={kernel_size!r} is not supported; expected one of {VALID_KERNEL_SIZES}"
+            )
+        self.kernel_size = kernel_size
+        self.deploy = deploy
+        hidden = ffn_factor * dim
+        if kernel_size == 0:
+            self.dwconv: nn.Module = nn.Identity()
+        elif kernel_size >= 7:
+            self.dwconv = DilatedReparamBlock(dim, kernel_size, deploy=deploy, norm_layer=norm_layer)
+        else:
+            self.dwconv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim, bias=deploy)
+        self.norm = nn.Identity() if deploy or kernel_size == 0 else norm_layer(dim)
+        self.se = SEBlock(dim, dim // 4)
+        self.pwconv1 = nn.Sequential(NCHWtoNHWC(), nn.Linear(dim, hidden))
+        self.act = nn.Sequential(nn.GELU(), GRNwithNHWC(hidden, use_bias=not deploy))
+        if deploy:
+            self.pwconv2 = nn.Sequential(nn.Linear(hidden, dim), NHWCtoNCHW())
+        else:
+            self.pwconv2 = nn.Sequential(nn.Linear(hidden, dim, bias=False), NHWCtoNCHW(), norm_layer(dim))
+        use_scale = not deploy and layer_scale_init_value is not None and layer_scale_init_value > 0
+        self.gamma = nn.Parameter(layer_scale_init_value * torch.ones(dim)) if use_scale else None
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``."""
+        if isinstance(self.dwconv, nn.Conv2d):  # SmaK: the same "same"-padded depthwise conv as the large kernels
+            y = depthwise_conv2d(x, self.dwconv.weight, self.dwconv.bias)
+        else:
+            y = self.dwconv(x)
+        y = self.se(self.norm(y))
+        y = self.pwconv2(self.act(self.pwconv1(y)))
+        if self.gamma is not None:
+            y = self.gamma.view(1, -1, 1, 1) * y
+        return x + self.drop_path(y)
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Fold the DRB branches, both BNs, the GRN bias and the layer scale into convs/Linear, in place (idempotent).
+
+        Afterwards the block has exactly the keys of a ``deploy=True`` block.
+        """
+        if isinstance(self.dwconv, DilatedReparamBlock):
+            self.dwconv.reparameterize()
+        if isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
+            if isinstance(self.dwconv, DilatedReparamBlock):
+                conv = self.dwconv.lk_origin
+                kernel, bias = fuse_bn(conv.weight, self.norm, conv.bias)
+                conv.weight.copy_(kernel)
+                conv.bias.copy_(bias)
+            else:
+                kernel, bias = fuse_bn(self.dwconv.weight, self.norm, self.dwconv.bias)
+                conv = nn.Conv2d(
+                    kernel.shape[0],
+                    kernel.shape[0],
+                    self.kernel_size,
+                    padding=self.kernel_size // 2,
+                    groups=kernel.shape[0],
+                    bias=True,
+                ).to(device=kernel.device, dtype=kernel.dtype)
+                conv.weight.copy_(kernel)
+                conv.bias.copy_(bias)
+                self.dwconv = conv
+            self.norm = nn.Identity()
+        if len(self.pwconv2) == 3:  # Linear(no bias), permute, BN
+            linear, bn, grn = self.pwconv2[0], self.pwconv2[2], self.act[1]
+            # y = BN(W2 (grn_core + beta)) * s: the GRN bias enters the Linear as W2 beta, then BN and scale fold in
+            input_bias = linear.weight @ grn.beta.reshape(-1) if grn.beta is not None else None
+            weight, bias = fuse_bn(linear.weight, bn, input_bias)
+            scale = self.gamma if self.gamma is not None else torch.ones_like(bias)
+            fused = nn.Linear(linear.in_features, linear.out_features).to(device=weight.device, dtype=weight.dtype)
+            fused.weight.copy_(weight * scale[:, None])
+            fused.bias.copy_(bias * scale)
+            self.pwconv2 = nn.Sequential(fused, NHWCtoNCHW())
+            grn.beta = None
+            self.gamma = None
+        self.deploy = True
+
+
+class UniRepLKNetStage(nn.Sequential):
+    """The blocks of one stage (an ``nn.Sequential``, so keys are ``stages.{s}.{b}``), with gradient checkpointing."""
+
+    def __init__(self, blocks: Sequence[UniRepLKNetBlock]) -> None:
+        super().__init__(*blocks)
+        self.grad_checkpointing = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``."""
+        for block in self:
+            if self.grad_checkpointing and x.requires_grad and not torch.jit.is_scripting():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
+
+
+def _take_indices(indices: int | Sequence[int] | None) -> list[int]:
+    """Stage indices from None (all), an int n (the last n) or a sequence (negative counts from the end)."""
+    if indices is None:
+        indices = 4
+    if isinstance(indices, int):
+        if not 0 < indices <= 4:
+            raise ConfigError(f"indices={indices} asks for the last n stages; n must be in 1..4")
+        return list(range(4 - indices, 4))
+    if not indices or any(not -4 <= i < 4 for i in indices):
+        raise ConfigError(f"indices={tuple(indices)} must be non-empty stage indices in -4..3")
+    return sorted({i % 4 for i in indices})
+
+
+def default_kernel_sizes(depths: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    """The official per-block kernel sizes for the four known depth patterns.
+
+    Args:
+        depths: blocks per stage.
+
+    Returns:
+        One tuple of kernel sizes per stage.
+
+    Raises:
+        ConfigError: for depths without an official default (pass ``kernel_sizes`` explicitly).
+    """
+    depths = tuple(depths)
+    if depths in ((2, 2, 6, 2), (2, 2, 8, 2)):
+        stage3 = (13,) * depths[2]
+        return (3, 3), (13, 13), stage3, (13, 13)
+    if depths == (3, 3, 18, 3):
+        return (3, 3, 3), (13, 13, 13), (13, 3) * 9, (13, 13, 13)
+    if depths == (3, 3, 27, 3):
+        return (3, 3, 3), (13, 13, 13), (13, 3, 3) * 9, (13, 13, 13)
+    raise ConfigError(
+        f"no default kernel_sizes for depths={depths}; the defaults cover (2, 2, 6, 2), (2, 2, 8, 2), "
+        "(3, 3, 18, 3) and (3, 3, 27, 3). Pass kernel_sizes, one tuple per stage with one size per block"
+    )
+
+
+class UniRepLKNet(nn.Module):
+    """UniRepLKNet classifier or dense-prediction backbone.
+
+    Input ``(N, in_chans, H, W)`` with any H, W ≥ 32 (square or not); stages run at strides 4, 8, 16, 32 with
+    ``dims`` channels. Classification returns ``(N, num_classes)`` logits; ``features_only=True`` returns the stage
+    maps selected by ``out_indices``, each normalised by the official ``norm{i}`` LayerNorm (the official backbone mode:
+    no ``norm``/``head`` keys, plus ``norm0..norm3``).
+
+    Args:
+        in_chans: input channels.
+        num_classes: classes of the head; 0 gives an identity head (pooled features).
+        depths: blocks per stage (4 stages).
+        dims: channels per stage.
+        drop_path_rate: stochastic depth, linearly increasing over all blocks.
+        layer_scale_init_value: initial layer scale; None or ≤ 0 disables it.
+        head_init_scale: multiplies the head's initial weight and bias.
+        kernel_sizes: per stage, per block kernel size (0, 3, 5, 7, ..., 17); None picks the official default.
+        deploy: build the re-parameterized inference form.
+        with_cp: gradient checkpointing (same as ``set_grad_checkpointing(True)``).
+        attempt_use_lk_impl: accepted for official compatibility; ``unilk.ops.lkconv`` always picks the kernel.
+        use_sync_bn: use ``nn.SyncBatchNorm`` (same keys) for multi-GPU training.
+        features_only: dense-prediction backbone mode.
+        out_indices: stages returned in ``features_only`` mode (negative indices count from the end).
+        drop_rate: dropout before the head.
+
+    Raises:
+        ConfigError: for inconsistent depths, dims, kernel sizes or out_indices.
+    """
+
+    def __init__(
+        self,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        depths: Sequence[int] = (3, 3, 27, 3),
+        dims: Sequence[int] = (96, 192, 384, 768),
+        drop_path_rate: float = 0.0,
+        layer_scale_init_value: float | None = 1e-6,
+        head_init_scale: float = 1.0,
+        kernel_sizes: Sequence[Sequence[int]] | None = None,
+        deploy: bool = False,
+        with_cp: bool = False,
+        attempt_use_lk_impl: bool = True,
+        use_sync_bn: bool = False,
+        *,
+        features_only: bool = False,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        drop_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        depths, dims = tuple(depths), tuple(dims)
+        if len(depths) != 4 or len(dims) != 4:
+            raise ConfigError(f"depths and dims need 4 entries (one per stage), got depths={depths}, dims={dims}")
+        kernel_sizes = default_kernel_sizes(depths) if kernel_sizes is None else tuple(map(tuple, kernel_sizes))
+        if len(kernel_sizes) != 4 or any(len(k) != d for k, d in zip(kernel_sizes, depths)):
+            raise ConfigError(
+                f"kernel_sizes={kernel_sizes} does not match depths={depths}: give one tuple per stage with one kernel "
+                "size per block"
+            )
+        self.depths, self.dims, self.kernel_sizes = depths, dims, kernel_sizes
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.deploy = deploy
+        self.features_only = features_only
+        self.attempt_use_lk_impl = attempt_use_lk_impl
+        self.num_features = self.head_hidden_size = dims[-1]
+        self._max_kernel = max(max(k) for k in kernel_sizes)
+        norm_layer = nn.SyncBatchNorm if use_sync_bn else nn.BatchNorm2d
+
+        self.downsample_layers = nn.ModuleList()
+        self.downsample_layers.append(
+            nn.Sequential(
+                nn.Conv2d(in_chans, dims[0] // 2, kernel_size=3, stride=2, padding=1),
+                LayerNorm2d(dims[0] // 2),
+                nn.GELU(),
+                nn.Conv2d(dims[0] // 2, dims[0], kernel_size=3, stride=2, padding=1),
+                LayerNorm2d(dims[0]),
+            )
+        )
+        for i in range(1, 4):
+            self.downsample_layers.append(
+                nn.Sequential(nn.Conv2d(dims[i - 1], dims[i], kernel_size=3, stride=2, padding=1), LayerNorm2d(dims[i]))
+            )
+
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
+        self.stages = nn.ModuleList()
+        cursor = 0
+        for i in range(4):
+            self.stages.append(
+                UniRepLKNetStage(
+                    [
+                        UniRepLKNetBlock(
+                            dims[i],
+                            kernel_sizes[i][j],
+                            drop_path=rates[cursor + j],
+                            layer_scale_init_value=layer_scale_init_value,
+                            deploy=deploy,
+                            norm_layer=norm_layer,
+                        )
+                        for j in range(depths[i])
+                    ]
+                )
+            )
+            cursor += depths[i]
+
+        feature_info = [dict(num_chs=dims[i], reduction=4 * 2**i, module=f"stages.{i}") for i in range(4)]
+        if features_only:
+            self.out_indices = tuple(_take_indices(tuple(out_indices)))
+            for i in range(4):  # all four, as the official backbone state_dict has them
+                self.add_module(f"norm{i}", LayerNorm2d(dims[i]))
+            self.feature_info: Any = FeatureInfo(feature_info, self.out_indices)
+        else:
+            self.out_indices = (0, 1, 2, 3)
+            self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+            self.head_drop = nn.Dropout(drop_rate)
+            self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+            self.feature_info = feature_info
+
+        self.apply(self._init_weights)
+        if isinstance(getattr(self, "head", None), nn.Linear):
+            with torch.no_grad():
+                self.head.weight.mul_(head_init_scale)
+                self.head.bias.mul_(head_init_scale)
+        if with_cp:
+            self.set_grad_checkpointing(True)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and not module.weight.is_meta:  # meta tensors hold no values
+            trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups for layer-wise learning-rate decay.
+
+        Fine groups are the official ones (``get_num_layer_for_convnext``): stem 0; stages 0/1 -> 1/2; downsample
+        1/2 -> 2/3; stage 2 block j -> 3 + j // 3; stage 3 and its downsample -> 12; norm/head last.
+        Coarse groups are one per stage (its downsample included).
+
+        Args:
+            coarse: one group per stage.
+
+        Returns:
+            timm's matcher dict ``{"stem": regex, "blocks": [(regex, (group_id,)), ...]}``.
+        """
+        if coarse:
+            return dict(stem=r"^downsample_layers\.0\.", blocks=[(r"^(?:downsample_layers|stages)\.(\d+)\.", None)])
+        blocks = [
+            (r"^stages\.0\.", (1,)),
+            (r"^downsample_layers\.1\.", (2,)),
+            (r"^stages\.1\.", (2,)),
+            (r"^downsample_layers\.2\.", (3,)),
+        ]
+        blocks += [(rf"^stages\.2\.{j}\.", (3 + j // 3,)) for j in range(self.depths[2])]
+        blocks += [(r"^downsample_layers\.3\.", (12,)), (r"^stages\.3\.", (12,))]
+        return dict(stem=r"^downsample_layers\.0\.", blocks=blocks)
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of storing its activations."""
+        for stage in self.stages:
+            stage.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        """The classifier module (``head``)."""
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the head with a fresh one for ``num_classes`` (0: identity, the model returns pooled features).
+
+        Args:
+            num_classes: new number of classes.
+            global_pool: only ``None`` or ``"avg"`` (UniRepLKNet always average-pools).
+
+        Raises:
+            ConfigError: in features_only mode, or for another pooling.
+        """
+        if self.features_only:
+            raise ConfigError("reset_classifier: a features_only UniRepLKNet has no head; build it without it")
+        if global_pool not in (None, "avg"):
+            raise ConfigError(f"reset_classifier: global_pool={global_pool!r} is not supported; expected None or 'avg'")
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def _warn_if_small(self, x: Tensor) -> None:
+        # the official repo's NaN report (#14) came from last-stage maps far smaller than the kernels. A K×K kernel
+        # keeps all its taps in use while the map has at least K // 2 + 1 pixels per side (7 for 13×13: exactly the
+        # 224-pixel regime the models were trained in); below that some taps never see the map, so warn.
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+            return
+        reach = self._max_kernel // 2 + 1
+        if min(x.shape[-2:]) < reach:
+            warnings.warn(
+                f"UniRepLKNet: the last-stage map is {tuple(x.shape[-2:])}, smaller than the reach of the largest "
+                f"kernel ({self._max_kernel}×{self._max_kernel} needs {reach} pixels per side), so part of every large "
+                f"kernel never sees the input. Use inputs of at least {32 * (reach - 1) + 1} pixels per side, or "
+                "smaller kernels in the last stage",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """Stage outputs (timm's intermediate-feature API).
+
+        Args:
+            x: ``(N, in_chans, H, W)``.
+            indices: None (all 4 stages), an int (the last n) or stage indices.
+            norm: apply the official per-stage ``norm{i}`` (only in features_only mode, where they exist).
+            stop_early: stop after the last requested stage.
+            output_fmt: only ``"NCHW"``.
+            intermediates_only: return only the list.
+
+        Returns:
+            The list of ``(N, dims[i], H / 2^(i+2), W / 2^(i+2))`` maps, or ``(last_map, list)``.
+
+        Raises:
+            ConfigError: for another output format, or ``norm=True`` without per-stage norms.
+        """
+        if output_fmt != "NCHW":
+            raise ConfigError(f"forward_intermediates: output_fmt={output_fmt!r} is not supported; expected 'NCHW'")
+        if norm and not self.features_only:
+            raise ConfigError("forward_intermediates: norm=True needs the per-stage norms of features_only=True")
+        take_indices = _take_indices(indices)
+        max_index = max(take_indices)
+        intermediates = []
+        last = max_index if stop_early or intermediates_only else 3
+        for i in range(last + 1):
+            x = self.stages[i](self.downsample_layers[i](x))
+            if i in take_indices:
+                intermediates.append(getattr(self, f"norm{i}")(x) if norm else x)
+        if last == 3:
+            self._warn_if_small(x)
+        return intermediates if intermediates_only else (x, intermediates)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """``(N, in_chans, H, W) -> (N, dims[-1], ceil(H / 32), ceil(W / 32))``, the last-stage map before pooling."""
+        for i in range(4):
+            x = self.stages[i](self.downsample_layers[i](x))
+        self._warn_if_small(x)
+        return x
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Pool, LayerNorm and classify.
+
+        Args:
+            x: ``(N, dims[-1], h, w)`` from ``forward_features``.
+            pre_logits: return the pooled, normalised ``(N, dims[-1])`` embedding instead of logits.
+
+        Returns:
+            ``(N, num_classes)`` logits or ``(N, dims[-1])``.
+        """
+        x = self.norm(x.mean((-2, -1)))
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
+        """Logits ``(N, num_classes)``, or in features_only mode the list of normalised stage maps."""
+        if self.features_only:
+            return self.forward_intermediates(x, self.out_indices, norm=True, intermediates_only=True)
+        return self.forward_head(self.forward_features(x))
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Re-parameterize every block in place (idempotent): the model then equals a ``deploy=True`` build."""
+        for stage in self.stages:
+            for block in stage:
+                block.reparameterize()
+        self.deploy = True
+
+
+def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: UniRepLKNet) -> dict[str, Tensor]:
+    """Map official checkpoints onto ``model``.
+
+    * detection/segmentation checkpoints: the ``backbone.`` prefix is removed and other keys (neck, heads) dropped;
+    * a classification checkpoint into a features_only model: ``norm``/``head`` are dropped and ``norm0..norm3``
+      keep their initialisation (what the official backbone does when it loads ImageNet weights);
+    * a training-form checkpoint into a ``deploy=True`` model: it is re-parameterized on the fly.
+
+    Args:
+        state_dict: official keys.
+        model: the target model.
+
+    Returns:
+        A state_dict with the model's keys.
+    """
+    if any(key.startswith("backbone.") for key in state_dict):
+        state_dict = {key[len("backbone.") :]: v for key, v in state_dict.items() if key.startswith("backbone.")}
+    target = model.state_dict()
+    if model.features_only:
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("norm.", "head."))}
+        missing_norms = [k for k in target if k.startswith("norm") and k[4:5].isdigit() and k not in state_dict]
+        if missing_norms:
+            logger.info("checkpoint has no per-stage norms; %s keep their initialisation", sorted(missing_norms))
+            state_dict.update({k: target[k] for k in missing_norms})
+    is_train_form = any(".origin_bn." in k or ".pwconv2.2." in k for k in state_dict)
+    if model.deploy and is_train_form:
+        logger.info("re-parameterizing a training-form checkpoint for the deploy model")
+        # the twin has the checkpoint's stem and head; adapting them to the model happens after this filter
+        twin = UniRepLKNet(
+            in_chans=state_dict["downsample_layers.0.0.weight"].shape[1],
+            num_classes=state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0,
+            depths=model.depths,
+            dims=model.dims,
+            kernel_sizes=model.kernel_sizes,
+            features_only=model.features_only,
+            out_indices=model.out_indices,
+        )
+        try:
+            twin.load_state_dict(state_dict)
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"the training-form checkpoint does not fit this UniRepLKNet (depths={model.depths}, "
+                f"dims={model.dims}): {str(err)[:300]}; build the model with the checkpoint's configuration"
+            ) from err
+        twin.reparameterize()
+        state_dict = twin.state_dict()
+    return state_dict
+
+
+def _create_unireplknet(variant: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    return build_model(UniRepLKNet, variant, pretrained, checkpoint_filter_fn=checkpoint_filter_fn, **kwargs)
+
+
+_HF_REPO = "DingXiaoH/UniRepLKNet"
+
+
+def _cfg(filename: str | None = None, **kwargs: Any) -> PretrainedCfg:
+    return PretrainedCfg(
+        hf_hub_id=_HF_REPO if filename else None,
+        hf_hub_filename=filename,
+        first_conv="downsample_layers.0.0",
+        classifier="head",
+        license="apache-2.0",
+        paper_ids="arXiv:2311.15599",
+        origin_url="https://github.com/AILab-CVC/UniRepLKNet",
+        **kwargs,
+    )
+
+
+def _cfg_384(filename: str, **kwargs: Any) -> PretrainedCfg:
+    # the official evaluation warps inputs >= 384 to the square size without cropping
+    return _cfg(filename, input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0, crop_mode="squash", **kwargs)
+
+
+def _cfg_22k(filename: str, size: int, **kwargs: Any) -> PretrainedCfg:
+    return _cfg(filename, num_classes=21841, input_size=(3, size, size), pool_size=(size // 32, size // 32), **kwargs)
+
+
+default_cfgs = register_pretrained_cfgs(
+    {
+        "unireplknet_a.in1k": _cfg("unireplknet_a_in1k_224_acc77.03.pth", num_params=4_649_060),
+        "unireplknet_f.in1k": _cfg("unireplknet_f_in1k_224_acc78.58.pth", num_params=6_489_328),
+        "unireplknet_p.in1k": _cfg("unireplknet_p_in1k_224_acc80.23.pth", num_params=11_080_520),
+        "unireplknet_n.in1k": _cfg("unireplknet_n_in1k_224_acc81.64.pth", num_params=18_818_880),
+        "unireplknet_t.in1k": _cfg("unireplknet_t_in1k_224_acc83.21.pth", num_params=31_693_420),
+        "unireplknet_s.in1k": _cfg("unireplknet_s_in1k_224_acc83.91.pth", num_params=56_456_704),
+        "unireplknet_s.in22k_ft_in1k_384": _cfg_384(
+            "unireplknet_s_in22k_to_in1k_384_acc86.44.pth", num_params=56_456_704
+        ),
+        "unireplknet_s.in22k": _cfg_22k("unireplknet_s_in22k_pretrain.pth", 224, num_params=72_483_433),
+        "unireplknet_b.in22k_ft_in1k_384": _cfg_384(
+            "unireplknet_b_in22k_to_in1k_384_acc87.40.pth", num_params=99_089_416
+        ),
+        "unireplknet_b.in22k": _cfg_22k("unireplknet_b_in22k_pretrain.pth", 224, num_params=120_451_441),
+        "unireplknet_l.in22k_ft_in1k_384": _cfg_384(
+            "unireplknet_l_in22k_to_in1k_384_acc87.88.pth", num_params=220_076_056
+        ),
+        "unireplknet_l.in22k": _cfg_22k("unireplknet_l_in22k_pretrain.pth", 192, num_params=252_108_673),
+        "unireplknet_xl.in22k_ft_in1k_384": _cfg_384(
+            "unireplknet_xl_in22k_to_in1k_384_acc87.96.pth", num_params=388_690_984
+        ),
+        "unireplknet_xl.in22k": _cfg_22k("unireplknet_xl_in22k_pretrain.pth", 192, num_params=431_394_193),
+        "test_unireplknet": _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
+        "test_unireplknet_allk": _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
+    }
+)
+
+
+@register_model
+def unireplknet_a(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """UniRepLKNet-A (4.4M deploy params), IN-1K 77.0 %."""
+    model_args = dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320))
+    return _create_unireplknet("unireplknet_a", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def unireplknet_f(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """UniRepLKNet-F (6.2M deploy params), IN-1K 78.6 %."""
+    model_args = dict(depths=(2, 2, 6, 2), dims=(48, 96, 192, 384))
+    return _create_unireplknet("unireplknet_f", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def unireplknet_p(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """UniRepLKNet-P (10.7M deploy params), IN-1K 80.2 %."""
+    model_args = dict(depths=(2, 2, 6, 2), dims=(64, 128, 256, 512))
+    return _create_unireplknet("unireplknet_p", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def unireplknet_n(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """UniRepLKNet-N (18.3M deploy params), IN-1K 81.6 %."""
+    model_args = dict(depths=(2, 2, 8, 2), dims=(80, 160, 320, 640))
+    return _create_unireplknet("unireplknet_n", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def unireplknet_t(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """UniRepLKNet-T (31.0M deploy params), IN-1K 83.2 %."""
+    model_args = dict(depths=(3, 3, 18, 3), dims=(80, 160, 320, 640))
+    return _create_unireplknet("unireplknet_t", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def unireplknet_s(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """UniRepLKNet-S (55.6M deploy params), IN-1K 83.9 %; IN-22K -> 1K at 384: 86.4 %."""
+    model_args = dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768))
+    return _create_unireplknet("unireplknet_s", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def unireplknet_b(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """UniRepLKNet-B (98.0M deploy params); IN-22K -> 1K at 384: 87.4 %."""
+    model_args = dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024))
+    return _create_unireplknet("unireplknet_b", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def unireplknet_l(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """UniRepLKNet-L (218.5M deploy params); IN-22K -> 1K at 384: 87.9 %."""
+    model_args = dict(depths=(3, 3, 27, 3), dims=(192, 384, 768, 1536))
+    return _create_unireplknet("unireplknet_l", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def unireplknet_xl(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """UniRepLKNet-XL (386.5M deploy params); IN-22K -> 1K at 384: 88.0 %."""
+    model_args = dict(depths=(3, 3, 27, 3), dims=(256, 512, 1024, 2048))
+    return _create_unireplknet("unireplknet_xl", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def test_unireplknet(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """A tiny UniRepLKNet for tests (SmaK and 13×13 LarK blocks)."""
+    model_args = dict(depths=(1, 1, 2, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (13,), (13, 3), (13,)))
+    return _create_unireplknet("test_unireplknet", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def test_unireplknet_allk(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """A tiny UniRepLKNet for tests with every supported kernel size (0, 3, 5, 7, ..., 17)."""
+    model_args = dict(depths=(2, 2, 3, 2), dims=(8, 8, 16, 16), kernel_sizes=((0, 3), (5, 7), (9, 11, 13), (15, 17)))
+    return _create_unireplknet("test_unireplknet_allk", pretrained, **dict(model_args, **kwargs))

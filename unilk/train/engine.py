@@ -1,0 +1,534 @@
+"""The training engine: one loop for every modality and task.
+
+The engine trains any ``nn.Module`` on map-style datasets whose items are dicts ``{"id", "input", "target"}``. It owns
+the optimizer (timm factory, layer-wise decay), the per-update schedule, EMA, autocast (bf16 on CPU and GPU),
+gradient clipping and accumulation, mixup/cutmix, label smoothing, seeding, step/time limits, DDP, checkpoints with
+exact resume, and logs (tqdm, ``log.csv``, TensorBoard, ``metrics.json``).
+
+Exact resume: checkpoints are written at update boundaries with the model, optimizer, EMA, scaler, every rank's RNG
+states and the sampler position (epoch, batch). Data order is a pure function of (seed, epoch), the DataLoader draws
+its worker seeds from a per-epoch generator, and the learning rate is a pure function of the step, so a resumed run
+repeats the uninterrupted one (bitwise on CPU with ``train.deterministic`` and ``data.num_workers=0``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from unilk.errors import CheckpointError, ConfigError
+from unilk.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from unilk.train.config import Recipe
+from unilk.train.distributed import (
+    DistInfo,
+    GlobalBatchSampler,
+    all_gather_objects,
+    eval_shard,
+    init_distributed,
+    maybe_sync_batchnorm,
+)
+from unilk.train.metrics import MetricAccumulator, compute_metrics, metric_names
+from unilk.train.optim import LRSchedule, build_optimizer, effective_lr
+
+__all__ = ["TrainParts", "Trainer", "seed_everything"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainParts:
+    """What the engine trains: built by :func:`unilk.train.build.build_parts`, or by hand in tests.
+
+    Attributes:
+        model: maps a collated input batch to outputs (logits Tensor[N, K] or forecasts Tensor[N, H, C]).
+        train_set: items ``{"id", "input", "target"}``.
+        eval_set: same, or None (no evaluation).
+        collate_inputs: stacks a list of ``item["input"]`` into a batch (an adapter's ``collate``; default stack).
+        extra_inputs: further item keys, stacked and passed to the model after the input (series: ``input_mark``).
+        arch: how to rebuild ``model`` (stored in checkpoints as ``arch``); plain values only.
+        adapter: adapter config dict (stored as ``adapter``).
+        labels: label names (stored as ``labels``).
+    """
+
+    model: nn.Module
+    train_set: Dataset
+    eval_set: Dataset | None = None
+    collate_inputs: Callable[[list[Any]], Tensor] = torch.stack
+    extra_inputs: tuple[str, ...] = ()
+    arch: dict[str, Any] = field(default_factory=dict)
+    adapter: dict[str, Any] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch; with ``deterministic`` also force deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+class _Indexed(Dataset):
+    """Yields ``(index, item)`` so evaluation can de-duplicate by dataset index."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[int, dict[str, Any]]:
+        return index, self.dataset[index]
+
+
+def _stack_targets(targets: list[Any]) -> Tensor:
+    """Class ids -> Tensor[N] long; tensors (multi-hot, forecasts) -> stacked."""
+    if isinstance(targets[0], Tensor):
+        return torch.stack(targets)
+    return torch.as_tensor(targets)
+
+
+class Trainer:
+    """Trains ``parts`` following ``recipe``; one instance per run (per process under torchrun).
+
+    Args:
+        recipe: the validated recipe.
+        parts: model and datasets (see :class:`TrainParts`).
+        info: process placement; by default joins torchrun's process group if there is one.
+
+    Example::
+
+        trainer = Trainer(recipe, build_parts(recipe))
+        summary = trainer.fit(resume=False)
+        summary["metrics"]["acc"]
+    """
+
+    def __init__(self, recipe: Recipe, parts: TrainParts, info: DistInfo | None = None) -> None:
+        self.recipe = recipe
+        self.parts = parts
+        self.info = info or init_distributed(recipe.train.device)
+        self.out_dir = Path(recipe.output_dir)
+        self.names = metric_names(recipe.task)
+        tcfg = recipe.train
+        global_batch = recipe.data.batch_size * tcfg.grad_accum_steps
+        self.micro_per_epoch = len(parts.train_set) // recipe.data.batch_size  # type: ignore[arg-type]
+        self.steps_per_epoch = self.micro_per_epoch // tcfg.grad_accum_steps
+        planned = tcfg.epochs * self.steps_per_epoch
+        self.total_steps = min(planned, tcfg.max_steps) if tcfg.max_steps is not None else planned
+        self.base_lr = effective_lr(recipe.optim, global_batch)
+
+    # ----------------------------------------------------------------------------------------------- setup
+    def _setup(self) -> None:
+        recipe, info = self.recipe, self.info
+        if self.steps_per_epoch < 1:
+            raise ConfigError(
+                f"data.batch_size × train.grad_accum_steps = {recipe.data.batch_size * recipe.train.grad_accum_steps} "
+                f"exceeds the {len(self.parts.train_set)} training samples; lower one of them"  # type: ignore[arg-type]
+            )
+        seed_everything(recipe.train.seed + info.rank, recipe.train.deterministic)
+        model = self.parts.model.to(info.device)
+        model = maybe_sync_batchnorm(model, recipe.model.sync_bn, info)
+        self.model = model
+        self.optimizer = build_optimizer(model, recipe.optim, self.base_lr)
+        self.schedule = LRSchedule(self.optimizer, recipe.sched, self.base_lr, self.total_steps, self.steps_per_epoch)
+        self.ddp: nn.Module = model
+        if info.enabled:
+            device_ids = [info.device.index] if info.device.type == "cuda" else None
+            self.ddp = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        self.ema = None
+        if recipe.train.ema:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(model, decay=recipe.train.ema_decay)
+        use_scaler = recipe.train.amp and recipe.train.amp_dtype == "float16"
+        if use_scaler and info.device.type != "cuda":
+            raise ConfigError("train.amp_dtype: float16 autocast needs CUDA; use train.amp_dtype=bfloat16 on CPU")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        self.mixup = self._build_mixup()
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best: float | None = None
+        self.metrics: dict[str, float] = {}
+        self._evaluated_step = -1
+
+    def _build_mixup(self) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None:
+        tcfg = self.recipe.train
+        if tcfg.mixup <= 0 and tcfg.cutmix <= 0:
+            return None
+        if self.recipe.task != "classification":
+            raise ConfigError(f"train.mixup/cutmix: supported for classification, got task {self.recipe.task!r}")
+        from timm.data import Mixup
+
+        return Mixup(
+            mixup_alpha=tcfg.mixup,
+            cutmix_alpha=tcfg.cutmix,
+            prob=tcfg.mixup_prob,
+            switch_prob=tcfg.mixup_switch_prob,
+            label_smoothing=tcfg.label_smoothing,
+            num_classes=len(self.parts.labels),
+        )
+
+    def _autocast(self) -> Any:
+        tcfg = self.recipe.train
+        if not tcfg.amp:
+            return nullcontext()
+        dtype = torch.bfloat16 if tcfg.amp_dtype == "bfloat16" else torch.float16
+        return torch.autocast(device_type=self.info.device.type, dtype=dtype)
+
+    # ------------------------------------------------------------------------------------------------ loss
+    def _loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """The training loss; ``targets`` are soft (N, K) after mixup."""
+        recipe = self.recipe
+        kind = recipe.train.loss
+        if kind == "auto":
+            kind = {"classification": "ce", "multilabel": "bce", "forecast": "mse"}[recipe.task]
+        outputs = outputs.float()
+        smoothing = recipe.train.label_smoothing
+        if kind == "ce":
+            if targets.dim() == 2:  # soft targets from mixup (smoothing already applied)
+                return -(targets * outputs.log_softmax(-1)).sum(-1).mean()
+            return F.cross_entropy(outputs, targets, label_smoothing=smoothing)
+        if kind == "bce":
+            if targets.dim() == 1:  # class ids, as the official Speech Commands recipe trains with BCE
+                num_classes = outputs.shape[1]
+                targets = F.one_hot(targets, num_classes).float() * (1 - smoothing) + smoothing / num_classes
+            return F.binary_cross_entropy_with_logits(outputs, targets.float())
+        if kind == "mse":
+            return F.mse_loss(outputs, targets.float())
+        raise ConfigError(f"train.loss: got {kind!r}, expected 'auto', 'ce', 'bce' or 'mse'")
+
+    # ----------------------------------------------------------------------------------------------- loaders
+    def _collate(self, batch: list[tuple[int, dict[str, Any]]]) -> tuple[Tensor, list[Tensor], Tensor]:
+        indices = torch.tensor([i for i, _ in batch])
+        inputs = [self.parts.collate_inputs([item["input"] for _, item in batch])]
+        inputs += [torch.stack([item[key] for _, item in batch]) for key in self.parts.extra_inputs]
+        targets = _stack_targets([item["target"] for _, item in batch])
+        return indices, inputs, targets
+
+    def _train_loader(self, epoch: int, start_batch: int) -> DataLoader:
+        sampler = GlobalBatchSampler(
+            len(self.parts.train_set),  # type: ignore[arg-type]
+            self.recipe.data.batch_size,
+            seed=self.recipe.train.seed,
+            rank=self.info.rank,
+            world_size=self.info.world_size,
+        )
+        sampler.set_position(epoch, start_batch)
+        # A private generator: the loader's worker seeds must not consume the global RNG (exact resume).
+        gen = torch.Generator().manual_seed(self.recipe.train.seed * 100_003 + epoch)
+        return DataLoader(
+            _Indexed(self.parts.train_set),
+            batch_sampler=sampler,
+            num_workers=self.recipe.data.num_workers,
+            collate_fn=self._collate,
+            generator=gen,
+        )
+
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        shard = eval_shard(len(dataset), self.info.rank, self.info.world_size)  # type: ignore[arg-type]
+        return DataLoader(
+            Subset(_Indexed(dataset), shard),
+            batch_size=self.recipe.data.eval_batch_size,
+            shuffle=False,
+            num_workers=self.recipe.data.num_workers,
+            collate_fn=self._collate,
+            generator=torch.Generator().manual_seed(0),
+        )
+
+    # ------------------------------------------------------------------------------------------------ eval
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module | None = None, dataset: Dataset | None = None) -> dict[str, float]:
+        """Metrics of ``model`` (default: the EMA if ``train.ema_eval``, else the model) on ``dataset``.
+
+        Under DDP each rank evaluates its pad-free shard and every rank returns the same metrics, computed on the
+        gathered predictions (each sample exactly once).
+
+        Raises:
+            ConfigError: no evaluation set.
+        """
+        dataset = dataset if dataset is not None else self.parts.eval_set
+        if dataset is None:
+            raise ConfigError("evaluation: no eval set; set data.eval_split to a split of the dataset")
+        if model is None:
+            model = self.ema.module if (self.ema is not None and self.recipe.train.ema_eval) else self.model
+        was_training = model.training
+        model.eval()
+        acc = MetricAccumulator()
+        for indices, inputs, targets in self._eval_loader(dataset):
+            with self._autocast():
+                outputs = model(*[x.to(self.info.device) for x in inputs])
+            acc.add(indices, outputs, targets)
+        model.train(was_training)
+        parts = all_gather_objects(acc.state(), self.info)
+        outputs, targets = MetricAccumulator.merge(parts, len(dataset))  # type: ignore[arg-type]
+        return compute_metrics(self.recipe.task, outputs, targets)
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def _payload(self, full: bool) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": self.model.state_dict(),
+            "arch": self.parts.arch,
+            "adapter": self.parts.adapter,
+            "labels": list(self.parts.labels),
+            "recipe": self.recipe.to_dict(),
+            "metrics": dict(self.metrics),
+            "progress": {
+                "step": self.step,
+                "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch,
+                "best": self.best,
+            },
+        }
+        if self.ema is not None:
+            payload["ema"] = self.ema.module.state_dict()
+        if full:
+            payload["optimizer"] = self.optimizer.state_dict()
+            payload["scaler"] = self.scaler.state_dict()
+        return payload
+
+    def _save(self, name: str, full: bool = True) -> None:
+        # Every rank's RNG is gathered (a collective: all ranks call this), rank 0 writes.
+        rng = all_gather_objects(capture_rng(), self.info)
+        if self.info.is_main:
+            payload = self._payload(full)
+            if full:
+                payload["rng"] = rng
+            save_checkpoint(self.out_dir / name, payload)
+
+    def _resume(self) -> None:
+        path = self.out_dir / "last.pt"
+        ckpt = load_checkpoint(path)
+        if ckpt["recipe"].get("model") != self.recipe.to_dict()["model"]:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: its model section {ckpt['recipe'].get('model')} differs from the recipe's "
+                f"{self.recipe.to_dict()['model']}; resume with the recipe it was trained with"
+            )
+        if "optimizer" not in ckpt or "rng" not in ckpt:
+            raise CheckpointError(f"checkpoint {str(path)!r}: has no training state; it cannot be resumed")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None:
+            if "ema" not in ckpt:
+                raise CheckpointError(f"checkpoint {str(path)!r}: no EMA weights but train.ema is on")
+            self.ema.module.load_state_dict(ckpt["ema"])
+        rng = ckpt["rng"]
+        if len(rng) != self.info.world_size:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: written by {len(rng)} processes, resumed with {self.info.world_size}; "
+                "resume with the same number of processes"
+            )
+        restore_rng(rng[self.info.rank])
+        progress = ckpt["progress"]
+        self.step, self.epoch = progress["step"], progress["epoch"]
+        self.batch_in_epoch, self.best = progress["batch_in_epoch"], progress["best"]
+        self.metrics = dict(ckpt["metrics"])
+        logger.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch, self.batch_in_epoch)
+
+    # ---------------------------------------------------------------------------------------------- logging
+    def _open_logs(self, resumed: bool) -> None:
+        self.tb = None
+        if not self.info.is_main:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / "log.csv"
+        columns = ["step", "epoch", "lr", "loss", *self.names]
+        rows: list[dict[str, str]] = []
+        if resumed and path.is_file():
+            # Rows logged after the checkpoint by the interrupted run are dropped: they are logged again.
+            with open(path, newline="") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= self.step]
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.csv_columns = columns
+        if self.recipe.log.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step if resumed else None)
+
+    def _log(self, row: dict[str, float]) -> None:
+        if not self.info.is_main:
+            return
+        with open(self.out_dir / "log.csv", "a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=self.csv_columns).writerow(row)
+        if self.tb is not None:
+            for key, value in row.items():
+                if key not in ("step", "epoch"):
+                    self.tb.add_scalar(key, value, int(row["step"]))
+
+    def _reduce_mean(self, value: float) -> float:
+        if not self.info.enabled:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.info.device)
+        dist.all_reduce(tensor)
+        return tensor.item() / self.info.world_size
+
+    def _should_stop(self, start_time: float) -> bool:
+        limit = self.recipe.train.max_minutes
+        stop = limit is not None and (time.monotonic() - start_time) / 60 >= limit
+        if self.info.enabled:  # rank 0's clock decides, so all ranks stop at the same step
+            flag = torch.tensor([int(stop)], device=self.info.device)
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        return stop
+
+    # ------------------------------------------------------------------------------------------------ train
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train until ``train.epochs`` / ``max_steps`` / ``max_minutes``; returns a summary.
+
+        Args:
+            resume: continue from ``<output_dir>/last.pt``.
+
+        Returns:
+            ``{"step", "epoch", "completed", "minutes", "metrics", "best"}``.
+
+        Raises:
+            ConfigError: ``output_dir`` already holds a checkpoint and ``resume`` is False.
+            CheckpointError: the checkpoint to resume from is missing or does not fit.
+        """
+        self._setup()
+        last = self.out_dir / "last.pt"
+        if resume:
+            self._resume()
+        elif last.exists():
+            raise ConfigError(
+                f"output_dir {str(self.out_dir)!r} already holds last.pt; resume it (--resume) or pick another "
+                "output_dir (output_dir=...)"
+            )
+        self._open_logs(resumed=resume)
+        start_time = time.monotonic()
+        tcfg, accum = self.recipe.train, self.recipe.train.grad_accum_steps
+        every_ckpt, every_log = self.recipe.checkpoint.every_steps, self.recipe.log.every_steps
+        completed = self.step >= self.total_steps
+        stopped = False
+        bar = None
+        if self.info.is_main and self.recipe.log.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=self.step, desc=self.recipe.name, unit="step")
+        self.ddp.train()
+        loss_sum, loss_count = 0.0, 0
+        while not completed and not stopped:
+            loader = self._train_loader(self.epoch, self.batch_in_epoch)
+            micro = 0
+            for _, inputs, targets in loader:
+                if self.batch_in_epoch >= self.steps_per_epoch * accum:
+                    break  # leftover micro-batches that do not fill an update
+                if micro == 0:
+                    lr = self.schedule.set_step(self.step)
+                inputs, targets = [x.to(self.info.device) for x in inputs], targets.to(self.info.device)
+                if self.mixup is not None:
+                    inputs[0], targets = self.mixup(inputs[0], targets)
+                last_micro = micro == accum - 1
+                sync = nullcontext() if (last_micro or not self.info.enabled) else self.ddp.no_sync()
+                with sync:
+                    with self._autocast():
+                        outputs = self.ddp(*inputs)
+                    loss = self._loss(outputs, targets)
+                    if not math.isfinite(loss.item()):
+                        raise ConfigError(
+                            f"training loss is {loss.item()} at step {self.step} (expected a finite value); "
+                            "lower optim.lr or set train.clip_grad"
+                        )
+                    self.scaler.scale(loss / accum).backward()
+                loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
+                micro += 1
+                self.batch_in_epoch += 1
+                if not last_micro:
+                    continue
+                micro = 0
+                self._update()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+                if every_log and self.step % every_log == 0:
+                    row = {"step": self.step, "epoch": self.epoch, "lr": lr, "loss": loss_sum / loss_count}
+                    row["loss"] = self._reduce_mean(row["loss"])
+                    self._log(row)
+                    loss_sum, loss_count = 0.0, 0
+                completed = self.step >= self.total_steps
+                stopped = not completed and self._should_stop(start_time)
+                if completed or stopped:
+                    break
+                if every_ckpt and self.step % every_ckpt == 0:
+                    self._save("last.pt")
+            if self.batch_in_epoch >= self.steps_per_epoch * accum:
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                due = tcfg.eval_every_epochs and self.epoch % tcfg.eval_every_epochs == 0
+                if due and not completed and self.parts.eval_set is not None:
+                    self._evaluate_and_keep()
+                if not completed and not stopped:
+                    self._save("last.pt")
+        if bar is not None:
+            bar.close()
+        if (completed or stopped) and self.parts.eval_set is not None and self._evaluated_step != self.step:
+            self._evaluate_and_keep()
+        self._save("last.pt")
+        minutes = (time.monotonic() - start_time) / 60
+        summary = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "completed": completed,
+            "minutes": minutes,
+            "metrics": dict(self.metrics),
+            "best": self.best,
+        }
+        if self.info.is_main:
+            (self.out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+            if self.tb is not None:
+                self.tb.close()
+        return summary
+
+    def _update(self) -> None:
+        """Clip, step the optimizer, update the EMA, advance the step counter."""
+        tcfg = self.recipe.train
+        if tcfg.clip_grad is not None:
+            from timm.utils import dispatch_clip_grad
+
+            self.scaler.unscale_(self.optimizer)
+            dispatch_clip_grad(self.model.parameters(), tcfg.clip_grad, mode=tcfg.clip_mode)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.step)
+
+    def _evaluate_and_keep(self) -> None:
+        """Evaluate, log, and write ``best.pt`` when the selection metric improves."""
+        self.metrics = self.evaluate()
+        self._evaluated_step = self.step
+        row = {"step": self.step, "epoch": self.epoch, **self.metrics}
+        self._log(row)
+        key = self.recipe.checkpoint.metric
+        if key not in self.metrics:
+            raise ConfigError(f"checkpoint.metric: got {key!r}, expected one of {sorted(self.metrics)}")
+        value = self.metrics[key]
+        better = self.best is None or (
+            value > self.best if self.recipe.checkpoint.metric_mode == "max" else value < self.best
+        )
+        if better:
+            self.best = value
+            self._save("best.pt", full=False)
+        logger.info("step %d: %s", self.step, ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items()))
