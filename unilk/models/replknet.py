@@ -551,7 +551,7 @@ def replknet_xl(pretrained: bool = False, **kwargs: Any) -> nn.Module:
 
 
 @register_model
-def test_replknet(pretrained: bool = False, **kwargs: Any) -> nn.Module:  # noqa: PT028 -- a model, not a test
+def test_replknet(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """A tiny RepLKNet for tests (kernels 13/11/9/7 with a 3×3 branch)."""
     model_args = dict(large_kernel_sizes=(13, 11, 9, 7), layers=(1, 1, 2, 1), channels=(8, 16, 24, 32),
                       small_kernel=3)  # fmt: skip
@@ -559,7 +559,7 @@ def test_replknet(pretrained: bool = False, **kwargs: Any) -> nn.Module:  # noqa
 
 
 @register_model
-def test_replknet_xl(pretrained: bool = False, **kwargs: Any) -> nn.Module:  # noqa: PT028 -- a model, not a test
+def test_replknet_xl(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """A tiny XL-style RepLKNet for tests (no small kernel, dw_ratio 1.5)."""
     model_args = dict(large_kernel_sizes=(9, 9, 7, 5), layers=(1, 1, 1, 1), channels=(8, 16, 24, 32),
                       small_kernel=None, dw_ratio=1.5)  # fmt: skip

@@ -468,7 +468,7 @@ def slak_b(pretrained: bool = False, **kwargs: Any) -> nn.Module:
 
 
 @register_model
-def test_slak(pretrained: bool = False, **kwargs: Any) -> nn.Module:  # noqa: PT028 -- a model, not a test
+def test_slak(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """A tiny decomposed SLaK for tests (kernels 13/11/9/7 × 3)."""
     model_args = dict(depths=(1, 1, 2, 1), dims=(8, 16, 24, 32), kernel_size=(13, 11, 9, 7, 3), width_factor=1.3,
                       Decom=True)  # fmt: skip
@@ -476,7 +476,7 @@ def test_slak(pretrained: bool = False, **kwargs: Any) -> nn.Module:  # noqa: PT
 
 
 @register_model
-def test_slak_dense(pretrained: bool = False, **kwargs: Any) -> nn.Module:  # noqa: PT028 -- a model, not a test
+def test_slak_dense(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """A tiny dense-kernel SLaK (``Decom=False``, the RepLKNet-recipe baseline) for tests."""
     model_args = dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), kernel_size=(9, 7, 5, 3, 5), Decom=False)
     return _create_slak("test_slak_dense", pretrained, **dict(model_args, **kwargs))
