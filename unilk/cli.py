@@ -17,13 +17,16 @@ from unilk.version import __version__
 # name -> "module:attribute" of a click.Command; imported lazily.
 _COMMANDS: dict[str, str] = {
     "audio-stats": "unilk.adapters.audio_stats:audio_stats",
+    "bench": "unilk.diagnostics.bench:bench",
     "convert": "unilk.diagnostics.commands:convert",
     "encode": "unilk.extract_cli:encode_command",
+    "eval": "unilk.train.commands:eval_command",
     "erf": "unilk.diagnostics.commands:erf",
     "extract": "unilk.extract_cli:extract_command",
     "info": "unilk.diagnostics.commands:info",
     "plot": "unilk.diagnostics.commands:plot",
     "synth": "unilk.datasets.cli:synth",
+    "train": "unilk.train.commands:train_command",
 }
 
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from unilk.layers.grn import GRNwithNHWC
 from unilk.layers.se import SEBlock
-from unilk.ops.fused import fused_enabled, se_gate, unireplknet_block_tail
+from unilk.ops.fused import fused_enabled, fused_tail, se_gate, unireplknet_block_tail
 from unilk.ops.lkconv import lkconv_mode
 
 
@@ -75,8 +75,42 @@ def test_se_gate_is_the_se_block_gate() -> None:
     assert torch.allclose(x * gate[:, :, None, None], se(x), atol=1e-6)
 
 
-def test_fused_enabled_follows_the_plain_switch() -> None:
+def test_fused_tail_is_opt_in_and_off_in_plain_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UNILK_FUSED_TAIL", raising=False)
     with lkconv_mode("auto"):
+        assert not fused_enabled()  # default: the official operation order
+        with fused_tail():
+            assert fused_enabled()
+        monkeypatch.setenv("UNILK_FUSED_TAIL", "1")
         assert fused_enabled()
-    with lkconv_mode("plain"):
+        with fused_tail(False):
+            assert not fused_enabled()
+    with lkconv_mode("plain"), fused_tail():
         assert not fused_enabled()
+
+
+@pytest.mark.parametrize("deploy", [False, True], ids=["train-form", "deploy-form"])
+def test_unireplknet_with_fused_tail_matches_the_module_chain(deploy: bool) -> None:
+    import unilk
+    from unilk.models import UniRepLKNet
+
+    torch.manual_seed(0)
+    kernels = ((3,), (13,), (13, 3), (11,))
+    model = UniRepLKNet(depths=(1, 1, 2, 1), dims=(8, 16, 32, 64), kernel_sizes=kernels, num_classes=5).eval()
+    for module in model.modules():  # non-trivial GRN and BN statistics so every folded term matters
+        if hasattr(module, "beta") and isinstance(module.beta, torch.nn.Parameter):
+            torch.nn.init.normal_(module.gamma, std=0.5)
+            torch.nn.init.normal_(module.beta, std=0.2)
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.3)
+            module.running_var.uniform_(0.5, 2.0)
+    if deploy:
+        unilk.reparameterize(model)
+    x = torch.randn(2, 3, 96, 80, requires_grad=True)
+    reference = model(x)
+    (grad_reference,) = torch.autograd.grad(reference.sum(), x)
+    with fused_tail():
+        fused = model(x)
+        (grad_fused,) = torch.autograd.grad(fused.sum(), x)
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_fused, grad_reference, rtol=1e-4, atol=1e-6)

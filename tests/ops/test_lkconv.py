@@ -77,12 +77,12 @@ def test_float64_without_bias(mode: str, shape: tuple[int, ...]) -> None:
     _check_against_conv2d(mode, shape, torch.float64, with_bias=False)
 
 
-@pytest.mark.parametrize("shape", [(2, 16, 28, 28, 31, 31), (1, 8, 30, 26, 51, 5), (2, 8, 14, 14, 47, 47)])
+@pytest.mark.parametrize("shape", [(2, 8, 20, 20, 31, 31), (1, 8, 30, 26, 51, 5), (2, 4, 14, 14, 47, 47)])
 def test_model_like_shapes_auto(shape: tuple[int, ...]) -> None:
     _check_against_conv2d("auto", shape, torch.float32, with_bias=False)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     n=st.integers(1, 2),
     c=st.integers(1, 4),
@@ -97,9 +97,9 @@ def test_random_shapes(n: int, c: int, h: int, w: int, k_h: int, k_w: int, mode:
 
 
 def test_gradcheck_of_custom_backward() -> None:
-    x = torch.randn(1, 2, 6, 5, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(2, 1, 7, 3, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(1, 1, 5, 4, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(1, 1, 7, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(1, dtype=torch.float64, requires_grad=True)
     for mode in ("fft", "channels_last", "nchw"):
         with lkconv_mode(mode):
             assert torch.autograd.gradcheck(depthwise_conv2d, (x, weight, bias))

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from unilk.errors import ConfigError
+from unilk.ops.fused import fused_tail
 from unilk.ops.lkconv import depthwise_conv2d, lkconv_mode
 
 __all__ = [
@@ -122,7 +123,7 @@ def _relative_error(result: Tensor, reference: Tensor) -> float:
 
 def _conv_step(x: Tensor, weight: Tensor, grad_out: Tensor | None, fast: bool) -> tuple[Tensor, ...]:
     """One forward (and backward when ``grad_out`` is given) of the fast op or the plain reference."""
-    with lkconv_mode("auto" if fast else "plain"):
+    with lkconv_mode("auto" if fast else "plain"), fused_tail(fast):
         if grad_out is None:
             with torch.no_grad():
                 return (depthwise_conv2d(x, weight),)
@@ -195,11 +196,11 @@ def lkconv_table_header(backward: bool = True) -> str:
 
 def lkconv_table_row(row: dict[str, object]) -> str:
     """One markdown line of a :func:`bench_lkconv` row."""
-    line = (
-        f"| {row['label']} | {row['batch']} | {row['fwd_ref_ms']:.2f} | {row['fwd_ms']:.2f} | {row['fwd_ratio']:.2f}x |"
-    )
+    line = f"| {row['label']} | {row['batch']} | {row['fwd_ref_ms']:.2f} | {row['fwd_ms']:.2f} |"
+    line += f" {row['fwd_ratio']:.2f}x | {row['fwd_best']:.2f}x |"
     if "train_ratio" in row:
         line += f" {row['train_ref_ms']:.1f} | {row['train_ms']:.1f} | {row['train_ratio']:.2f}x |"
+        line += f" {row['train_best']:.2f}x |"
     return line + f" {row['max_rel_err']:.1e} |"
 
 
@@ -236,7 +237,7 @@ def bench_model(
     x = torch.randn(batch, in_chans, image_size, image_size, generator=torch.Generator().manual_seed(0))
 
     def infer(fast: bool) -> Tensor:
-        with lkconv_mode("auto" if fast else "plain"), torch.inference_mode():
+        with lkconv_mode("auto" if fast else "plain"), fused_tail(fast), torch.inference_mode():
             return model(x)
 
     model.eval()
@@ -252,7 +253,7 @@ def bench_model(
 
         def step(fast: bool) -> None:
             model.zero_grad(set_to_none=True)
-            with lkconv_mode("auto" if fast else "plain"):
+            with lkconv_mode("auto" if fast else "plain"), fused_tail(fast):
                 model(x).float().pow(2).mean().backward()
 
         # Train mode updates BatchNorm running stats; that changes no timing and no weights.

@@ -32,6 +32,7 @@ from unilk.layers.grn import GRNwithNHWC
 from unilk.layers.norm import LayerNorm2d
 from unilk.layers.se import SEBlock
 from unilk.models.registry import build_model, register_model, register_pretrained_cfgs
+from unilk.ops.fused import fused_enabled, unireplknet_block_tail
 from unilk.ops.lkconv import depthwise_conv2d
 
 __all__ = ["UniRepLKNet", "UniRepLKNetBlock", "UniRepLKNetStage", "default_kernel_sizes", "checkpoint_filter_fn"]
@@ -118,11 +119,30 @@ class UniRepLKNetBlock(nn.Module):
             y = depthwise_conv2d(x, self.dwconv.weight, self.dwconv.bias)
         else:
             y = self.dwconv(x)
-        y = self.se(self.norm(y))
-        y = self.pwconv2(self.act(self.pwconv1(y)))
+        y = self.norm(y)
+        y = self._fused_tail(y) if fused_enabled() else self.pwconv2(self.act(self.pwconv1(self.se(y))))
         if self.gamma is not None:
             y = self.gamma.view(1, -1, 1, 1) * y
         return x + self.drop_path(y)
+
+    def _fused_tail(self, y: Tensor) -> Tensor:
+        # SE -> Linear -> GELU -> GRN -> Linear with the SE and GRN gates folded into the matmuls (unilk.ops.fused):
+        # the same numbers as the module chain up to float rounding, without its permute copies and extra passes.
+        fc1, fc2 = self.pwconv1[1], self.pwconv2[0]
+        y = unireplknet_block_tail(
+            y,
+            self.se.down.weight,
+            self.se.down.bias,
+            self.se.up.weight,
+            self.se.up.bias,
+            fc1.weight,
+            fc1.bias,
+            self.act[1].gamma,
+            self.act[1].beta,
+            fc2.weight,
+            fc2.bias,
+        )
+        return self.pwconv2[2](y) if len(self.pwconv2) == 3 else y  # train form: the trailing BatchNorm
 
     @torch.no_grad()
     def reparameterize(self) -> None:
@@ -289,6 +309,7 @@ class UniRepLKNet(nn.Module):
         self.attempt_use_lk_impl = attempt_use_lk_impl
         self.num_features = self.head_hidden_size = dims[-1]
         self._max_kernel = max(max(k) for k in kernel_sizes)
+        self._warned_small_input = False  # warn once per model, not at every training step
         norm_layer = nn.SyncBatchNorm if use_sync_bn else nn.BatchNorm2d
 
         self.downsample_layers = nn.ModuleList()
@@ -416,7 +437,8 @@ class UniRepLKNet(nn.Module):
         if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
             return
         reach = self._max_kernel // 2 + 1
-        if min(x.shape[-2:]) < reach:
+        if min(x.shape[-2:]) < reach and not self._warned_small_input:
+            self._warned_small_input = True
             warnings.warn(
                 f"UniRepLKNet: the last-stage map is {tuple(x.shape[-2:])}, smaller than the reach of the largest "
                 f"kernel ({self._max_kernel}×{self._max_kernel} needs {reach} pixels per side), so part of every large "
