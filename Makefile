@@ -38,7 +38,7 @@ $(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 	@echo "[setup] done"
 
 demo: setup
-	$(BIN)/unilk info unireplknet_a
+	$(BIN)/unilk demo
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 
 import click
 
+from unilk.errors import UnilkError
 from unilk.version import __version__
 
 # name -> "module:attribute" of a click.Command; imported lazily.
@@ -19,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "audio-stats": "unilk.adapters.audio_stats:audio_stats",
     "bench": "unilk.diagnostics.bench:bench",
     "convert": "unilk.diagnostics.commands:convert",
+    "demo": "unilk.demo:demo",
     "encode": "unilk.extract_cli:encode_command",
     "eval": "unilk.train.commands:eval_command",
     "erf": "unilk.diagnostics.commands:erf",
@@ -53,5 +56,15 @@ def cli(verbose: int) -> None:
 
 
 def main() -> None:
-    """Entry point of the ``unilk`` console script."""
-    cli(prog_name="unilk")
+    """Entry point of the ``unilk`` console script: a unilk error ends with its message and exit code 2."""
+    try:
+        cli(prog_name="unilk", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UnilkError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
