@@ -22,6 +22,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> DemoSummary:
 
 def test_summary_reports_training_and_one_row_per_modality(quick_run: DemoSummary) -> None:
     assert quick_run.train_steps == 3
+    assert quick_run.train_completed
     assert 0.0 <= quick_run.accuracy <= 1.0
     assert quick_run.eval_clips > 0
     assert [s.modality for s in quick_run.samples] == MODALITIES

@@ -81,3 +81,48 @@ def test_bad_requests() -> None:
         create_modal_model("image", "classification", "test_unireplknet", num_classes=2, in_chans=4)
     with pytest.raises(ConfigError, match="stem"):
         ModalModel(torch.nn.Identity(), torch.nn.Identity(), modality="series", task="forecast")
+
+
+@pytest.mark.filterwarnings("ignore:UniRepLKNet")
+@pytest.mark.parametrize("coarse", [False, True])
+def test_group_matcher_puts_stem_first_trunk_in_order_and_head_last(coarse: bool) -> None:
+    from timm.models import group_parameters
+
+    model = create_modal_model("series", "forecast", "test_unireplknet", adapter_config=SERIES)
+    layer_of = group_parameters(model, model.group_matcher(coarse=coarse), reverse=True)
+    assert set(layer_of) == {name for name, _ in model.named_parameters()}  # every parameter has a layer id
+    trunk_of = group_parameters(model.trunk, model.trunk.group_matcher(coarse=coarse), reverse=True)
+    last = max(layer_of.values())
+    stem = [layer_of[name] for name, _ in model.named_parameters() if name.startswith("stem.")]
+    head = [layer_of[name] for name, _ in model.named_parameters() if name.startswith("head.")]
+    assert stem
+    assert set(stem) == {0}
+    assert head
+    assert set(head) == {last}
+    # inside the trunk, the wrapped matcher keeps the trunk's own grouping: same partition, same order
+    for a, id_a in trunk_of.items():
+        for b, id_b in trunk_of.items():
+            assert (layer_of[f"trunk.{a}"] < layer_of[f"trunk.{b}"]) == (id_a < id_b)
+    assert layer_of["trunk.downsample_layers.0.0.weight"] == 0  # the trunk's stem shares the first group
+
+
+@pytest.mark.filterwarnings("ignore:UniRepLKNet")
+def test_layer_decay_uses_the_modal_group_matcher() -> None:
+    from unilk.train.config import recipe_from_dict
+    from unilk.train.optim import build_optimizer
+
+    model = create_modal_model("series", "forecast", "test_unireplknet", adapter_config=SERIES)
+    cfg = recipe_from_dict({"optim": {"opt": "adamw", "lr": 1e-3, "layer_decay": 0.5}}).optim
+    opt = build_optimizer(model, cfg, lr=1e-3)
+    scale = {id(p): g["lr_scale"] for g in opt.param_groups for p in g["params"]}
+    assert len(scale) == sum(1 for _ in model.parameters())
+    num_layers = max(_layer_ids(model).values()) + 1
+    assert {scale[id(p)] for p in model.stem.parameters()} == {0.5 ** (num_layers - 1)}
+    assert {scale[id(p)] for p in model.head.parameters()} == {1.0}
+
+
+def _layer_ids(model: ModalModel) -> dict[str, int]:
+    """Parameter name -> layer id under the model's own matcher."""
+    from timm.models import group_parameters
+
+    return group_parameters(model, model.group_matcher(), reverse=True)

@@ -17,9 +17,11 @@ called, because choosing the stem and ``in_chans`` is an adapter question.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 import torch.nn as nn
 from torch import Tensor
 
@@ -68,6 +70,28 @@ class ModalModel(nn.Module):
         self.adapter_config = dict(adapter_config or {})
         self.stem, self.trunk, self.head = stem, trunk, head
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups for layer-wise learning-rate decay: the trunk's groups, with the stem first, head last.
+
+        The trunk's matcher is rewritten for the ``trunk.`` prefix; the learned stem (series) joins the trunk's stem in
+        the first group. Parameters no rule matches (the head, and the trunk's final norm) fall into timm's last group,
+        so they keep the full learning rate. A trunk without a ``group_matcher`` counts as one group.
+
+        Args:
+            coarse: passed to the trunk's matcher (one group per stage).
+
+        Returns:
+            timm's matcher dict ``{"stem": [(regex, None), ...], <trunk's other keys>: [(regex, suffix), ...]}``.
+        """
+        trunk_matcher = getattr(self.trunk, "group_matcher", None)
+        spec = trunk_matcher(coarse=coarse) if callable(trunk_matcher) else {"stem": None, "blocks": r"^"}
+        matcher: dict[str, Any] = {"stem": [(r"^stem\.", None), *_under_trunk(spec.get("stem"))]}
+        for key, rules in spec.items():
+            if key != "stem" and rules is not None:
+                matcher[key] = _under_trunk(rules)
+        return matcher
+
     def forward_features(self, x: Tensor, marks: Tensor | None = None) -> Tensor:
         """Pooled embeddings.
 
@@ -103,6 +127,15 @@ class ModalModel(nn.Module):
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         """The head's loss (cross-entropy with label smoothing, BCE, or MSE)."""
         return self.head.loss(output, target)
+
+
+def _under_trunk(rules: str | list[tuple[str, Any]] | tuple[tuple[str, Any], ...] | None) -> list[tuple[str, Any]]:
+    """A trunk matcher entry (a regex, or ``(regex, suffix)`` pairs) rewritten to match under ``trunk.``."""
+    if rules is None:
+        return []
+    pairs = [(rules, None)] if isinstance(rules, str) else list(rules)
+    # trunk regexes are anchored at the start of the trunk's own names; re-anchor them after the prefix
+    return [(r"^trunk\." + re.sub(r"^\^", "", pattern), suffix) for pattern, suffix in pairs]
 
 
 def create_modal_model(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
 import torch
 from torch import nn
@@ -35,9 +34,9 @@ def effective_lr(cfg: OptimConfig, global_batch: int) -> float:
 def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
     """Create the optimizer with timm's ``create_optimizer_v2``.
 
-    Weight decay skips 1-D parameters and biases. With ``layer_decay`` the layer ids come from ``group_matcher``
-    (timm's ``param_groups_layer_decay``); a modal model (stem + ``trunk`` + head) uses its trunk's matcher, with the
-    stem at the lowest scale and the head at scale 1. Groups carry an ``lr_scale`` that :class:`LRSchedule` honours.
+    Weight decay skips 1-D parameters and biases. With ``layer_decay`` the layer ids come from the model's
+    ``group_matcher`` (timm's ``param_groups_layer_decay``); a modal model's matcher puts its stem first and its head
+    last (scale 1). Groups carry an ``lr_scale`` that :class:`LRSchedule` honours.
 
     Args:
         model: the model to optimize (unwrapped, not the DDP wrapper).
@@ -52,41 +51,16 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.opti
     if cfg.opt not in list_optimizers():
         raise ConfigError(f"optim.opt: got {cfg.opt!r}, expected a timm optimizer name, e.g. {list_optimizers()[:12]}")
     extra = {"betas": cfg.betas, "eps": cfg.eps} if "adam" in cfg.opt or cfg.opt in ("lamb", "nadamw") else {}
-    trunk = getattr(model, "trunk", None)
-    params: nn.Module | list[dict[str, Any]] = model
-    if cfg.layer_decay is not None and not hasattr(model, "group_matcher") and hasattr(trunk, "group_matcher"):
-        params = _modal_layer_decay_groups(model, trunk, cfg)
     return create_optimizer_v2(
-        params,
+        model,
         opt=cfg.opt,
         lr=lr,
         weight_decay=cfg.weight_decay,
         momentum=cfg.momentum,
-        layer_decay=cfg.layer_decay if params is model else None,
+        layer_decay=cfg.layer_decay,
         foreach=False,  # the for-loop kernels are bitwise reproducible across runs on CPU
         **extra,
     )
-
-
-def _modal_layer_decay_groups(model: nn.Module, trunk: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
-    """Layer-decay groups of the trunk, plus the stem (lowest scale) and everything else, i.e. the head (scale 1)."""
-    from timm.optim import param_groups_layer_decay
-
-    assert cfg.layer_decay is not None
-    groups = param_groups_layer_decay(trunk, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay)
-    lowest = min(group["lr_scale"] for group in groups)
-    trunk_ids = {id(p) for p in trunk.parameters()}
-    stem = getattr(model, "stem", None)
-    stem_ids = {id(p) for p in stem.parameters()} if isinstance(stem, nn.Module) else set()
-    for scale, select in ((lowest, lambda p: id(p) in stem_ids), (1.0, lambda p: id(p) not in trunk_ids | stem_ids)):
-        chosen = [p for p in model.parameters() if p.requires_grad and select(p)]
-        for decay, members in (
-            (cfg.weight_decay, [p for p in chosen if p.ndim > 1]),
-            (0.0, [p for p in chosen if p.ndim <= 1]),
-        ):
-            if members:
-                groups.append({"params": members, "lr_scale": scale, "weight_decay": decay})
-    return groups
 
 
 class LRSchedule:
