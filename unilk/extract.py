@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unilk.errors import ConfigError, InputError
+from unilk.hub import file_sha256
 
 if TYPE_CHECKING:
     import numpy as np
@@ -689,7 +690,7 @@ def extract(
         "model": encoder.model_name,
         "model_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in (model_kwargs or {}).items()},
         "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
-        "checkpoint_sha256": None if checkpoint is None else _file_sha256(Path(checkpoint)),
+        "checkpoint_sha256": None if checkpoint is None else file_sha256(Path(checkpoint)),
         "pretrained": pretrained,
         "pool": pool,
         "adapter": config.to_dict() if hasattr(config, "to_dict") else None,
@@ -703,15 +704,6 @@ def extract(
         engine=engine,
         **kwargs,
     )
-
-
-def _file_sha256(path: Path) -> str:
-    """The checkpoint's digest, so that resuming with changed weights is refused rather than mixed in."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _is_item_list(source: Any) -> bool:

@@ -31,6 +31,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "download_pretrained",
+    "file_sha256",
     "load_state_dict_file",
     "adapt_input_conv",
     "adapt_state_dict",
@@ -140,7 +141,8 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -190,8 +192,8 @@ def download_pretrained(cfg: PretrainedCfg, cache_dir: str | Path | None = None)
             else "check the network, or download the file yourself and pass checkpoint_path="
         )
         raise CheckpointError(f"could not fetch {where} for {name!r} (cache_dir={cache_dir}): {err}; {hint}") from err
-    if cfg.sha256 and _sha256(path) != cfg.sha256:
-        raise CheckpointError(f"{path} has sha256 {_sha256(path)}, expected {cfg.sha256}; delete it and download again")
+    if cfg.sha256 and (digest := file_sha256(path)) != cfg.sha256:
+        raise CheckpointError(f"{path} has sha256 {digest}, expected {cfg.sha256}; delete it and download again")
     return path
 
 

@@ -15,7 +15,6 @@ are reported.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from unilk.errors import CheckpointError, ConfigError
+from unilk.hub import file_sha256
 
 __all__ = [
     "CONFIG_KEY",
@@ -69,14 +69,6 @@ class ConversionReport:
     def passed(self, atol: float) -> bool:
         """Whether both differences are within ``atol``."""
         return self.max_abs_roundtrip <= atol and (self.max_abs_deploy is None or self.max_abs_deploy <= atol)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -321,7 +313,7 @@ def convert_checkpoint(
         "deploy": bool(deploy or source_is_deploy),
         "input_size": list(size),
         "source": source.name,
-        "source_sha256": _sha256(source),
+        "source_sha256": file_sha256(source),
     }
     state = net.state_dict()
     save_checkpoint(state, out, config, fmt)
