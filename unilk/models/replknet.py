@@ -28,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 from unilk.errors import ConfigError
 from unilk.hub import PretrainedCfg
 from unilk.layers.replk import ReparamLargeKernelConv
+from unilk.models._classifier import LinearHeadMixin
 from unilk.models.registry import build_model, register_model, register_pretrained_cfgs
 
 __all__ = ["RepLKNet", "RepLKBlock", "ConvFFN", "RepLKNetStage", "checkpoint_filter_fn"]
@@ -171,7 +172,7 @@ class RepLKNetStage(nn.Module):
         return x
 
 
-class RepLKNet(nn.Module):
+class RepLKNet(LinearHeadMixin, nn.Module):
     """RepLKNet classifier or dense-prediction backbone.
 
     Input ``(N, in_chans, H, W)``, any H, W (odd sizes round up at each stride-2 conv); the stem reduces by 4 and each
@@ -332,28 +333,6 @@ class RepLKNet(nn.Module):
         self.grad_checkpointing = enable
         for stage in self.stages:
             stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        """The classifier module (``head``)."""
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the head with a fresh one for ``num_classes`` (0: identity, the model returns pooled features).
-
-        Args:
-            num_classes: new number of classes.
-            global_pool: only ``None`` or ``"avg"`` (RepLKNet always average-pools).
-
-        Raises:
-            ConfigError: in backbone mode, or for another pooling.
-        """
-        if self.features_only:
-            raise ConfigError("reset_classifier: a backbone-mode RepLKNet has no head; build it with num_classes")
-        if global_pool not in (None, "avg"):
-            raise ConfigError(f"reset_classifier: global_pool={global_pool!r} is not supported; expected None or 'avg'")
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def _stem(self, x: Tensor) -> Tensor:
         x = self.stem[0](x)

@@ -32,6 +32,7 @@ from unilk.hub import PretrainedCfg
 from unilk.layers.decomposed import DecomposedLargeKernelConv
 from unilk.layers.norm import LayerNorm2d
 from unilk.layers.replk import ReparamLargeKernelConv
+from unilk.models._classifier import LinearHeadMixin
 from unilk.models.registry import build_model, register_model, register_pretrained_cfgs
 
 __all__ = ["SLaK", "SLaKBlock", "SLaKStage", "checkpoint_filter_fn"]
@@ -117,7 +118,7 @@ class SLaKStage(nn.Sequential):
         return x
 
 
-class SLaK(nn.Module):
+class SLaK(LinearHeadMixin, nn.Module):
     """SLaK classifier or dense-prediction backbone.
 
     Input ``(N, in_chans, H, W)``, any H, W (square or not); stages run at strides 4, 8, 16, 32, ... with
@@ -272,28 +273,6 @@ class SLaK(nn.Module):
         """Recompute each block in the backward pass instead of storing its activations."""
         for stage in self.stages:
             stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        """The classifier module (``head``)."""
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the head with a fresh one for ``num_classes`` (0: identity, the model returns pooled features).
-
-        Args:
-            num_classes: new number of classes.
-            global_pool: only ``None`` or ``"avg"`` (SLaK always average-pools).
-
-        Raises:
-            ConfigError: in features_only mode, or for another pooling.
-        """
-        if self.features_only:
-            raise ConfigError("reset_classifier: a features_only SLaK has no head; build it without features_only")
-        if global_pool not in (None, "avg"):
-            raise ConfigError(f"reset_classifier: global_pool={global_pool!r} is not supported; expected None or 'avg'")
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_intermediates(
         self,

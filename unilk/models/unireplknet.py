@@ -31,6 +31,7 @@ from unilk.layers.fuse import fuse_bn
 from unilk.layers.grn import GRNwithNHWC
 from unilk.layers.norm import LayerNorm2d
 from unilk.layers.se import SEBlock
+from unilk.models._classifier import LinearHeadMixin
 from unilk.models.registry import build_model, register_model, register_pretrained_cfgs
 from unilk.ops.fused import fused_enabled, unireplknet_block_tail
 from unilk.ops.lkconv import depthwise_conv2d
@@ -243,7 +244,7 @@ def default_kernel_sizes(depths: Sequence[int]) -> tuple[tuple[int, ...], ...]:
     )
 
 
-class UniRepLKNet(nn.Module):
+class UniRepLKNet(LinearHeadMixin, nn.Module):
     """UniRepLKNet classifier or dense-prediction backbone.
 
     Input ``(N, in_chans, H, W)`` with any H, W ≥ 32 (square or not); stages run at strides 4, 8, 16, 32 with
@@ -407,28 +408,6 @@ class UniRepLKNet(nn.Module):
         """Recompute each block in the backward pass instead of storing its activations."""
         for stage in self.stages:
             stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        """The classifier module (``head``)."""
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the head with a fresh one for ``num_classes`` (0: identity, the model returns pooled features).
-
-        Args:
-            num_classes: new number of classes.
-            global_pool: only ``None`` or ``"avg"`` (UniRepLKNet always average-pools).
-
-        Raises:
-            ConfigError: in features_only mode, or for another pooling.
-        """
-        if self.features_only:
-            raise ConfigError("reset_classifier: a features_only UniRepLKNet has no head; build it without it")
-        if global_pool not in (None, "avg"):
-            raise ConfigError(f"reset_classifier: global_pool={global_pool!r} is not supported; expected None or 'avg'")
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def _warn_if_small(self, x: Tensor) -> None:
         # the official repo's NaN report (#14) came from last-stage maps far smaller than the kernels. A K×K kernel
