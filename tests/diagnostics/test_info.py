@@ -104,3 +104,45 @@ def test_built_model_is_measured_in_place() -> None:
     assert report.macs_train == 10 * 10 * (4 * 2 * 9 + 4 * 49)
     assert report.oversized_kernels == []
     assert torch.equal(model[0].weight, weight)  # still on the CPU with its weights
+
+
+def test_sparse_figures_scale_each_layer_by_its_weight_density() -> None:
+    from unilk.diagnostics.info import sparse_figures
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 6 * 5, 3))
+    with torch.no_grad():
+        model[0].weight.view(-1)[::2] = 0.0  # half the kernel: density 0.5
+        model[2].weight[:, :30] = 0.0  # a quarter of the linear weight: density 0.75
+    figures = sparse_figures(model, (2, 6, 5))
+    conv_macs, linear_macs = (6 * 5 * 4) * (2 * 3 * 3), 120 * 3
+    assert figures.macs_dense == conv_macs + linear_macs == count_macs(model, (2, 6, 5)).total
+    assert figures.macs_sparse == round(0.5 * conv_macs + 0.75 * linear_macs)
+    assert figures.params_nonzero == count_params(model) - 36 - 90
+
+
+def test_info_reads_a_training_checkpoint_and_reports_sparse_figures(tmp_path) -> None:
+    from unilk.diagnostics.info import format_info
+    from unilk.models.modal import create_modal_model
+    from unilk.train.checkpoint import save_checkpoint
+
+    adapter = {"modality": "image", "input_size": [3, 32, 32], "crop_pct": 1.0}
+    model = create_modal_model("image", "classification", "test_slak", num_classes=3, adapter_config=adapter)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() in (2, 4):  # 40 % sparsity on every conv/linear weight, as SLaK masks them
+                param.mul_(torch.rand(param.shape, generator=generator) >= 0.4)
+    arch = {"builder": "unilk.models.modal.create_modal_model", "modality": "image", "task": "classification",
+            "trunk": "test_slak", "num_classes": 3, "kwargs": {}, "head_kwargs": {}}  # fmt: skip
+    path = save_checkpoint(tmp_path / "last.pt", {"model": model.state_dict(), "arch": arch, "adapter": adapter})
+    report = model_info(str(path))
+    assert report.input_size == (3, 32, 32)
+    assert report.sparse is not None
+    assert report.sparse.params_nonzero == sum(int(p.count_nonzero()) for p in model.parameters())
+    assert report.sparse.macs_dense == report.macs_train
+    assert 0.5 < report.sparse.macs_sparse / report.macs_train < 0.7  # about 60 % dense in every layer
+    assert "params  non-zero" in format_info(report)
+    result = CliRunner().invoke(info_command, [str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"params_nonzero"' in result.output

@@ -1,7 +1,9 @@
 """What a model is: parameters and MACs in training and deploy form, stage shapes, oversized kernels, feature_info.
 
 The model is built on the ``meta`` device by default: shapes, parameter counts and MACs need no weights, so even the
-largest variants are measured in a second or two without allocating memory.
+largest variants are measured in a second or two without allocating memory. A model with real weights (built on
+``cpu``, or read from a ``unilk train`` checkpoint) also gets its sparse figures: non-zero parameters, and MACs counted
+on non-zero weights (each conv/linear call's MACs × its weight's density), as SLaK reports its sparse models.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,8 +21,8 @@ from torch import Tensor
 
 from unilk.diagnostics.flops import count_macs, count_params
 
-__all__ = ["ConvRecord", "ModelInfo", "build_any_model", "has_training_form", "deploy_copy", "survey_convs",
-           "model_info", "format_info"]  # fmt: skip
+__all__ = ["ConvRecord", "ModelInfo", "SparseFigures", "build_any_model", "has_training_form", "deploy_copy",
+           "survey_convs", "sparse_figures", "model_info", "format_info"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class ModelInfo:
         feature_info: ``[{"num_chs", "reduction", "module"}, ...]``.
         oversized_kernels: convolutions of the deploy form whose kernel extent exceeds their input map.
         num_convs: convolution calls in one deploy-form forward pass.
+        sparse: non-zero figures of the training form; None for a model without weights (``meta``).
     """
 
     name: str
@@ -80,6 +84,85 @@ class ModelInfo:
     feature_info: list[dict[str, Any]]
     oversized_kernels: list[ConvRecord]
     num_convs: int
+    sparse: SparseFigures | None = None
+
+
+@dataclass(frozen=True)
+class SparseFigures:
+    """A model's size counted on its non-zero weights (SLaK's sparse params / FLOPs).
+
+    Attributes:
+        params_nonzero: parameters that are not exactly zero.
+        macs_sparse: MACs of one image with each conv/linear call's MACs scaled by its weight's density (the fraction
+            of non-zero entries), i.e. multiply-accumulates with non-zero weights only.
+        macs_dense: the same calls counted dense (equals ``count_macs``).
+    """
+
+    params_nonzero: int
+    macs_sparse: int
+    macs_dense: int
+
+
+def sparse_figures(model: nn.Module, input_size: Sequence[int]) -> SparseFigures:
+    """Non-zero parameters and MACs on non-zero weights of one eval-mode forward pass.
+
+    Like :func:`~unilk.diagnostics.flops.count_macs`, only convolutions and matrix products count, with large kernels
+    run whole (``lkconv`` plain mode). The weight operand of a call is the convolution kernel, or the second matrix of
+    ``mm``/``addmm`` (a Linear's transposed weight), so activations never scale the count.
+
+    Args:
+        model: a model with real weights (not on ``meta``); it is put in eval mode.
+        input_size: ``(C, H, W)``.
+
+    Returns:
+        The figures for a batch of one.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from unilk.ops.lkconv import lkconv_mode
+
+    totals = {"dense": 0.0, "sparse": 0.0}
+
+    class _Counter(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is torch.ops.aten.convolution.default and not args[6]:  # transposed convs: none in the trunks
+                weight = args[1]
+                macs = out.numel() * weight[0].numel()  # each output element: C_in/groups × k_h × k_w MACs
+            elif func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
+                weight = args[-1]  # (k, n); the input is (m, k)
+                macs = out.numel() * weight.shape[0]
+            else:
+                return out
+            totals["dense"] += macs
+            totals["sparse"] += macs * int(torch.count_nonzero(weight)) / weight.numel()
+            return out
+
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    model.eval()
+    with torch.no_grad(), lkconv_mode("plain"), _Counter():
+        model(torch.zeros(1, *input_size, device=device, dtype=dtype))
+    params_nonzero = sum(int(torch.count_nonzero(p.detach())) for p in model.parameters())
+    return SparseFigures(
+        params_nonzero=params_nonzero, macs_sparse=round(totals["sparse"]), macs_dense=round(totals["dense"])
+    )
+
+
+def _from_training_checkpoint(path: str) -> tuple[nn.Module, tuple[int, ...] | None]:
+    """The modal model of a ``unilk train`` checkpoint and its adapter's input size (if the adapter has one)."""
+    from unilk.encoding import read_training_checkpoint
+    from unilk.errors import CheckpointError
+
+    trained = read_training_checkpoint(path)
+    if trained is None:
+        raise CheckpointError(
+            f"checkpoint {path!r}: plain weights name no architecture; pass the model name and load them with "
+            "checkpoint_path, or give a checkpoint written by `unilk train`"
+        )
+    size = trained.adapter.get("input_size")
+    return trained.build(), (tuple(int(v) for v in size) if size else None)
 
 
 def build_any_model(name: str, **kwargs: Any) -> nn.Module:
@@ -185,7 +268,8 @@ def model_info(
     """Summarise a model at one input size.
 
     Args:
-        model: a name for ``build_any_model`` or a built model (which is put in eval mode).
+        model: a name for ``build_any_model``, a built model (which is put in eval mode), or the path of a
+            ``unilk train`` checkpoint (built on CPU with its weights; the input size defaults to its adapter's).
         input_size: ``(C, H, W)``; default the model's ``pretrained_cfg["input_size"]`` or ``(3, 224, 224)``. A ``C``
             other than the model's is passed as ``in_chans`` when building by name.
         device: where to build and run a model given by name; ``"meta"`` (default) needs no memory and no weights.
@@ -196,6 +280,9 @@ def model_info(
         The summary.
     """
     name = model if isinstance(model, str) else type(model).__name__
+    if isinstance(model, str) and Path(model).is_file():
+        model, adapter_size = _from_training_checkpoint(model)
+        input_size = input_size or adapter_size
     if isinstance(model, nn.Module):  # a built model is measured where it lives, never moved (it keeps its weights)
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     with torch.device(device), warnings.catch_warnings():
@@ -215,6 +302,7 @@ def model_info(
             with torch.no_grad():
                 stage_shapes = [tuple(t.shape[1:]) for t in model.forward_intermediates(x, intermediates_only=True)]
         convs = survey_convs(deploy, x)
+        has_weights = next(model.parameters(), torch.empty(0)).device.type != "meta"
         return ModelInfo(
             name=name,
             input_size=size,  # type: ignore[arg-type]
@@ -226,6 +314,7 @@ def model_info(
             feature_info=_feature_info(model),
             oversized_kernels=[c for c in convs if c.exceeds_map],
             num_convs=len(convs),
+            sparse=sparse_figures(model, size) if has_weights else None,
         )
 
 
@@ -240,6 +329,14 @@ def format_info(info: ModelInfo) -> str:
         f"MACs    train    {info.macs_train / 1e9:.3f} G",
         f"MACs    deploy   {info.macs_deploy / 1e9:.3f} G",
     ]
+    if info.sparse is not None:
+        density = info.sparse.macs_sparse / max(info.sparse.macs_dense, 1)
+        lines += [
+            f"params  non-zero {info.sparse.params_nonzero:,} ({info.sparse.params_nonzero / 1e6:.2f} M, "
+            f"{100 * info.sparse.params_nonzero / max(info.params_train, 1):.1f} % of train)",
+            f"MACs    sparse   {info.sparse.macs_sparse / 1e9:.3f} G (train form on non-zero weights, "
+            f"{100 * density:.1f} % of dense)",
+        ]
     if info.stage_shapes:
         lines.append("stage outputs")
         lines += [f"  stage {i}        {'x'.join(map(str, s))}" for i, s in enumerate(info.stage_shapes)]

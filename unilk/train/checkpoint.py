@@ -10,6 +10,7 @@ A checkpoint is a dict of tensors and plain containers only, so ``torch.load(wei
     recipe      ``Recipe.to_dict()``
     metrics     last evaluation metrics {name: float}
     progress    {"step", "epoch", "batch_in_epoch", "best"}
+    sparsity    ``DynamicSparsity.state_dict()`` (masks, step count, generator state, config): sparse runs only
     optimizer, ema, scaler, rng     training state (absent in exported weights)
 """
 

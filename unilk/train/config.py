@@ -24,6 +24,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from unilk.errors import ConfigError, unknown_keys_error
+from unilk.train.sparse import SparsityConfig
 
 __all__ = [
     "CheckpointConfig",
@@ -33,6 +34,7 @@ __all__ = [
     "OptimConfig",
     "Recipe",
     "SchedConfig",
+    "SparsityConfig",
     "TrainConfig",
     "apply_overrides",
     "load_recipe",
@@ -246,6 +248,7 @@ class Recipe:
         train: see :class:`TrainConfig`.
         checkpoint: see :class:`CheckpointConfig`.
         log: see :class:`LogConfig`.
+        sparsity: SLaK dynamic sparse training (:class:`~unilk.train.sparse.SparsityConfig`); None (absent): dense.
         source: where the settings come from (paper table, official script); documentation only.
     """
 
@@ -262,6 +265,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    sparsity: SparsityConfig | None = None
     source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -293,6 +297,9 @@ def _coerce(where: str, value: Any, tp: Any) -> Any:
         options = get_args(tp)
         if value is None and type(None) in options:
             return None
+        real = [o for o in options if o is not type(None)]
+        if len(real) == 1:  # Optional[X]: X's own error (e.g. a section's unknown keys) is the helpful one
+            return _coerce(where, value, real[0])
         for option in options:
             if option is type(None):
                 continue

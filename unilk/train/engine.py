@@ -2,8 +2,9 @@
 
 The engine trains any ``nn.Module`` on map-style datasets whose items are dicts ``{"id", "input", "target"}``. It owns
 the optimizer (timm factory, layer-wise decay), the per-update schedule, EMA, autocast (bf16 on CPU and GPU),
-gradient clipping and accumulation, mixup/cutmix, label smoothing, seeding, step/time limits, DDP, checkpoints with
-exact resume, and logs (tqdm, ``log.csv``, TensorBoard, ``metrics.json``).
+gradient clipping and accumulation, mixup/cutmix, label smoothing, seeding, step/time limits, DDP, SLaK dynamic
+sparsity (a recipe's ``sparsity:`` section), checkpoints with exact resume, and logs (tqdm, ``log.csv``, TensorBoard,
+``metrics.json``, and ``density.json`` for sparse runs).
 
 Exact resume: checkpoints are written at update boundaries with the model, optimizer, EMA, scaler, every rank's RNG
 states and the sampler position (epoch, batch). Data order is a pure function of (seed, epoch), the DataLoader draws
@@ -45,6 +46,7 @@ from unilk.train.distributed import (
 )
 from unilk.train.metrics import MetricAccumulator, compute_metrics, metric_names
 from unilk.train.optim import LRSchedule, build_optimizer, effective_lr
+from unilk.train.sparse import DynamicSparsity, masked_ema_update, nonzero_param_count
 
 __all__ = ["TrainParts", "Trainer", "seed_everything"]
 
@@ -136,7 +138,7 @@ class Trainer:
         self.base_lr = effective_lr(recipe.optim, global_batch)
 
     # ----------------------------------------------------------------------------------------------- setup
-    def _setup(self) -> None:
+    def _setup(self, resume: bool = False) -> None:
         recipe, info = self.recipe, self.info
         if self.steps_per_epoch < 1:
             raise ConfigError(
@@ -153,6 +155,14 @@ class Trainer:
         if info.enabled:
             device_ids = [info.device.index] if info.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        self.sparsity: DynamicSparsity | None = None
+        if recipe.sparsity is not None:
+            # Masks live on the unwrapped model (DDP shares its parameters); drawn after DDP has broadcast rank 0's
+            # weights and before the EMA copies the model, so the EMA starts sparse. On resume they come from the
+            # checkpoint instead.
+            self.sparsity = DynamicSparsity(model, recipe.sparsity, self.total_steps)
+            if not resume:
+                self._init_masks()
         self.ema = None
         if recipe.train.ema:
             from timm.utils import ModelEmaV3
@@ -186,6 +196,34 @@ class Trainer:
             label_smoothing=tcfg.label_smoothing,
             num_classes=len(self.parts.labels),
         )
+
+    def _init_masks(self) -> None:
+        """Draw the initial masks; SNIP scores one per-rank batch of the first epoch (before mixup)."""
+        assert self.sparsity is not None
+        # Every rank scores rank 0's batch, with the dropout/DropPath RNG forked from the seed, so the SNIP densities
+        # agree across ranks (the masks are also broadcast from rank 0) and the global RNG stream is left untouched.
+        sampler = GlobalBatchSampler(
+            len(self.parts.train_set),  # type: ignore[arg-type]
+            self.recipe.data.batch_size,
+            seed=self.recipe.train.seed,
+            rank=0,
+            world_size=self.info.world_size,
+        )
+        devices = [self.info.device] if self.info.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.recipe.train.seed)
+            batch = next(iter(sampler))  # augmentations draw from the forked RNG too
+            _, inputs, targets = self._collate([(i, self.parts.train_set[i]) for i in batch])
+            inputs, targets = [x.to(self.info.device) for x in inputs], targets.to(self.info.device)
+
+            def snip_loss(scout: nn.Module) -> Tensor:
+                outputs = scout(*inputs)
+                if self.recipe.task == "classification" and targets.dim() == 1:
+                    return F.cross_entropy(outputs.float(), targets)  # official SNIP: plain cross-entropy
+                return self._loss(outputs, targets)
+
+            self.sparsity.init_masks(snip_loss=snip_loss if self.sparsity.config.init == "snip" else None)
+        logger.info("sparsity: overall density %.4f after initialisation", self.sparsity.overall_density())
 
     def _autocast(self) -> Any:
         tcfg = self.recipe.train
@@ -300,6 +338,8 @@ class Trainer:
         }
         if self.ema is not None:
             payload["ema"] = self.ema.module.state_dict()
+        if self.sparsity is not None:  # in best.pt too: the masks say which zeros are structural
+            payload["sparsity"] = self.sparsity.state_dict()
         if full:
             payload["optimizer"] = self.optimizer.state_dict()
             payload["scaler"] = self.scaler.state_dict()
@@ -331,6 +371,18 @@ class Trainer:
             if "ema" not in ckpt:
                 raise CheckpointError(f"checkpoint {str(path)!r}: no EMA weights but train.ema is on")
             self.ema.module.load_state_dict(ckpt["ema"])
+        if self.sparsity is not None:
+            if "sparsity" not in ckpt:
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r}: no sparsity masks but the recipe has a sparsity section; resume it "
+                    "with the (dense) recipe it was trained with"
+                )
+            self.sparsity.load_state_dict(ckpt["sparsity"])
+        elif "sparsity" in ckpt:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: trained with sparsity {ckpt['sparsity']['config']} but the recipe has no "
+                "sparsity section; add it back to resume"
+            )
         rng = ckpt["rng"]
         if len(rng) != self.info.world_size:
             raise CheckpointError(
@@ -351,7 +403,7 @@ class Trainer:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / "log.csv"
-        columns = ["step", "epoch", "lr", "loss", *self.names]
+        columns = ["step", "epoch", "lr", "loss", *(["density"] if self.sparsity is not None else []), *self.names]
         rows: list[dict[str, str]] = []
         if resumed and path.is_file():
             # Rows logged after the checkpoint by the interrupted run are dropped: they are logged again.
@@ -407,7 +459,7 @@ class Trainer:
             ConfigError: ``output_dir`` already holds a checkpoint and ``resume`` is False.
             CheckpointError: the checkpoint to resume from is missing or does not fit.
         """
-        self._setup()
+        self._setup(resume=resume)
         last = self.out_dir / "last.pt"
         if resume:
             self._resume()
@@ -465,6 +517,8 @@ class Trainer:
                 if every_log and self.step % every_log == 0:
                     row = {"step": self.step, "epoch": self.epoch, "lr": lr, "loss": loss_sum / loss_count}
                     row["loss"] = self._reduce_mean(row["loss"])
+                    if self.sparsity is not None:
+                        row["density"] = self.sparsity.overall_density()
                     self._log(row)
                     loss_sum, loss_count = 0.0, 0
                 completed = self.step >= self.total_steps
@@ -496,6 +550,8 @@ class Trainer:
         }
         if self.info.is_main:
             (self.out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+            if self.sparsity is not None:
+                self._write_density_report()
             if self.tb is not None:
                 self.tb.close()
         return summary
@@ -510,10 +566,29 @@ class Trainer:
             dispatch_clip_grad(self.model.parameters(), tcfg.clip_grad, mode=tcfg.clip_mode)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.sparsity is not None:  # every precision mode; before zero_grad (gradient growth reads .grad)
+            self.sparsity.after_optimizer_step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        if self.ema is not None:
+        if self.ema is None:
+            return
+        if self.sparsity is not None:
+            masked_ema_update(self.ema.module, self.model, self.sparsity.masks, self.recipe.train.ema_decay)
+        else:
             self.ema.update(self.model, step=self.step)
+
+    def _write_density_report(self) -> None:
+        """``density.json``: overall density, dense and non-zero parameter counts, and the per-layer report."""
+        assert self.sparsity is not None
+        total, nonzero = nonzero_param_count(self.model)
+        report = {
+            "step": self.step,
+            "overall_density": self.sparsity.overall_density(),
+            "params": total,
+            "params_nonzero": nonzero,
+            "layers": [dict(row, shape=list(row["shape"])) for row in self.sparsity.density_report()],
+        }
+        (self.out_dir / "density.json").write_text(json.dumps(report, indent=2))
 
     def _evaluate_and_keep(self) -> None:
         """Evaluate, log, and write ``best.pt`` when the selection metric improves."""
