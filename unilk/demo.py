@@ -44,7 +44,7 @@ _DATASETS: dict[str, tuple[str, str, str]] = {
 _MODES: dict[str, dict[str, Any]] = {
     "full": {
         "data": {
-            "audio": {"n_per_class": 40},
+            "audio": {"n_per_class": 100},  # the quick recipe's size: fewer clips make the short run unreliable
             "points": {"n_per_class": 4, "num_points": 1024},
             "video": {"n_per_class": 2, "size": 64},
             "series": {"n_per_class": 4},
