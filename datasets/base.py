@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from unilk.errors import ConfigError, InputError
 
 __all__ = [
+    "ForecastWindows",
     "Sample",
     "SampleDataset",
     "canonical_split",
@@ -200,3 +201,43 @@ def multi_hot(indices: Iterable[int], num_classes: int) -> torch.Tensor:
     target = torch.zeros(num_classes, dtype=torch.float32)
     target[list(indices)] = 1.0
     return target
+
+
+class ForecastWindows(Dataset):
+    """Sliding forecast windows over a ``(T, D)`` series with time marks (TSLib's ``seq/label/pred_len`` indexing).
+
+    Subclasses set ``values`` ``(T, D)``, ``marks`` ``(T, F)``, ``seq_len``, ``label_len``, ``pred_len``, ``name``,
+    ``split``, ``transform`` and, to forecast a subset of channels, ``target_channels``.
+
+    Item ``i``: ``input`` = ``values[i : i + seq_len]`` (through ``transform``), ``target`` = the next ``pred_len``
+    steps of the target channels, ``target_window`` = the last ``label_len`` input steps plus the target steps (the
+    decoder window), with the matching marks.
+    """
+
+    values: torch.Tensor
+    marks: torch.Tensor
+    seq_len: int
+    label_len: int
+    pred_len: int
+    name: str
+    split: str
+    transform: Transform | None
+    target_channels: Any = slice(None)
+
+    def __len__(self) -> int:
+        return len(self.values) - self.seq_len - self.pred_len + 1
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"window {index} out of range 0..{len(self) - 1}")
+        s_end = index + self.seq_len
+        r_begin, r_end = s_end - self.label_len, s_end + self.pred_len
+        window = self.values[index:s_end]
+        return {
+            "id": f"{self.name}:{self.split}:{index}",
+            "input": self.transform(window) if self.transform is not None else window,
+            "target": self.values[s_end:r_end, self.target_channels],
+            "input_mark": self.marks[index:s_end],
+            "target_window": self.values[r_begin:r_end],
+            "target_window_mark": self.marks[r_begin:r_end],
+        }

@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from unilk.datasets.base import Transform, canonical_split, require_dir, require_file
+from unilk.datasets.base import ForecastWindows, Transform, canonical_split, require_dir, require_file
 from unilk.datasets.tslib import time_features
 from unilk.errors import ConfigError, InputError
 
@@ -31,7 +30,7 @@ logger = logging.getLogger(__name__)
 _PREFIX = {"temp": "temp_global_hourly", "wind": "wind_global_hourly"}
 
 
-class CorrformerWeather(Dataset):
+class CorrformerWeather(ForecastWindows):
     """Global Temp / Global Wind windows.
 
     Args:
@@ -96,24 +95,6 @@ class CorrformerWeather(Dataset):
         self.marks = torch.as_tensor(time_features(timestamps, "h", timeenc))
         self.seq_len, self.label_len, self.pred_len = seq_len, label_len, pred_len
         self.name, self.split, self.transform = f"{variable}_global", split, transform
-
-    def __len__(self) -> int:
-        return len(self.values) - self.seq_len - self.pred_len + 1
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"window {index} out of range 0..{len(self) - 1}")
-        s_end = index + self.seq_len
-        r_begin, r_end = s_end - self.label_len, s_end + self.pred_len
-        window = self.values[index:s_end]
-        return {
-            "id": f"{self.name}:{self.split}:{index}",
-            "input": self.transform(window) if self.transform is not None else window,
-            "target": self.values[s_end:r_end],
-            "input_mark": self.marks[index:s_end],
-            "target_window": self.values[r_begin:r_end],
-            "target_window_mark": self.marks[r_begin:r_end],
-        }
 
     def inverse_transform(self, values: Any) -> Any:
         """Identity: Corrformer does not scale (kept so every forecasting dataset offers the same method)."""

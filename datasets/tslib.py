@@ -24,12 +24,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from unilk.adapters.io import load_series
 from unilk.adapters.series import StandardScaler
 from unilk.adapters.series import time_features as series_time_features
-from unilk.datasets.base import Transform, canonical_split, require_file
+from unilk.datasets.base import ForecastWindows, Transform, canonical_split, require_file
 from unilk.errors import ConfigError, InputError
 
 __all__ = ["TSLibDataset", "split_borders", "time_features"]
@@ -100,7 +99,7 @@ def split_borders(kind: str, num_rows: int, seq_len: int) -> tuple[list[int], li
         raise ConfigError(f"split_borders: kind={kind!r}; expected 'ETTh', 'ETTm' or 'custom'")
 
 
-class TSLibDataset(Dataset):
+class TSLibDataset(ForecastWindows):
     """Sliding forecasting windows over a Time-Series-Library CSV.
 
     Args:
@@ -179,24 +178,6 @@ class TSLibDataset(Dataset):
         self.target_channels = [len(order) - 1] if features == "MS" else list(range(len(order)))
         self.seq_len, self.label_len, self.pred_len = seq_len, label_len, pred_len
         self.name, self.split, self.transform = path.stem, split, transform
-
-    def __len__(self) -> int:
-        return len(self.values) - self.seq_len - self.pred_len + 1
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"window {index} out of range 0..{len(self) - 1}")
-        s_end = index + self.seq_len
-        r_begin, r_end = s_end - self.label_len, s_end + self.pred_len
-        window = self.values[index:s_end]
-        return {
-            "id": f"{self.name}:{self.split}:{index}",
-            "input": self.transform(window) if self.transform is not None else window,
-            "target": self.values[s_end:r_end, self.target_channels],
-            "input_mark": self.marks[index:s_end],
-            "target_window": self.values[r_begin:r_end],
-            "target_window_mark": self.marks[r_begin:r_end],
-        }
 
     def inverse_transform(self, values: Any) -> Any:
         """Map scaled outputs [..., D_out] back to the file's units (identity when ``scale=False``)."""
