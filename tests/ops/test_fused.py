@@ -1,4 +1,4 @@
-"""The fused UniRepLKNet block tail equals the module chain SE -> Linear -> GELU -> GRN -> Linear, values and grads."""
+"""The fused block tails (UniRepLKNet, SLaK) equal their module chains, values and gradients."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import unilk.ops.fused as unilk_fused
 from unilk.layers.grn import GRNwithNHWC
 from unilk.layers.se import SEBlock
-from unilk.ops.fused import fused_enabled, fused_tail, se_gate, unireplknet_block_tail
+from unilk.ops.fused import (
+    convnext_block_tail,
+    fused_enabled,
+    fused_tail,
+    release_workspace,
+    se_gate,
+    unireplknet_block_tail,
+)
 from unilk.ops.lkconv import lkconv_mode
 
 
@@ -113,4 +121,112 @@ def test_unireplknet_with_fused_tail_matches_the_module_chain(deploy: bool) -> N
         fused = model(x)
         (grad_fused,) = torch.autograd.grad(fused.sum(), x)
     torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_fused, grad_reference, rtol=1e-4, atol=1e-6)
+
+
+class _ConvNeXtTail(nn.Module):
+    """SLaK's block tail as its modules run it: channels-last LayerNorm -> Linear -> GELU -> Linear -> gamma."""
+
+    def __init__(self, dim: int, hidden: int, use_gamma: bool) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.gamma = nn.Parameter(torch.randn(dim)) if use_gamma else None
+        with torch.no_grad():
+            for p in self.parameters():
+                p.normal_(0.0, 0.3)
+
+    def forward(self, y: Tensor, residual: Tensor | None) -> Tensor:
+        out = self.fc2(F.gelu(self.fc1(self.norm(y.permute(0, 2, 3, 1)))))
+        out = (out if self.gamma is None else self.gamma * out).permute(0, 3, 1, 2)
+        return out if residual is None else residual + out
+
+    def fused(self, y: Tensor, residual: Tensor | None) -> Tensor:
+        return convnext_block_tail(
+            y, self.norm.weight, self.norm.bias, self.norm.eps, self.fc1.weight, self.fc1.bias, self.fc2.weight,
+            self.fc2.bias, self.gamma, residual,
+        )  # fmt: skip
+
+
+# (dim, hidden, size): N*H*W > hidden folds the affine parts into the weights; N*H*W <= hidden scales the map.
+@pytest.mark.parametrize(("dim", "hidden", "size"), [(6, 24, 7), (12, 48, 3)])
+@pytest.mark.parametrize("use_gamma", [True, False])
+@pytest.mark.parametrize("with_residual", [True, False])
+def test_convnext_tail_matches_module_chain_with_gradients(
+    dim: int, hidden: int, size: int, use_gamma: bool, with_residual: bool
+) -> None:
+    torch.manual_seed(dim + size)
+    tail = _ConvNeXtTail(dim, hidden, use_gamma).double()
+    y = torch.randn(2, dim, size, size + 2, dtype=torch.float64, requires_grad=True)
+    residual = torch.randn_like(y, requires_grad=True) if with_residual else None
+    ref, out = tail(y, residual), tail.fused(y, residual)
+    assert out.shape == y.shape
+    assert out.is_contiguous()
+    assert _rel(out, ref) <= 1e-12
+    grad_out = torch.randn_like(ref)
+    params = [y, *([residual] if with_residual else []), *tail.parameters()]
+    for got, want in zip(torch.autograd.grad(out, params, grad_out), torch.autograd.grad(ref, params, grad_out)):
+        assert _rel(got, want) <= 1e-10
+
+
+@pytest.mark.parametrize(("dim", "hidden", "size"), [(6, 24, 7), (12, 48, 3)])
+def test_convnext_tail_inference_in_place_float32(dim: int, hidden: int, size: int) -> None:
+    torch.manual_seed(3)
+    tail = _ConvNeXtTail(dim, hidden, use_gamma=True)
+    y, residual = torch.randn(2, dim, size, size), torch.randn(2, dim, size, size)
+    with torch.inference_mode():
+        ref = tail(y, residual)
+        residual_before = residual.clone()
+        out = tail.fused(y.clone(), residual)  # y is a temporary the tail may overwrite; the shortcut is not
+    assert _rel(out, ref) <= 1e-5
+    assert torch.equal(residual, residual_before)
+
+
+def test_workspace_is_reused_and_never_returned() -> None:
+    torch.manual_seed(4)
+    release_workspace()
+    tail = _Tail(8, use_beta=False, fc2_bias=True)
+    y1, y2 = torch.randn(2, 8, 9, 9), torch.randn(2, 8, 9, 9)
+    with torch.inference_mode():
+        out1 = tail.fused(y1)
+        first = out1.clone()
+        out2 = tail.fused(y2)  # reuses the hidden-map buffer; must not touch out1
+        assert torch.equal(out1, first)
+        assert _rel(out2, tail(y2)) <= 1e-5
+        workspace = unilk_fused._workspace.buffer
+        assert workspace is not None
+        assert workspace.numel() >= 2 * 32 * 81
+        assert out1.data_ptr() != workspace.data_ptr()
+        assert out2.data_ptr() != workspace.data_ptr()
+    release_workspace()
+    assert unilk_fused._workspace.buffer is None
+
+
+@pytest.mark.parametrize("deploy", [False, True], ids=["train-form", "deploy-form"])
+def test_slak_with_fused_tail_matches_the_module_chain(deploy: bool) -> None:
+    import unilk
+    from unilk.models.slak import SLaK
+
+    torch.manual_seed(0)
+    kernels = (13, 11, 9, 7, 3)  # large kernels per stage, then the short side N
+    model = SLaK(depths=(1, 1, 2, 1), dims=(8, 16, 32, 64), kernel_size=kernels, num_classes=5).eval()
+    for module in model.modules():
+        if isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
+            torch.nn.init.normal_(module.weight, 1.0, 0.3)
+            torch.nn.init.normal_(module.bias, 0.0, 0.3)
+        if hasattr(module, "gamma") and isinstance(module.gamma, nn.Parameter):
+            torch.nn.init.normal_(module.gamma, 0.0, 0.5)
+    if deploy:
+        unilk.reparameterize(model)
+    x = torch.randn(2, 3, 64, 80, requires_grad=True)
+    reference = model(x)
+    (grad_reference,) = torch.autograd.grad(reference.sum(), x)
+    with fused_tail():
+        fused = model(x)
+        (grad_fused,) = torch.autograd.grad(fused.sum(), x)
+        with torch.inference_mode():
+            inference = model(x.detach())
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(inference, reference.detach(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad_fused, grad_reference, rtol=1e-4, atol=1e-6)

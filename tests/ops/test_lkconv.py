@@ -246,3 +246,30 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path: Path) -> None:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     assert _rel(torch.from_numpy(out), model(x).detach()) <= 1e-5
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 7, 7, 13, 13), (2, 8, 14, 14, 13, 5), (3, 4, 9, 11, 5, 3)])
+def test_nchw_forward_without_grad_is_bitwise_conv2d(shape: tuple[int, ...]) -> None:
+    # The auto route calls oneDNN's NCHW kernel directly for these shapes: it must be the very kernel F.conv2d runs.
+    n, c, h, w, k_h, k_w = shape
+    x, weight, bias = torch.randn(n, c, h, w), torch.randn(c, 1, k_h, k_w), torch.randn(c)
+    expected = F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=c)
+    with torch.no_grad(), lkconv_mode("auto"):
+        assert torch.equal(depthwise_conv2d(x, weight, bias), expected)
+        assert torch.equal(depthwise_conv2d(x, weight, bias), expected)  # second call: the cached route
+
+
+def test_routes_are_decided_once_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unilk.ops import lkconv
+
+    monkeypatch.setattr(lkconv, "_ROUTES", {})
+    monkeypatch.setattr(lkconv, "_MAX_ROUTES", 3)
+    weight = torch.randn(4, 1, 9, 9)
+    with lkconv_mode("auto"):
+        for size in range(5, 12):
+            x = torch.randn(1, 4, size, size)
+            assert _rel(depthwise_conv2d(x, weight), F.conv2d(x, weight, padding=4, groups=4)) <= 1e-6
+            assert len(lkconv._ROUTES) <= 3
+        route = lkconv._ROUTES[("auto", x.shape, weight.shape, x.dtype, weight.dtype, True)]
+    assert route.crop is None
+    assert route.plan == Plan("nchw", "nchw", "nchw")

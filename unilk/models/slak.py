@@ -34,6 +34,7 @@ from unilk.layers.norm import LayerNorm2d
 from unilk.layers.replk import ReparamLargeKernelConv
 from unilk.models._classifier import LinearHeadMixin
 from unilk.models.registry import build_model, register_model, register_pretrained_cfgs
+from unilk.ops.fused import convnext_block_tail, fused_enabled
 
 __all__ = ["SLaK", "SLaKBlock", "SLaKStage", "checkpoint_filter_fn"]
 
@@ -94,11 +95,31 @@ class SLaKBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W) -> (N, C, H, W)``."""
+        if fused_enabled():
+            return self._fused_forward(x)
         out = self.large_kernel(x).permute(0, 2, 3, 1)  # (N, H, W, C): LayerNorm and Linear act on channels last
         out = self.pwconv2(self.act(self.pwconv1(self.norm(out))))
         if self.gamma is not None:
             out = self.gamma * out
         return x + self.drop_path(out.permute(0, 3, 1, 2))
+
+    def _fused_forward(self, x: Tensor) -> Tensor:
+        # LayerNorm -> Linear -> GELU -> Linear -> gamma in the NCHW layout with the affine parts folded into the
+        # matmuls (unilk.ops.fused): the module chain's numbers up to float rounding, without its permute copies.
+        shortcut_in_tail = not (self.training and not isinstance(self.drop_path, nn.Identity))
+        out = convnext_block_tail(
+            self.large_kernel(x),
+            self.norm.weight,
+            self.norm.bias,
+            self.norm.eps,
+            self.pwconv1.weight,
+            self.pwconv1.bias,
+            self.pwconv2.weight,
+            self.pwconv2.bias,
+            self.gamma,
+            x if shortcut_in_tail else None,
+        )
+        return out if shortcut_in_tail else x + self.drop_path(out)
 
 
 class SLaKStage(nn.Sequential):

@@ -121,14 +121,24 @@ class UniRepLKNetBlock(nn.Module):
         else:
             y = self.dwconv(x)
         y = self.norm(y)
-        y = self._fused_tail(y) if fused_enabled() else self.pwconv2(self.act(self.pwconv1(self.se(y))))
+        if fused_enabled():
+            if self._shortcut_in_tail():
+                return self._fused_tail(y, residual=x)
+            y = self._fused_tail(y)
+        else:
+            y = self.pwconv2(self.act(self.pwconv1(self.se(y))))
         if self.gamma is not None:
             y = self.gamma.view(1, -1, 1, 1) * y
         return x + self.drop_path(y)
 
-    def _fused_tail(self, y: Tensor) -> Tensor:
-        # SE -> Linear -> GELU -> GRN -> Linear with the SE and GRN gates folded into the matmuls (unilk.ops.fused):
-        # the same numbers as the module chain up to float rounding, without its permute copies and extra passes.
+    def _shortcut_in_tail(self) -> bool:
+        # Deploy form without stochastic depth: nothing sits between the last Linear and the shortcut add.
+        drop_path_active = self.training and not isinstance(self.drop_path, nn.Identity)
+        return len(self.pwconv2) == 2 and self.gamma is None and not drop_path_active
+
+    def _fused_tail(self, y: Tensor, residual: Tensor | None = None) -> Tensor:
+        # SE -> Linear -> GELU -> GRN -> Linear in the NCHW layout with the gates folded into the matmuls
+        # (unilk.ops.fused): the module chain's numbers up to float rounding, without its permute copies and passes.
         fc1, fc2 = self.pwconv1[1], self.pwconv2[0]
         y = unireplknet_block_tail(
             y,
@@ -142,6 +152,7 @@ class UniRepLKNetBlock(nn.Module):
             self.act[1].beta,
             fc2.weight,
             fc2.bias,
+            residual,
         )
         return self.pwconv2[2](y) if len(self.pwconv2) == 3 else y  # train form: the trailing BatchNorm
 

@@ -7,12 +7,15 @@ A UniRepLKNet block after its depthwise conv (and norm) runs::
     g = (gamma * Nx(h) + 1) * h + beta  # GRN: a per-(sample, hidden channel) scale, one more full pass
     out = Linear2(g)
 
-Both the SE gate and the GRN scale are per-sample diagonal matrices between a map and a Linear, so they can be moved
-onto the Linear's weight: ``(x * s) @ W.T == x @ (W * s).T``. Scaling the weight costs ``N·C_in·C_out`` multiplies
-instead of ``N·H·W·C_in``, which is cheaper whenever ``H·W > C_out``; one batched matmul per Linear then reads the map
-straight from its NCHW layout (BLAS takes the transposed operand without a copy). ``beta`` of the GRN folds into the
-second Linear's bias. Only the order of multiplications changes, so results match the unfused chain to float
-rounding (about 1e-7 relative in float32).
+The fused form runs the two Linears as batched matmuls ``W @ X`` on the ``(N, C, H·W)`` view of the NCHW map, so no
+permute copy is made and the result comes back NCHW-contiguous for the next depthwise conv. Both the SE gate and the
+GRN scale are per-sample diagonal matrices between a map and a Linear, so they can be moved onto the Linear's weight:
+``W (s * x) == (W * s) x``. Scaling the weight costs ``N·C_out·C_in`` multiplies instead of ``N·C_in·H·W``, which is
+cheaper whenever ``H·W > C_out``. ``beta`` of the GRN folds into the second Linear's bias, and in deploy form the
+block's shortcut is added inside the last matmul. Without autograd, the GELU and the gates work in place on the hidden
+map: on CPU a fresh multi-megabyte tensor costs more in page faults than the elementwise arithmetic itself. Only the
+order of floating-point operations changes, so results match the unfused chain to rounding (about 1e-7 relative per
+block in float32).
 
 The fused form is opt-in (``UNILK_FUSED_TAIL=1`` or ``with fused_tail():``): reordering the float operations moves
 block outputs by about 1e-6 relative, and by default unilk reproduces the official implementation's numbers to 1e-5
@@ -23,7 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import os
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -32,7 +37,15 @@ from torch import Tensor
 
 from unilk.ops.lkconv import _is_exporting, current_mode
 
-__all__ = ["ENV_VAR", "fused_enabled", "fused_tail", "se_gate", "unireplknet_block_tail"]
+__all__ = [
+    "ENV_VAR",
+    "convnext_block_tail",
+    "fused_enabled",
+    "fused_tail",
+    "release_workspace",
+    "se_gate",
+    "unireplknet_block_tail",
+]
 
 
 ENV_VAR = "UNILK_FUSED_TAIL"
@@ -79,18 +92,82 @@ def se_gate(x: Tensor, down_weight: Tensor, down_bias: Tensor, up_weight: Tensor
     return torch.sigmoid(F.linear(hidden, up_weight.flatten(1), up_bias))
 
 
-def _scaled_linear(x_nlc: Tensor, weight: Tensor, bias: Tensor | None, scale: Tensor | None) -> Tensor:
-    """``(x * scale[:, None, :]) @ weight.T + bias`` for ``x (N, L, C_in)``, scale ``(N, C_in)``: ``(N, L, C_out)``."""
-    n, length, c_in = x_nlc.shape
-    if scale is None:
-        rhs = weight.t().expand(n, c_in, weight.shape[0])
-    elif length > weight.shape[0]:
-        rhs = scale.unsqueeze(-1) * weight.t()  # (N, C_in, C_out): scale the weight, not the map
-    else:
-        x_nlc, rhs = x_nlc * scale.unsqueeze(1), weight.t().expand(n, c_in, weight.shape[0])
+def _inference(*tensors: Tensor | None) -> bool:
+    """True when no autograd graph is recorded for these tensors, so temporaries may be overwritten in place."""
+    return not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in tensors)
+
+
+def _gelu(h: Tensor, in_place: bool) -> Tensor:
+    """Exact (erf) GELU, in place when allowed: a fresh multi-megabyte output costs page faults, not arithmetic."""
+    return torch.ops.aten.gelu_(h) if in_place else F.gelu(h)
+
+
+class _Workspace(threading.local):
+    """One reusable CPU buffer per thread for the hidden map of a block tail (the largest temporary)."""
+
+    buffer: Tensor | None = None
+
+
+_workspace = _Workspace()
+
+
+def release_workspace() -> None:
+    """Free this thread's workspace (it holds the largest hidden map seen, e.g. ~200 MB for SLaK-T at batch 32)."""
+    _workspace.buffer = None
+
+
+def _hidden_out(shape: tuple[int, ...], like: Tensor, in_place: bool) -> Tensor | None:
+    """A reusable buffer for a tail's hidden map on CPU without autograd, else None (the op allocates).
+
+    The hidden map never leaves the tail, so one buffer serves every block. A fresh multi-megabyte CPU tensor is
+    mapped page by page on first write, which costs more than the matmul's bias fill and the GELU together.
+    """
+    if not in_place or like.device.type != "cpu":
+        return None
+    numel = math.prod(shape)
+    buffer = _workspace.buffer
+    if buffer is None or buffer.numel() < numel or buffer.dtype != like.dtype:
+        buffer = _workspace.buffer = torch.empty(numel, dtype=like.dtype)
+    return buffer[:numel].view(shape)
+
+
+def _pointwise(
+    weight: Tensor,
+    x_ncl: Tensor,
+    bias: Tensor | None,
+    scale: Tensor | None,
+    in_place: bool,
+    accumulate: Tensor | None,
+    out: Tensor | None = None,
+) -> Tensor:
+    """A per-pixel Linear on an NCHW map, ``W (diag(scale) x) + bias``, as one batched matmul ``W @ X``.
+
+    Args:
+        weight: ``(C_out, C_in)``.
+        x_ncl: ``(N, C_in, L)``, contiguous (an NCHW map viewed with ``L = H * W``).
+        bias: ``(C_out,)`` or None.
+        scale: per-sample input-channel scale ``(N, C_in)`` or None. It multiplies the weight (``N·C_out·C_in``
+            products) when that is cheaper than multiplying the map (``N·C_in·L``).
+        in_place: ``x_ncl`` is a temporary that may be scaled in place.
+        accumulate: ``(N, C_out, L)`` added to the result (a residual), or None.
+        out: ``(N, C_out, L)`` buffer for the result (not with ``accumulate``), or None.
+
+    Returns:
+        ``(N, C_out, L)``, contiguous.
+    """
+    n, c_in, length = x_ncl.shape
+    c_out = weight.shape[0]
+    lhs = weight.expand(n, c_out, c_in)
+    if scale is not None and length > c_out:
+        lhs = weight * scale.unsqueeze(1)  # (N, C_out, C_in)
+    elif scale is not None:
+        x_ncl = x_ncl.mul_(scale.unsqueeze(-1)) if in_place else x_ncl * scale.unsqueeze(-1)
+    if accumulate is not None:
+        out = torch.baddbmm(accumulate, lhs, x_ncl)
+        return out if bias is None else out.add_(bias.view(1, -1, 1))
     if bias is None:
-        return torch.bmm(x_nlc, rhs)
-    return torch.baddbmm(bias.view(1, 1, -1), x_nlc, rhs)
+        return torch.bmm(lhs, x_ncl, out=out)
+    return torch.baddbmm(bias.view(1, -1, 1), lhs, x_ncl, out=out)
 
 
 def unireplknet_block_tail(
@@ -105,11 +182,14 @@ def unireplknet_block_tail(
     grn_beta: Tensor | None,
     fc2_weight: Tensor,
     fc2_bias: Tensor | None,
+    residual: Tensor | None = None,
 ) -> Tensor:
-    """SE gating -> Linear1 -> GELU -> GRN -> Linear2 of a UniRepLKNet block, with the gates folded into the matmuls.
+    """SE gating -> Linear1 -> GELU -> GRN -> Linear2 of a UniRepLKNet block, computed in the NCHW layout.
 
     Equals ``pwconv2(act(pwconv1(se(y))))`` of the block (before its trailing NCHW BatchNorm in train form, which stays
-    with the caller) within float rounding, forward and backward.
+    with the caller) within float rounding, forward and backward. The Linears run as ``W @ X`` on the ``(N, C, H·W)``
+    view of the map, so no permute copy is made; the SE and GRN gates are folded into the weights where that is
+    cheaper; without autograd the GELU and the gates work in place on the hidden map.
 
     Args:
         y: ``(N, C, H, W)``, the output of the block's depthwise conv and norm.
@@ -118,19 +198,84 @@ def unireplknet_block_tail(
         fc1_weight: ``(D, C)``; ``fc1_bias``: ``(D,)`` (``pwconv1[1]``).
         grn_gamma: ``(1, 1, 1, D)``; ``grn_beta``: ``(1, 1, 1, D)`` or None (deploy form).
         fc2_weight: ``(C, D)``; ``fc2_bias``: ``(C,)`` or None (train form, where a BatchNorm follows).
+        residual: ``(N, C, H, W)`` added to the result inside the last matmul (the block's shortcut), or None.
 
     Returns:
-        ``(N, C, H, W)`` (a channels-last strided view, like the block's own ``NHWCtoNCHW`` permute).
+        ``(N, C, H, W)``, contiguous.
     """
     n, c, height, width = y.shape
+    weights = (y, se_down_weight, se_up_weight, fc1_weight, grn_gamma, grn_beta, fc2_weight, fc2_bias, residual)
+    in_place = _inference(*weights)
+    y_ncl = y.contiguous().view(n, c, height * width)
     gate = se_gate(y, se_down_weight, se_down_bias, se_up_weight, se_up_bias)  # (N, C)
-    y_nlc = y.flatten(2).transpose(1, 2)  # (N, HW, C), a strided view of the NCHW map
-    hidden = F.gelu(_scaled_linear(y_nlc, fc1_weight, fc1_bias, gate))  # (N, HW, D)
-    gx = torch.linalg.vector_norm(hidden, dim=1)  # (N, D): L2 over H, W as GRN does
+    buffer = _hidden_out((n, fc1_weight.shape[0], height * width), y, in_place)
+    hidden = _gelu(_pointwise(fc1_weight, y_ncl, fc1_bias, gate, False, None, buffer), in_place)  # (N, D, L)
+    gx = torch.linalg.vector_norm(hidden, dim=-1)  # (N, D): L2 over H, W as GRN does
     grn_scale = grn_gamma.view(1, -1) * (gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)) + 1  # (N, D)
     if grn_beta is not None:
         # GRN's additive beta meets Linear2 as a constant input: it folds into the bias.
         folded = F.linear(grn_beta.view(1, -1), fc2_weight).view(-1)
         fc2_bias = folded if fc2_bias is None else fc2_bias + folded
-    out = _scaled_linear(hidden, fc2_weight, fc2_bias, grn_scale)  # (N, HW, C)
-    return out.transpose(1, 2).view(n, c, height, width)
+    shortcut = None if residual is None else residual.contiguous().view(n, c, height * width)
+    out = _pointwise(fc2_weight, hidden, fc2_bias, grn_scale, in_place, shortcut)  # (N, C, L)
+    return out.view(n, c, height, width)
+
+
+def convnext_block_tail(
+    y: Tensor,
+    ln_weight: Tensor,
+    ln_bias: Tensor,
+    ln_eps: float,
+    fc1_weight: Tensor,
+    fc1_bias: Tensor,
+    fc2_weight: Tensor,
+    fc2_bias: Tensor,
+    gamma: Tensor | None,
+    residual: Tensor | None = None,
+) -> Tensor:
+    """LayerNorm -> Linear1 -> GELU -> Linear2 -> layer scale of a ConvNeXt-style (SLaK) block, in the NCHW layout.
+
+    Equals ``gamma * pwconv2(GELU(pwconv1(LayerNorm(y.permute(0, 2, 3, 1))))).permute(0, 3, 1, 2)`` (plus
+    ``residual``) within float rounding, forward and backward. The LayerNorm's affine folds into Linear1 and the layer
+    scale into Linear2; both Linears run as ``W @ X`` on the ``(N, C, H·W)`` view, so neither permute is copied.
+
+    Args:
+        y: ``(N, C, H, W)``, the large-kernel layer's output; a temporary that is overwritten when no autograd graph
+            is recorded.
+        ln_weight: ``(C,)``; ``ln_bias``: ``(C,)``; ``ln_eps``: the LayerNorm's epsilon.
+        fc1_weight: ``(D, C)``; ``fc1_bias``: ``(D,)``.
+        fc2_weight: ``(C, D)``; ``fc2_bias``: ``(C,)``.
+        gamma: layer scale ``(C,)`` or None.
+        residual: ``(N, C, H, W)`` added to the result inside the last matmul (the block's shortcut), or None.
+
+    Returns:
+        ``(N, C, H, W)``, contiguous.
+    """
+    n, c, height, width = y.shape
+    in_place = _inference(y, ln_weight, ln_bias, fc1_weight, fc2_weight, fc2_bias, gamma, residual)
+    y_ncl = y.contiguous().view(n, c, height * width)
+    mean = y_ncl.mean(1, keepdim=True)
+    centred = y_ncl.sub_(mean) if in_place else y_ncl - mean
+    inv_std = torch.rsqrt(centred.square().mean(1, keepdim=True) + ln_eps)  # biased variance, as LayerNorm
+    normed = centred.mul_(inv_std) if in_place else centred * inv_std
+    # Per-channel affine parts go onto the weights (D·C products) when the map is larger (N·H·W > D), else the map.
+    fold = n * height * width > fc1_weight.shape[0]
+    if fold:
+        w1, b1 = fc1_weight * ln_weight, torch.addmv(fc1_bias, fc1_weight, ln_bias)
+    else:
+        w1, b1 = fc1_weight, fc1_bias
+        if in_place:
+            normed = normed.mul_(ln_weight.view(1, -1, 1)).add_(ln_bias.view(1, -1, 1))
+        else:
+            normed = torch.addcmul(ln_bias.view(1, -1, 1), normed, ln_weight.view(1, -1, 1))
+    buffer = _hidden_out((n, fc1_weight.shape[0], height * width), y, in_place)
+    hidden = _gelu(_pointwise(w1, normed, b1, None, False, None, buffer), in_place)  # (N, D, L)
+    shortcut = None if residual is None else residual.contiguous().view(n, c, height * width)
+    if gamma is None or fold:
+        w2, b2 = (fc2_weight, fc2_bias) if gamma is None else (fc2_weight * gamma[:, None], fc2_bias * gamma)
+        return _pointwise(w2, hidden, b2, None, False, shortcut).view(n, c, height, width)
+    out = _pointwise(fc2_weight, hidden, fc2_bias, None, False, None)
+    out = out.mul_(gamma.view(1, -1, 1)) if in_place else out * gamma.view(1, -1, 1)
+    if shortcut is not None:
+        out = out.add_(shortcut) if in_place else out + shortcut
+    return out.view(n, c, height, width)

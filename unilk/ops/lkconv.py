@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
@@ -51,16 +52,24 @@ def _check_mode(mode: str, source: str) -> str:
     return mode
 
 
+# ``$UNILK_LKCONV`` as last read and the mode it names: re-validated only when the variable changes.
+_env_mode: tuple[str | None, str] = (None, "auto")
+
+
 def current_mode() -> str:
     """The active mode: the innermost :func:`lkconv_mode`, else ``$UNILK_LKCONV``, else ``"auto"``.
 
     Raises:
         ConfigError: ``UNILK_LKCONV`` holds an unknown mode.
     """
+    global _env_mode
     override = _mode_override.get()
     if override is not None:
         return override
-    return _check_mode(os.environ.get(ENV_VAR, "auto").strip().lower() or "auto", f"${ENV_VAR}")
+    raw = os.environ.get(ENV_VAR)
+    if raw != _env_mode[0]:
+        _env_mode = (raw, _check_mode((raw or "").strip().lower() or "auto", f"${ENV_VAR}"))
+    return _env_mode[1]
 
 
 @contextlib.contextmanager
@@ -83,13 +92,12 @@ def lkconv_mode(mode: str) -> Iterator[None]:
 
 
 def _is_exporting() -> bool:
-    """True while torch.compile/torch.export, torch.jit or ONNX export trace the model: they need plain ``F.conv2d``."""
-    return (
-        torch.compiler.is_compiling()
-        or torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-        or torch.onnx.is_in_onnx_export()
-    )
+    """True while torch.compile/torch.export, torch.jit or ONNX export trace the model: they need plain ``F.conv2d``.
+
+    ONNX export traces through one of these too (TorchScript tracing, or ``torch.export`` for the dynamo exporter),
+    so the two cheap checks cover it; they run on every call.
+    """
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def _direct(x: Tensor, weight: Tensor, bias: Tensor | None, layout: str) -> Tensor:
@@ -162,33 +170,73 @@ class _DepthwiseConvFn(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None
 
 
-def _crop(weight: Tensor, height: int, width: int) -> Tensor:
-    """Keep only the taps that can reach the input: at most ``2 * size - 1`` per side (exact; odd sizes)."""
-    k_h, k_w = weight.shape[-2:]
+@dataclasses.dataclass(frozen=True)
+class _Route:
+    """What :func:`depthwise_conv2d` does for one (mode, shape, dtype, device): decided once, then looked up.
+
+    Attributes:
+        crop: slices keeping the kernel taps that can reach the input, or None when every tap can.
+        padding: "same" padding of the (cropped) kernel.
+        plan: the algorithms per direction, or None for plain ``F.conv2d`` with the cropped kernel.
+        onednn: the forward is oneDNN's NCHW convolution on float32, called directly: the kernel ``F.conv2d`` reaches
+            for it, minus the backend selection (a few microseconds that matter for 7x7 maps at batch 1).
+    """
+
+    crop: tuple[slice, ...] | None
+    padding: tuple[int, int]
+    plan: Plan | None
+    onednn: bool = False
+
+
+# Routes by (mode, x shape, weight shape, x dtype, weight dtype, x on CPU). Bounded: models see few distinct shapes,
+# but a stream of new input sizes must not grow it without limit.
+_ROUTES: dict[tuple[object, ...], _Route] = {}
+_MAX_ROUTES = 4096
+
+
+def _crop_slices(k_h: int, k_w: int, height: int, width: int) -> tuple[slice, ...] | None:
+    """Slices keeping at most ``2 * size - 1`` taps per side (the rest only ever multiply padding; odd sizes)."""
     keep_h, keep_w = min(k_h, 2 * height - 1), min(k_w, 2 * width - 1)
     if (keep_h, keep_w) == (k_h, k_w):
-        return weight
+        return None
     top, left = (k_h - keep_h) // 2, (k_w - keep_w) // 2
-    return weight[:, :, top : top + keep_h, left : left + keep_w]
+    return (slice(None), slice(None), slice(top, top + keep_h), slice(left, left + keep_w))
 
 
-def _supported(x: Tensor, weight: Tensor) -> bool:
-    """Shapes and dtypes the planned path handles; anything else goes to plain ``F.conv2d`` unchanged."""
-    return (
+def _make_route(key: tuple[object, ...], mode: str, x: Tensor, weight: Tensor) -> _Route:
+    """Decide the route for ``key`` (see :class:`_Route`) and remember it."""
+    k_h, k_w = weight.shape[-2:]
+    supported = (
         x.dim() == 4
         and weight.dim() == 4
         and weight.shape[1] == 1
         and weight.shape[0] == x.shape[1]
-        and weight.shape[-2] % 2 == 1
-        and weight.shape[-1] % 2 == 1
+        and k_h % 2 == 1
+        and k_w % 2 == 1
         and weight.dtype == x.dtype
         and x.numel() > 0
     )
-
-
-def _plannable(x: Tensor) -> bool:
-    """The algorithm rules were measured on CPU in float32/float64; elsewhere only the exact crop is applied."""
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    if not supported:  # grouped, strided-shape or mixed-dtype calls: plain F.conv2d, unchanged
+        route = _Route(None, (k_h // 2, k_w // 2), None)
+    else:
+        n, c, height, width = x.shape
+        crop = _crop_slices(k_h, k_w, height, width)
+        keep_h, keep_w = (k_h, k_w) if crop is None else (crop[2].stop - crop[2].start, crop[3].stop - crop[3].start)
+        # The algorithm rules were measured on CPU in float32/float64; elsewhere only the exact crop is applied.
+        plannable = mode != "crop" and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+        plan = choose_plan(mode, n, c, height, width, keep_h, keep_w) if plannable else None
+        onednn = (
+            plan is not None
+            and plan.forward == "nchw"
+            and crop is None
+            and x.dtype == torch.float32
+            and torch.backends.mkldnn.is_available()
+        )
+        route = _Route(crop, (keep_h // 2, keep_w // 2), plan, onednn)
+    if len(_ROUTES) >= _MAX_ROUTES:
+        _ROUTES.clear()
+    _ROUTES[key] = route
+    return route
 
 
 def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -196,7 +244,8 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
 
     The result equals ``F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=C)`` within floating-point
     rounding (<= 1e-5 relative to the output's scale, forward and gradients). Gradients flow to ``x``, ``weight`` and
-    ``bias``. The output has ``x``'s memory format.
+    ``bias``. The output has ``x``'s memory format. The choice is made once per shape, dtype and mode and then looked
+    up, so a call costs a few microseconds more than ``F.conv2d`` itself.
 
     Args:
         x: input ``(N, C, H, W)``.
@@ -210,16 +259,19 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
         ConfigError: ``UNILK_LKCONV`` holds an unknown mode.
     """
     mode = current_mode()
-    k_h, k_w = weight.shape[-2:]
-    if mode == "plain" or _is_exporting() or not _supported(x, weight):
-        return F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=weight.shape[0])
-    n, c, height, width = x.shape
-    weight = _crop(weight, height, width)
-    if mode == "crop" or not _plannable(x):
+    if mode == "plain" or _is_exporting():
         k_h, k_w = weight.shape[-2:]
-        return F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=c)
-    plan = choose_plan(mode, n, c, height, width, *weight.shape[-2:])
+        return F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=weight.shape[0])
+    key = (mode, x.shape, weight.shape, x.dtype, weight.dtype, x.is_cpu)
+    route = _ROUTES.get(key) or _make_route(key, mode, x, weight)
+    if route.crop is not None:
+        weight = weight[route.crop]
+    plan = route.plan
+    if plan is None:
+        return F.conv2d(x, weight, bias, padding=route.padding, groups=weight.shape[0])
     needs_grad = x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
-    if not (torch.is_grad_enabled() and needs_grad):
-        return _conv(x, weight, bias, plan.forward)
-    return _DepthwiseConvFn.apply(x, weight, bias, plan)
+    if needs_grad and torch.is_grad_enabled():
+        return _DepthwiseConvFn.apply(x, weight, bias, plan)
+    if route.onednn and x.is_contiguous() and weight.is_contiguous() and torch._C._get_mkldnn_enabled():
+        return torch.mkldnn_convolution(x, weight, bias, route.padding, (1, 1), (1, 1), weight.shape[0])
+    return _conv(x, weight, bias, plan.forward)
