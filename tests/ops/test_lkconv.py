@@ -188,6 +188,11 @@ def test_auto_rules_pick_the_measured_algorithms() -> None:
     assert choose_plan("auto", 8, 124, 56, 56, 5, 51).forward == "channels_last"
     assert choose_plan("auto", 8, 768, 7, 7, 13, 13).weight_grad == "nchw"
     assert choose_plan("auto", 1, 8, 64, 64, 51, 51).forward == "fft"
+    # 5x5 kernels: FFT weight gradient only on maps >= 28x28 with moderate buffers
+    assert choose_plan("auto", 1, 499, 14, 14, 5, 5).weight_grad == "nchw"
+    assert choose_plan("auto", 1, 249, 28, 28, 5, 5).weight_grad == "fft"
+    assert choose_plan("auto", 32, 124, 56, 56, 5, 5).weight_grad == "nchw"
+    assert choose_plan("auto", 1, 499, 14, 14, 7, 7).weight_grad == "fft"
     with pytest.raises(ConfigError, match="'crop'"):
         choose_plan("crop", 1, 1, 4, 4, 3, 3)
 
@@ -273,3 +278,12 @@ def test_routes_are_decided_once_and_bounded(monkeypatch: pytest.MonkeyPatch) ->
         route = lkconv._ROUTES[("auto", x.shape, weight.shape, x.dtype, weight.dtype, True)]
     assert route.crop is None
     assert route.plan == Plan("nchw", "nchw", "nchw")
+
+
+def test_training_uses_native_autograd_where_every_direction_is_native() -> None:
+    weight = torch.randn(8, 1, 13, 13, requires_grad=True)
+    small = torch.randn(2, 8, 7, 7, requires_grad=True)  # plan nchw/nchw/nchw: F.conv2d and its autograd
+    large = torch.randn(2, 8, 28, 28, requires_grad=True)  # FFT weight gradient: the custom function
+    with lkconv_mode("auto"):
+        assert type(depthwise_conv2d(small, weight).grad_fn).__name__ == "ConvolutionBackward0"
+        assert "DepthwiseConvFn" in type(depthwise_conv2d(large, weight).grad_fn).__name__

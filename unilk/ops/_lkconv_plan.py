@@ -8,7 +8,10 @@ docs/performance.md). What they encode:
   channels-last by 1.2-3x. Wider kernels go channels-last. FFT only matches channels-last for dense kernels around
   51x51 and above on large maps.
 - Weight gradient: PyTorch's depthwise weight gradient runs at a few GFLOP/s in both layouts, so FFT (cost independent
-  of the kernel size) wins from 14x14 maps and 5x5 kernels on; on 7x7 maps the direct NCHW gradient is as cheap.
+  of the kernel size) wins from 14x14 maps and 7x7 kernels on; on 7x7 maps the direct NCHW gradient is as cheap. For
+  kernels of at most 25 taps (5x5) the direct gradient is cheap too: FFT pays only on maps of at least 28x28 and while
+  its buffers stay moderate (at most 8M input elements; SLaK-T's 5x5 branch on 56x56 maps at batch 32 is faster
+  direct).
 """
 
 from __future__ import annotations
@@ -19,18 +22,22 @@ import logging
 
 from unilk.errors import ConfigError
 
-__all__ = ["Plan", "choose_plan"]
+__all__ = ["NCHW_MAX_WIDTH", "Plan", "choose_plan"]
 
 logger = logging.getLogger(__name__)
 
 # Kernel width (after cropping) above which NCHW collapses and channels-last wins for the forward direction.
-_NCHW_MAX_WIDTH = 13
+NCHW_MAX_WIDTH = 13
 # Kernel area from which the forward FFT is at least as fast as channels-last (on maps of at least _FFT_MIN_MAP).
 _FFT_FORWARD_MIN_AREA = 49 * 49
 _FFT_MIN_MAP = 28 * 28
-# Weight gradient: FFT once the map has at least this many positions and the kernel at least this many taps.
+# Weight gradient: FFT once the map has at least this many positions and the kernel at least this many taps ...
 _FFT_WEIGHT_MIN_MAP = 14 * 14
 _FFT_WEIGHT_MIN_AREA = 5 * 5
+# ... except small kernels (at most this many taps), which need a larger map and a bounded input size.
+_SMALL_KERNEL_AREA = 5 * 5
+_SMALL_KERNEL_MIN_MAP = 28 * 28
+_SMALL_KERNEL_MAX_ELEMENTS = 8 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,16 +60,18 @@ def _auto_direct(height: int, width: int, k_h: int, k_w: int) -> str:
     area = k_h * k_w
     if area >= _FFT_FORWARD_MIN_AREA and height * width >= _FFT_MIN_MAP:
         return "fft"
-    if k_w > _NCHW_MAX_WIDTH:
+    if k_w > NCHW_MAX_WIDTH:
         return "channels_last"
     return "nchw"
 
 
-def _auto_weight_grad(height: int, width: int, k_h: int, k_w: int) -> str:
+def _auto_weight_grad(batch: int, channels: int, height: int, width: int, k_h: int, k_w: int) -> str:
     """Rule for the weight gradient."""
-    if height * width >= _FFT_WEIGHT_MIN_MAP and k_h * k_w >= _FFT_WEIGHT_MIN_AREA:
-        return "fft"
-    return "nchw"
+    area, positions = k_h * k_w, height * width
+    if area <= _SMALL_KERNEL_AREA:
+        small_ok = positions >= _SMALL_KERNEL_MIN_MAP and batch * channels * positions <= _SMALL_KERNEL_MAX_ELEMENTS
+        return "fft" if area >= _FFT_WEIGHT_MIN_AREA and small_ok else "nchw"
+    return "fft" if positions >= _FFT_WEIGHT_MIN_MAP else "nchw"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -86,7 +95,7 @@ def choose_plan(mode: str, batch: int, channels: int, height: int, width: int, k
     """
     if mode == "auto":
         direct = _auto_direct(height, width, k_h, k_w)
-        plan = Plan(direct, direct, _auto_weight_grad(height, width, k_h, k_w))
+        plan = Plan(direct, direct, _auto_weight_grad(batch, channels, height, width, k_h, k_w))
     elif mode in ("nchw", "channels_last", "fft"):
         plan = Plan(mode, mode, mode)
     else:

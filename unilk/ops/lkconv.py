@@ -34,7 +34,7 @@ from torch.autograd.function import once_differentiable
 
 from unilk.errors import ConfigError
 from unilk.ops._fft_conv import fft_depthwise_backward, fft_depthwise_forward
-from unilk.ops._lkconv_plan import Plan, choose_plan
+from unilk.ops._lkconv_plan import NCHW_MAX_WIDTH, Plan, choose_plan
 
 __all__ = ["depthwise_conv2d", "lkconv_mode", "current_mode", "MODES", "ENV_VAR"]
 
@@ -178,14 +178,19 @@ class _Route:
         crop: slices keeping the kernel taps that can reach the input, or None when every tap can.
         padding: "same" padding of the (cropped) kernel.
         plan: the algorithms per direction, or None for plain ``F.conv2d`` with the cropped kernel.
-        onednn: the forward is oneDNN's NCHW convolution on float32, called directly: the kernel ``F.conv2d`` reaches
-            for it, minus the backend selection (a few microseconds that matter for 7x7 maps at batch 1).
+        onednn: without autograd, the forward is oneDNN's NCHW convolution with the uncropped kernel on float32,
+            called directly: the very kernel ``F.conv2d`` runs, minus its backend selection (a few microseconds that
+            matter for 7x7 maps at batch 1). Set where that kernel is fast (at most 13 taps wide), where cropping
+            does not make it faster.
+        native_autograd: every direction runs PyTorch's own algorithm, so training uses ``F.conv2d`` and its autograd
+            rather than the custom function (whose Python overhead shows on 7x7 maps).
     """
 
     crop: tuple[slice, ...] | None
     padding: tuple[int, int]
     plan: Plan | None
     onednn: bool = False
+    native_autograd: bool = False
 
 
 # Routes by (mode, x shape, weight shape, x dtype, weight dtype, x on CPU). Bounded: models see few distinct shapes,
@@ -228,11 +233,12 @@ def _make_route(key: tuple[object, ...], mode: str, x: Tensor, weight: Tensor) -
         onednn = (
             plan is not None
             and plan.forward == "nchw"
-            and crop is None
+            and k_w <= NCHW_MAX_WIDTH
             and x.dtype == torch.float32
             and torch.backends.mkldnn.is_available()
         )
-        route = _Route(crop, (keep_h // 2, keep_w // 2), plan, onednn)
+        native = plan == Plan("nchw", "nchw", "nchw")
+        route = _Route(crop, (keep_h // 2, keep_w // 2), plan, onednn, native)
     if len(_ROUTES) >= _MAX_ROUTES:
         _ROUTES.clear()
     _ROUTES[key] = route
@@ -264,14 +270,17 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
         return F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=weight.shape[0])
     key = (mode, x.shape, weight.shape, x.dtype, weight.dtype, x.is_cpu)
     route = _ROUTES.get(key) or _make_route(key, mode, x, weight)
+    autograd = torch.is_grad_enabled() and (
+        x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    )
+    if route.onednn and not autograd and x.is_contiguous() and torch._C._get_mkldnn_enabled():
+        k_h, k_w = weight.shape[-2:]
+        return torch.mkldnn_convolution(x, weight.contiguous(), bias, (k_h // 2, k_w // 2), (1, 1), (1, 1), x.shape[1])
     if route.crop is not None:
         weight = weight[route.crop]
     plan = route.plan
-    if plan is None:
+    if plan is None or (route.native_autograd and autograd):
         return F.conv2d(x, weight, bias, padding=route.padding, groups=weight.shape[0])
-    needs_grad = x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
-    if needs_grad and torch.is_grad_enabled():
+    if autograd:
         return _DepthwiseConvFn.apply(x, weight, bias, plan)
-    if route.onednn and x.is_contiguous() and weight.is_contiguous() and torch._C._get_mkldnn_enabled():
-        return torch.mkldnn_convolution(x, weight, bias, route.padding, (1, 1), (1, 1), weight.shape[0])
     return _conv(x, weight, bias, plan.forward)
