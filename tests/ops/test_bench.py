@@ -78,3 +78,13 @@ def test_cli_lists_both_benchmarks_and_rejects_unknown_family() -> None:
     result = runner.invoke(bench, ["lkconv", "--family", "nope", "--no-progress"])
     assert result.exit_code != 0
     assert "no shapes for family 'nope'" in result.output
+
+
+def test_cli_models_deploy_only_prints_one_deploy_row() -> None:
+    runner = CliRunner()
+    args = ["models", "unireplknet_a", "--batch", "1", "--image-size", "64", "--repeats", "1", "--deploy-only"]
+    result = runner.invoke(bench, [*args, "--threads", "0"])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("| unireplknet_a")]
+    assert len(rows) == 1
+    assert "| deploy | 1 |" in rows[0]

@@ -1,4 +1,4 @@
-"""The elementwise tail of a UniRepLKNet block, fused into the two pointwise matmuls where it pays.
+"""The elementwise tails of UniRepLKNet and SLaK (ConvNeXt-style) blocks, fused into their two pointwise matmuls.
 
 A UniRepLKNet block after its depthwise conv (and norm) runs::
 
@@ -16,6 +16,10 @@ block's shortcut is added inside the last matmul. Without autograd, the GELU and
 map: on CPU a fresh multi-megabyte tensor costs more in page faults than the elementwise arithmetic itself. Only the
 order of floating-point operations changes, so results match the unfused chain to rounding (about 1e-7 relative per
 block in float32).
+
+SLaK's block (LayerNorm -> Linear -> GELU -> Linear -> layer scale, :func:`convnext_block_tail`) gets the same
+treatment: the LayerNorm normalises the NCHW map over channels, its affine part folds into Linear1 and the layer scale
+into Linear2.
 
 The fused form is opt-in (``UNILK_FUSED_TAIL=1`` or ``with fused_tail():``): reordering the float operations moves
 block outputs by about 1e-6 relative, and by default unilk reproduces the official implementation's numbers to 1e-5
@@ -155,16 +159,22 @@ def _pointwise(
     Returns:
         ``(N, C_out, L)``, contiguous.
     """
-    n, c_in, length = x_ncl.shape
-    c_out = weight.shape[0]
-    lhs = weight.expand(n, c_out, c_in)
+    length, c_out = x_ncl.shape[-1], weight.shape[0]
+    lhs = weight
     if scale is not None and length > c_out:
         lhs = weight * scale.unsqueeze(1)  # (N, C_out, C_in)
     elif scale is not None:
         x_ncl = x_ncl.mul_(scale.unsqueeze(-1)) if in_place else x_ncl * scale.unsqueeze(-1)
+    if lhs.dim() == 2:
+        # One weight for every sample: matmul broadcasts it (bmm on a stride-0 expanded weight hits a slow path,
+        # 10x on C=40 maps of 56x56).
+        result = torch.matmul(lhs, x_ncl, out=out)
+        if accumulate is not None:
+            result = result.add_(accumulate)
+        return result if bias is None else result.add_(bias.view(1, -1, 1))
     if accumulate is not None:
-        out = torch.baddbmm(accumulate, lhs, x_ncl)
-        return out if bias is None else out.add_(bias.view(1, -1, 1))
+        result = torch.baddbmm(accumulate, lhs, x_ncl)
+        return result if bias is None else result.add_(bias.view(1, -1, 1))
     if bias is None:
         return torch.bmm(lhs, x_ncl, out=out)
     return torch.baddbmm(bias.view(1, -1, 1), lhs, x_ncl, out=out)
