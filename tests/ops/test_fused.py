@@ -230,3 +230,47 @@ def test_slak_with_fused_tail_matches_the_module_chain(deploy: bool) -> None:
     torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(inference, reference.detach(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad_fused, grad_reference, rtol=1e-4, atol=1e-6)
+
+
+def _reference_linear(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool) -> Tensor:
+    out = F.linear(x, weight, bias)
+    return F.gelu(out) if gelu else out
+
+
+@pytest.mark.parametrize("with_residual", [True, False])
+def test_small_map_tail_takes_the_channels_last_linear(monkeypatch: pytest.MonkeyPatch, with_residual: bool) -> None:
+    # H*W <= D without autograd: the tail runs its Linears through the (oneDNN) channels-last linear.
+    calls = []
+
+    def counting_linear(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool) -> Tensor:
+        calls.append(gelu)
+        return _reference_linear(x, weight, bias, gelu)
+
+    monkeypatch.setattr(unilk_fused, "onednn_linear", lambda: counting_linear)
+    torch.manual_seed(5)
+    tail = _Tail(32, use_beta=True, fc2_bias=True)
+    y = torch.randn(3, 32, 7, 6)
+    residual = torch.randn_like(y) if with_residual else None
+    with torch.inference_mode():
+        want = tail(y) + (residual if with_residual else 0)
+        got = unireplknet_block_tail(
+            y, tail.se.down.weight, tail.se.down.bias, tail.se.up.weight, tail.se.up.bias, tail.fc1.weight,
+            tail.fc1.bias, tail.grn.gamma, tail.grn.beta, tail.fc2.weight, tail.fc2.bias, residual,
+        )  # fmt: skip
+    assert calls == [True, False]
+    assert got.shape == y.shape
+    assert got.is_contiguous()
+    assert _rel(got, want) <= 1e-5
+
+
+def test_onednn_linear_probe_agrees_with_f_linear() -> None:
+    from unilk.ops._onednn import onednn_linear
+
+    fn = onednn_linear()
+    if fn is None:  # this PyTorch build has no working oneDNN linear: the tails use torch.matmul instead
+        assert unilk_fused.onednn_linear() is None
+        return
+    gen = torch.Generator().manual_seed(6)
+    x, weight, bias = torch.randn(50, 64, generator=gen), torch.randn(96, 64, generator=gen), torch.randn(96)
+    for gelu in (True, False):
+        assert _rel(fn(x, weight, bias, gelu), _reference_linear(x, weight, bias, gelu)) <= 1e-5

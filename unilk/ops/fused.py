@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from unilk.ops._onednn import LinearFn, onednn_linear
 from unilk.ops.lkconv import _is_exporting, current_mode
 
 __all__ = [
@@ -180,6 +181,42 @@ def _pointwise(
     return torch.baddbmm(bias.view(1, -1, 1), lhs, x_ncl, out=out)
 
 
+def _grn_scale(gx: Tensor, grn_gamma: Tensor) -> Tensor:
+    """GRN's per-(sample, channel) factor ``gamma * Gx / (mean_c Gx + 1e-6) + 1`` from the L2 norms ``gx (N, D)``."""
+    return grn_gamma.view(1, -1) * (gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)) + 1
+
+
+def _tail_channels_last(
+    y_ncl: Tensor,
+    gate: Tensor,
+    fc1_weight: Tensor,
+    fc1_bias: Tensor,
+    grn_gamma: Tensor,
+    fc2_weight: Tensor,
+    fc2_bias: Tensor | None,
+    residual: Tensor | None,
+    linear: LinearFn,
+    size: tuple[int, int],
+) -> Tensor:
+    """The UniRepLKNet tail without autograd through oneDNN's linear in the ``(N·L, C)`` layout (see ``_onednn``).
+
+    The SE gate is applied while the map is copied into that layout, the GELU runs inside the first matmul, the GRN
+    scale in place on the hidden map; the result is added to the shortcut while copied back to NCHW.
+    """
+    n, c, length = y_ncl.shape
+    y_nlc = torch.empty((n, length, c), dtype=y_ncl.dtype)
+    torch.mul(y_ncl.transpose(1, 2), gate.unsqueeze(1), out=y_nlc)
+    hidden = linear(y_nlc.view(n * length, c), fc1_weight, fc1_bias, True).view(n, length, -1)  # (N, L, D)
+    hidden.mul_(_grn_scale(torch.linalg.vector_norm(hidden, dim=1), grn_gamma).unsqueeze(1))
+    out_nlc = linear(hidden.view(n * length, -1), fc2_weight, fc2_bias, False).view(n, length, c)
+    out = torch.empty((n, c, length), dtype=y_ncl.dtype)
+    if residual is None:
+        out.copy_(out_nlc.transpose(1, 2))
+    else:
+        torch.add(residual.contiguous().view(n, c, length), out_nlc.transpose(1, 2), out=out)
+    return out.view(n, c, *size)
+
+
 def unireplknet_block_tail(
     y: Tensor,
     se_down_weight: Tensor,
@@ -218,14 +255,20 @@ def unireplknet_block_tail(
     in_place = _inference(*weights)
     y_ncl = y.contiguous().view(n, c, height * width)
     gate = se_gate(y, se_down_weight, se_down_bias, se_up_weight, se_up_bias)  # (N, C)
-    buffer = _hidden_out((n, fc1_weight.shape[0], height * width), y, in_place)
-    hidden = _gelu(_pointwise(fc1_weight, y_ncl, fc1_bias, gate, False, None, buffer), in_place)  # (N, D, L)
-    gx = torch.linalg.vector_norm(hidden, dim=-1)  # (N, D): L2 over H, W as GRN does
-    grn_scale = grn_gamma.view(1, -1) * (gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)) + 1  # (N, D)
     if grn_beta is not None:
         # GRN's additive beta meets Linear2 as a constant input: it folds into the bias.
         folded = F.linear(grn_beta.view(1, -1), fc2_weight).view(-1)
         fc2_bias = folded if fc2_bias is None else fc2_bias + folded
+    linear = onednn_linear() if in_place and y.device.type == "cpu" and y.dtype == torch.float32 else None
+    if linear is not None and height * width <= fc1_weight.shape[0]:
+        # Small maps (H·W <= D), where the gates cannot fold into the weights cheaply anyway: channels-last oneDNN.
+        return _tail_channels_last(
+            y_ncl, gate, fc1_weight, fc1_bias, grn_gamma, fc2_weight, fc2_bias, residual, linear, (height, width)
+        )
+    buffer = _hidden_out((n, fc1_weight.shape[0], height * width), y, in_place)
+    hidden = _gelu(_pointwise(fc1_weight, y_ncl, fc1_bias, gate, False, None, buffer), in_place)  # (N, D, L)
+    gx = torch.linalg.vector_norm(hidden, dim=-1)  # (N, D): L2 over H, W as GRN does
+    grn_scale = _grn_scale(gx, grn_gamma)  # (N, D)
     shortcut = None if residual is None else residual.contiguous().view(n, c, height * width)
     out = _pointwise(fc2_weight, hidden, fc2_bias, grn_scale, in_place, shortcut)  # (N, C, L)
     return out.view(n, c, height, width)
