@@ -97,9 +97,27 @@ def test_fused_tail_is_opt_in_and_off_in_plain_mode(monkeypatch: pytest.MonkeyPa
         assert not fused_enabled()
 
 
+def _check_fused_model(model: nn.Module, deploy: bool, x: Tensor) -> None:
+    """Fused tails change outputs and input gradients only by float rounding, with and without autograd."""
+    import unilk
+
+    if deploy:
+        unilk.reparameterize(model)
+    x.requires_grad_(True)
+    reference = model(x)
+    (grad_reference,) = torch.autograd.grad(reference.sum(), x)
+    with fused_tail():
+        fused = model(x)
+        (grad_fused,) = torch.autograd.grad(fused.sum(), x)
+        with torch.inference_mode():
+            inference = model(x.detach())
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(inference, reference.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_fused, grad_reference, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("deploy", [False, True], ids=["train-form", "deploy-form"])
 def test_unireplknet_with_fused_tail_matches_the_module_chain(deploy: bool) -> None:
-    import unilk
     from unilk.models import UniRepLKNet
 
     torch.manual_seed(0)
@@ -112,16 +130,7 @@ def test_unireplknet_with_fused_tail_matches_the_module_chain(deploy: bool) -> N
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.normal_(0, 0.3)
             module.running_var.uniform_(0.5, 2.0)
-    if deploy:
-        unilk.reparameterize(model)
-    x = torch.randn(2, 3, 96, 80, requires_grad=True)
-    reference = model(x)
-    (grad_reference,) = torch.autograd.grad(reference.sum(), x)
-    with fused_tail():
-        fused = model(x)
-        (grad_fused,) = torch.autograd.grad(fused.sum(), x)
-    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(grad_fused, grad_reference, rtol=1e-4, atol=1e-6)
+    _check_fused_model(model, deploy, torch.randn(2, 3, 96, 80))
 
 
 class _ConvNeXtTail(nn.Module):
@@ -205,7 +214,6 @@ def test_workspace_is_reused_and_never_returned() -> None:
 
 @pytest.mark.parametrize("deploy", [False, True], ids=["train-form", "deploy-form"])
 def test_slak_with_fused_tail_matches_the_module_chain(deploy: bool) -> None:
-    import unilk
     from unilk.models.slak import SLaK
 
     torch.manual_seed(0)
@@ -217,19 +225,7 @@ def test_slak_with_fused_tail_matches_the_module_chain(deploy: bool) -> None:
             torch.nn.init.normal_(module.bias, 0.0, 0.3)
         if hasattr(module, "gamma") and isinstance(module.gamma, nn.Parameter):
             torch.nn.init.normal_(module.gamma, 0.0, 0.5)
-    if deploy:
-        unilk.reparameterize(model)
-    x = torch.randn(2, 3, 64, 80, requires_grad=True)
-    reference = model(x)
-    (grad_reference,) = torch.autograd.grad(reference.sum(), x)
-    with fused_tail():
-        fused = model(x)
-        (grad_fused,) = torch.autograd.grad(fused.sum(), x)
-        with torch.inference_mode():
-            inference = model(x.detach())
-    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(inference, reference.detach(), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(grad_fused, grad_reference, rtol=1e-4, atol=1e-6)
+    _check_fused_model(model, deploy, torch.randn(2, 3, 64, 80))
 
 
 def _reference_linear(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool) -> Tensor:
