@@ -106,7 +106,8 @@ class SLaKBlock(nn.Module):
     def _fused_forward(self, x: Tensor) -> Tensor:
         # LayerNorm -> Linear -> GELU -> Linear -> gamma in the NCHW layout with the affine parts folded into the
         # matmuls (unilk.ops.fused): the module chain's numbers up to float rounding, without its permute copies.
-        shortcut_in_tail = not (self.training and not isinstance(self.drop_path, nn.Identity))
+        drop_path_active = self.training and not isinstance(self.drop_path, nn.Identity)
+        shortcut_in_tail = not drop_path_active  # nothing between the last Linear and the shortcut add
         out = convnext_block_tail(
             self.large_kernel(x),
             self.norm.weight,

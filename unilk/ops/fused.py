@@ -102,6 +102,11 @@ def _inference(*tensors: Tensor | None) -> bool:
     return not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in tensors)
 
 
+def _flat(x: Tensor) -> Tensor:
+    """The ``(N, C, H·W)`` view of an NCHW map (copied first only if it is not contiguous)."""
+    return x.contiguous().view(*x.shape[:2], -1)
+
+
 def _gelu(h: Tensor, in_place: bool) -> Tensor:
     """Exact (erf) GELU, in place when allowed: a fresh multi-megabyte output costs page faults, not arithmetic."""
     return torch.ops.aten.gelu_(h) if in_place else F.gelu(h)
@@ -140,9 +145,10 @@ def _pointwise(
     weight: Tensor,
     x_ncl: Tensor,
     bias: Tensor | None,
-    scale: Tensor | None,
-    in_place: bool,
-    accumulate: Tensor | None,
+    scale: Tensor | None = None,
+    *,
+    in_place: bool = False,
+    accumulate: Tensor | None = None,
     out: Tensor | None = None,
 ) -> Tensor:
     """A per-pixel Linear on an NCHW map, ``W (diag(scale) x) + bias``, as one batched matmul ``W @ X``.
@@ -213,7 +219,7 @@ def _tail_channels_last(
     if residual is None:
         out.copy_(out_nlc.transpose(1, 2))
     else:
-        torch.add(residual.contiguous().view(n, c, length), out_nlc.transpose(1, 2), out=out)
+        torch.add(_flat(residual), out_nlc.transpose(1, 2), out=out)
     return out.view(n, c, *size)
 
 
@@ -253,7 +259,7 @@ def unireplknet_block_tail(
     n, c, height, width = y.shape
     weights = (y, se_down_weight, se_up_weight, fc1_weight, grn_gamma, grn_beta, fc2_weight, fc2_bias, residual)
     in_place = _inference(*weights)
-    y_ncl = y.contiguous().view(n, c, height * width)
+    y_ncl = _flat(y)
     gate = se_gate(y, se_down_weight, se_down_bias, se_up_weight, se_up_bias)  # (N, C)
     if grn_beta is not None:
         # GRN's additive beta meets Linear2 as a constant input: it folds into the bias.
@@ -266,11 +272,11 @@ def unireplknet_block_tail(
             y_ncl, gate, fc1_weight, fc1_bias, grn_gamma, fc2_weight, fc2_bias, residual, linear, (height, width)
         )
     buffer = _hidden_out((n, fc1_weight.shape[0], height * width), y, in_place)
-    hidden = _gelu(_pointwise(fc1_weight, y_ncl, fc1_bias, gate, False, None, buffer), in_place)  # (N, D, L)
+    hidden = _gelu(_pointwise(fc1_weight, y_ncl, fc1_bias, gate, out=buffer), in_place)  # (N, D, L)
     gx = torch.linalg.vector_norm(hidden, dim=-1)  # (N, D): L2 over H, W as GRN does
     grn_scale = _grn_scale(gx, grn_gamma)  # (N, D)
-    shortcut = None if residual is None else residual.contiguous().view(n, c, height * width)
-    out = _pointwise(fc2_weight, hidden, fc2_bias, grn_scale, in_place, shortcut)  # (N, C, L)
+    shortcut = None if residual is None else _flat(residual)
+    out = _pointwise(fc2_weight, hidden, fc2_bias, grn_scale, in_place=in_place, accumulate=shortcut)  # (N, C, L)
     return out.view(n, c, height, width)
 
 
@@ -306,7 +312,7 @@ def convnext_block_tail(
     """
     n, c, height, width = y.shape
     in_place = _inference(y, ln_weight, ln_bias, fc1_weight, fc2_weight, fc2_bias, gamma, residual)
-    y_ncl = y.contiguous().view(n, c, height * width)
+    y_ncl = _flat(y)
     mean = y_ncl.mean(1, keepdim=True)
     centred = y_ncl.sub_(mean) if in_place else y_ncl - mean
     inv_std = torch.rsqrt(centred.square().mean(1, keepdim=True) + ln_eps)  # biased variance, as LayerNorm
@@ -322,12 +328,12 @@ def convnext_block_tail(
         else:
             normed = torch.addcmul(ln_bias.view(1, -1, 1), normed, ln_weight.view(1, -1, 1))
     buffer = _hidden_out((n, fc1_weight.shape[0], height * width), y, in_place)
-    hidden = _gelu(_pointwise(w1, normed, b1, None, False, None, buffer), in_place)  # (N, D, L)
-    shortcut = None if residual is None else residual.contiguous().view(n, c, height * width)
+    hidden = _gelu(_pointwise(w1, normed, b1, out=buffer), in_place)  # (N, D, L)
+    shortcut = None if residual is None else _flat(residual)
     if gamma is None or fold:
         w2, b2 = (fc2_weight, fc2_bias) if gamma is None else (fc2_weight * gamma[:, None], fc2_bias * gamma)
-        return _pointwise(w2, hidden, b2, None, False, shortcut).view(n, c, height, width)
-    out = _pointwise(fc2_weight, hidden, fc2_bias, None, False, None)
+        return _pointwise(w2, hidden, b2, accumulate=shortcut).view(n, c, height, width)
+    out = _pointwise(fc2_weight, hidden, fc2_bias)
     out = out.mul_(gamma.view(1, -1, 1)) if in_place else out * gamma.view(1, -1, 1)
     if shortcut is not None:
         out = out.add_(shortcut) if in_place else out + shortcut
