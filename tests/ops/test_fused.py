@@ -270,3 +270,71 @@ def test_onednn_linear_probe_agrees_with_f_linear() -> None:
     x, weight, bias = torch.randn(50, 64, generator=gen), torch.randn(96, 64, generator=gen), torch.randn(96)
     for gelu in (True, False):
         assert _rel(fn(x, weight, bias, gelu), _reference_linear(x, weight, bias, gelu)) <= 1e-5
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels-last"])
+def test_channel_layer_norm_matches_layer_norm_2d(channels_last: bool) -> None:
+    from unilk.layers.norm import layer_norm_2d
+    from unilk.ops.fused import channel_layer_norm
+
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 12, 9, 7, dtype=torch.float64, generator=gen) * 3 + 1
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(12, dtype=torch.float64, generator=gen), torch.randn(12, dtype=torch.float64)
+    want = layer_norm_2d(x, weight, bias, 1e-6)
+    with torch.inference_mode():
+        got = channel_layer_norm(x, weight, bias, 1e-6)
+    assert _rel(got, want) <= 1e-12
+    assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    # With autograd: the same values, and the gradients of the official formula.
+    leaves = [t.clone().requires_grad_(True) for t in (x, weight, bias)]
+    reference = [t.clone().requires_grad_(True) for t in (x, weight, bias)]
+    out = channel_layer_norm(*leaves, 1e-6)
+    probe = torch.randn(out.shape, dtype=torch.float64, generator=gen)
+    grads = torch.autograd.grad((out * probe).sum(), leaves)
+    grads_want = torch.autograd.grad((layer_norm_2d(*reference, 1e-6) * probe).sum(), reference)
+    assert _rel(out.detach(), want) <= 1e-12
+    for got_grad, want_grad in zip(grads, grads_want):
+        assert _rel(got_grad, want_grad) <= 1e-10
+
+
+def test_layer_norm_2d_module_takes_the_fast_form_only_when_fused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unilk.layers.norm import LayerNorm2d
+
+    calls = []
+    real = unilk_fused.channel_layer_norm
+
+    def counting(*args: object) -> Tensor:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr("unilk.layers.norm.channel_layer_norm", counting)
+    norm = LayerNorm2d(6)
+    x = torch.randn(2, 6, 5, 5)
+    plain = norm(x)
+    assert calls == []
+    with fused_tail():
+        fused = norm(x)
+    assert calls == [1]
+    assert _rel(fused, plain) <= 1e-6
+
+
+def test_unireplknet_fused_stem_runs_channels_last_and_hands_nchw_to_the_stages() -> None:
+    from unilk.models import UniRepLKNet
+
+    torch.manual_seed(8)
+    model = UniRepLKNet(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (5,), (3,), (3,))).eval()
+    seen = []
+    model.downsample_layers[0][0].register_forward_pre_hook(
+        lambda _module, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        reference = model.forward_intermediates(x, intermediates_only=True)
+        with fused_tail():
+            fused = model.forward_intermediates(x, intermediates_only=True)
+    assert seen == [False, True]
+    for got, want in zip(fused, reference):
+        assert got.is_contiguous()
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

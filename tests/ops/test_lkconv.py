@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from unilk.errors import ConfigError
 from unilk.ops._fft_conv import fft_depthwise_backward, fft_depthwise_forward, fft_lengths
 from unilk.ops._lkconv_plan import Plan, choose_plan
-from unilk.ops.lkconv import ENV_VAR, MODES, current_mode, depthwise_conv2d, lkconv_mode
+from unilk.ops.lkconv import ENV_VAR, MODES, current_mode, depthwise_conv2d, depthwise_conv2d_sum, lkconv_mode
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 
@@ -287,3 +287,26 @@ def test_training_uses_native_autograd_where_every_direction_is_native() -> None
     with lkconv_mode("auto"):
         assert type(depthwise_conv2d(small, weight).grad_fn).__name__ == "ConvolutionBackward0"
         assert "DepthwiseConvFn" in type(depthwise_conv2d(large, weight).grad_fn).__name__
+
+
+@pytest.mark.parametrize("mode", ["auto", "plain"])
+def test_depthwise_conv2d_sum_is_the_sum_of_the_convolutions(mode: str) -> None:
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 6, 12, 10, dtype=torch.float64, generator=gen)
+    tall, wide = torch.randn(6, 1, 15, 3, dtype=torch.float64), torch.randn(6, 1, 3, 15, dtype=torch.float64)
+    bias = torch.randn(6, dtype=torch.float64)
+    want = _reference(x, tall, bias) + _reference(x, wide, None)
+    with lkconv_mode(mode):
+        with torch.no_grad():
+            assert _rel(depthwise_conv2d_sum(x, (tall, wide), bias), want) <= 1e-12
+        leaves = [t.clone().requires_grad_(True) for t in (x, tall, wide, bias)]
+        out = depthwise_conv2d_sum(leaves[0], leaves[1:3], leaves[3])
+        grads = torch.autograd.grad(out.square().sum(), leaves)
+    reference = [t.clone().requires_grad_(True) for t in (x, tall, wide, bias)]
+    summed = _reference(reference[0], reference[1], reference[3]) + _reference(reference[0], reference[2], None)
+    grads_want = torch.autograd.grad(summed.square().sum(), reference)
+    assert _rel(out.detach(), want) <= 1e-12
+    for got, expected in zip(grads, grads_want):
+        assert _rel(got, expected) <= 1e-10
+    with pytest.raises(ValueError, match="weights is empty"):
+        depthwise_conv2d_sum(x, ())

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from unilk.layers.fuse import merge_kernel, pad_kernel
 from unilk.layers.replk import DepthwiseConvBN, check_odd_kernel
-from unilk.ops.lkconv import depthwise_conv2d
+from unilk.ops.lkconv import depthwise_conv2d, depthwise_conv2d_sum
 
 __all__ = ["DecomposedLargeKernelConv"]
 
@@ -89,7 +89,7 @@ class DecomposedLargeKernelConv(nn.Module):
         if self.deploy and self.merge_dense:
             return depthwise_conv2d(x, self.lkb_reparam.weight, self.lkb_reparam.bias)
         if self.deploy:
-            return depthwise_conv2d(x, self.LoRA1.weight, self.LoRA1.bias) + depthwise_conv2d(x, self.LoRA2.weight)
+            return depthwise_conv2d_sum(x, (self.LoRA1.weight, self.LoRA2.weight), self.LoRA1.bias)
         out = self.LoRA1(x) + self.LoRA2(x)
         if self.has_small:
             out = out + self.small_conv(x)

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from unilk.ops.fused import channel_layer_norm, fused_enabled
+
 __all__ = ["layer_norm_2d", "LayerNorm2d"]
 
 
@@ -30,6 +32,9 @@ def layer_norm_2d(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-6) ->
 class LayerNorm2d(nn.Module):
     """LayerNorm for NCHW maps (the official ``LayerNorm(..., data_format="channels_first")``; keys weight, bias).
 
+    With the fused path on (:func:`unilk.ops.fused.fused_tail`) it runs :func:`unilk.ops.fused.channel_layer_norm`,
+    equal within float rounding; otherwise the official formula.
+
     Args:
         num_channels: C.
         eps: added to the variance (UniRepLKNet uses 1e-6).
@@ -43,6 +48,8 @@ class LayerNorm2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W) -> (N, C, H, W)``."""
+        if fused_enabled():
+            return channel_layer_norm(x, self.weight, self.bias, self.eps)
         return layer_norm_2d(x, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:

@@ -472,7 +472,7 @@ class UniRepLKNet(LinearHeadMixin, nn.Module):
         intermediates = []
         last = max_index if stop_early or intermediates_only else 3
         for i in range(last + 1):
-            x = self.stages[i](self.downsample_layers[i](x))
+            x = self.stages[i](self._downsample(i, x))
             if i in take_indices:
                 intermediates.append(getattr(self, f"norm{i}")(x) if norm else x)
         if last == 3:
@@ -482,9 +482,17 @@ class UniRepLKNet(LinearHeadMixin, nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         """``(N, in_chans, H, W) -> (N, dims[-1], ceil(H / 32), ceil(W / 32))``, the last-stage map before pooling."""
         for i in range(4):
-            x = self.stages[i](self.downsample_layers[i](x))
+            x = self.stages[i](self._downsample(i, x))
         self._warn_if_small(x)
         return x
+
+    def _downsample(self, index: int, x: Tensor) -> Tensor:
+        if index == 0 and x.device.type == "cpu" and fused_enabled():
+            # The stem's two dense 3x3 convs run 3-5x faster channels-last on CPU (oneDNN), and its LayerNorms then
+            # work on contiguous channel vectors; the stages take NCHW again.
+            stem_input = x.contiguous(memory_format=torch.channels_last)
+            return self.downsample_layers[0](stem_input).contiguous()
+        return self.downsample_layers[index](x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """Pool, LayerNorm and classify.

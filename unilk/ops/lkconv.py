@@ -25,7 +25,7 @@ import contextvars
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,7 @@ from unilk.errors import ConfigError
 from unilk.ops._fft_conv import fft_depthwise_backward, fft_depthwise_forward
 from unilk.ops._lkconv_plan import NCHW_MAX_WIDTH, Plan, choose_plan
 
-__all__ = ["depthwise_conv2d", "lkconv_mode", "current_mode", "MODES", "ENV_VAR"]
+__all__ = ["depthwise_conv2d", "depthwise_conv2d_sum", "lkconv_mode", "current_mode", "MODES", "ENV_VAR"]
 
 logger = logging.getLogger(__name__)
 
@@ -284,3 +284,31 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
     if autograd:
         return _DepthwiseConvFn.apply(x, weight, bias, plan)
     return _conv(x, weight, bias, plan.forward)
+
+
+def depthwise_conv2d_sum(x: Tensor, weights: Sequence[Tensor], bias: Tensor | None = None) -> Tensor:
+    """The sum of depthwise "same" convolutions of one input with several kernels, e.g. SLaK's M×N and N×M pair.
+
+    Equals ``sum(depthwise_conv2d(x, w) for w in weights) + bias``. Without autograd the terms are added into the first
+    one in place (outside ``lkconv_mode("plain")``), so no extra full-size map is allocated per term.
+
+    Args:
+        x: input ``(N, C, H, W)``.
+        weights: one or more depthwise kernels ``(C, 1, k_h, k_w)`` with odd sides.
+        bias: ``(C,)`` or None, added once.
+
+    Returns:
+        ``(N, C, H, W)``.
+
+    Raises:
+        ValueError: ``weights`` is empty.
+    """
+    if not weights:
+        raise ValueError("depthwise_conv2d_sum: weights is empty; pass at least one kernel")
+    out = depthwise_conv2d(x, weights[0], bias)
+    tensors = (x, *weights) if bias is None else (x, bias, *weights)
+    in_place = current_mode() != "plain" and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    for weight in weights[1:]:
+        term = depthwise_conv2d(x, weight)
+        out = out.add_(term) if in_place else out + term
+    return out
