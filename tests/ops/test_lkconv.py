@@ -310,3 +310,21 @@ def test_depthwise_conv2d_sum_is_the_sum_of_the_convolutions(mode: str) -> None:
         assert _rel(got, expected) <= 1e-10
     with pytest.raises(ValueError, match="weights is empty"):
         depthwise_conv2d_sum(x, ())
+
+
+def test_auto_rules_stay_on_cpu_and_forced_modes_run_on_other_devices() -> None:
+    # The meta device stands in for CUDA: no data, but the same routing and the same PyTorch ops.
+    from unilk.ops import lkconv
+
+    weight = torch.empty(4, 1, 31, 31, device="meta")
+    x = torch.empty(2, 4, 10, 10, device="meta")  # 31 taps on 10 pixels: cropped to 19
+    auto = lkconv._make_route(("test-auto",), "auto", x, weight)
+    assert auto.plan is None  # measured on CPU only: just the exact crop elsewhere
+    assert auto.crop is not None
+    forced = lkconv._make_route(("test-forced",), "nchw", x, weight)
+    assert forced.plan == Plan("nchw", "nchw", "nchw")
+    assert not forced.onednn  # oneDNN's convolution is CPU only
+    with lkconv_mode("channels_last"):
+        out = depthwise_conv2d(x, weight)
+    assert out.shape == x.shape
+    assert out.device.type == "meta"

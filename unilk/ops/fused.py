@@ -21,6 +21,10 @@ SLaK's block (LayerNorm -> Linear -> GELU -> Linear -> layer scale, :func:`convn
 treatment: the LayerNorm normalises the NCHW map over channels, its affine part folds into Linear1 and the layer scale
 into Linear2.
 
+The same switch turns on two more rounding-level rewrites outside the blocks: ``LayerNorm2d`` (the stems and
+downsampling layers) runs :func:`channel_layer_norm`, and UniRepLKNet runs its stem channels-last on CPU, where its
+dense 3x3 convolutions are 3-5x faster.
+
 The fused form is opt-in (``UNILK_FUSED_TAIL=1`` or ``with fused_tail():``): reordering the float operations moves
 block outputs by about 1e-6 relative, and by default unilk reproduces the official implementation's numbers to 1e-5
 absolute. It is never used in ``lkconv_mode("plain")`` nor while a model is exported or traced.
@@ -60,7 +64,8 @@ _override: contextvars.ContextVar[bool | None] = contextvars.ContextVar("unilk_f
 
 @contextlib.contextmanager
 def fused_tail(enabled: bool = True) -> Iterator[None]:
-    """Turn the fused block tail on (or off) inside the block, overriding ``$UNILK_FUSED_TAIL``."""
+    """Turn the fused path (block tails, fast ``LayerNorm2d``, channels-last UniRepLKNet stem) on or off inside the
+    block, overriding ``$UNILK_FUSED_TAIL``."""
     token = _override.set(enabled)
     try:
         yield

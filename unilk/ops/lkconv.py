@@ -227,14 +227,17 @@ def _make_route(key: tuple[object, ...], mode: str, x: Tensor, weight: Tensor) -
         n, c, height, width = x.shape
         crop = _crop_slices(k_h, k_w, height, width)
         keep_h, keep_w = (k_h, k_w) if crop is None else (crop[2].stop - crop[2].start, crop[3].stop - crop[3].start)
-        # The algorithm rules were measured on CPU in float32/float64; elsewhere only the exact crop is applied.
-        plannable = mode != "crop" and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+        # The auto rules were measured on CPU in float32/float64; elsewhere "auto" applies only the exact crop, and a
+        # forced algorithm (e.g. channels_last, which sends CUDA depthwise convs to cuDNN) runs as asked.
+        forced_or_cpu = mode != "auto" or x.device.type == "cpu"
+        plannable = mode != "crop" and forced_or_cpu and x.dtype in (torch.float32, torch.float64)
         plan = choose_plan(mode, n, c, height, width, keep_h, keep_w) if plannable else None
         onednn = (
             plan is not None
             and plan.forward == "nchw"
             and k_w <= NCHW_MAX_WIDTH
             and x.dtype == torch.float32
+            and x.device.type == "cpu"
             and torch.backends.mkldnn.is_available()
         )
         native = plan == Plan("nchw", "nchw", "nchw")
