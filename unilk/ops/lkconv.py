@@ -14,7 +14,9 @@ algorithms (see :mod:`unilk.ops._lkconv_plan`):
 - ``fft``: FFT convolution with the short circular length ``size + k // 2`` (:mod:`unilk.ops._fft_conv`).
 
 The mode comes from :func:`lkconv_mode` (a context manager) or else the environment variable ``UNILK_LKCONV``
-(``auto`` by default; ``plain`` is exactly ``F.conv2d``, the reference build). While tracing or exporting
+(``auto`` by default; ``plain`` is exactly ``F.conv2d``, the reference build). ``auto``'s rules were measured on CPU;
+on other devices it applies only the crop, while a forced mode runs there as asked (``channels_last`` sends CUDA
+depthwise convolutions to cuDNN). While tracing or exporting
 (``torch.compile``/``torch.export``, ``torch.jit.trace``, ONNX export) the op is always plain ``F.conv2d``.
 """
 
