@@ -9,7 +9,9 @@ from torch import Tensor, nn
 from unilk.diagnostics.bench import (
     LKCONV_SHAPES,
     QUICK_SHAPES,
+    BenchSetting,
     ConvShape,
+    _time_pair,
     bench,
     bench_lkconv,
     bench_model,
@@ -88,3 +90,41 @@ def test_cli_models_deploy_only_prints_one_deploy_row() -> None:
     rows = [line for line in result.output.splitlines() if line.startswith("| unireplknet_a")]
     assert len(rows) == 1
     assert "| deploy | 1 |" in rows[0]
+
+
+def test_bench_lkconv_in_bfloat16_channels_last_with_a_forced_mode() -> None:
+    setting = BenchSetting(dtype=torch.bfloat16, channels_last=True, mode="channels_last")
+    assert setting.describe() == "bfloat16, cpu, channels-last, fast mode channels_last"
+    (row,) = bench_lkconv(
+        [ConvShape("tiny", 4, 10, 15, 5)], batches=(2,), repeats=1, progress=False, min_time_s=0.0, setting=setting
+    )
+    assert row["max_rel_err"] <= 2e-2  # bfloat16 keeps 8 bits of mantissa
+    assert row["fwd_ratio"] > 0
+
+
+def test_bench_model_under_autocast_and_channels_last() -> None:
+    model = _TinyModel()
+    setting = BenchSetting(dtype=torch.bfloat16, channels_last=True)
+    result = bench_model(model, batch=2, image_size=12, repeats=1, min_time_s=0.0, setting=setting)
+    assert set(model.modes) == {"plain", "auto"}
+    assert result["infer_rel_err"] <= 2e-2
+    assert model.stem.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_timing_waits_for_the_device() -> None:
+    calls: list[str] = []
+    _time_pair(lambda: calls.append("ref"), lambda: calls.append("fast"), 1, 0.0, lambda: calls.append("sync"))
+    # Every clock read is preceded by a synchronize: before and after each timed call.
+    assert calls[:4] == ["sync", "ref", "fast", "sync"]
+    assert calls[4:8] == ["sync", "ref", "sync", "sync"]
+
+
+def test_cli_rejects_a_device_it_cannot_use() -> None:
+    runner = CliRunner()
+    result = runner.invoke(bench, ["lkconv", "--quick", "--device", "nonsense", "--no-progress"])
+    assert result.exit_code != 0
+    assert "'nonsense' is not a device" in result.output
+    if not torch.cuda.is_available():
+        result = runner.invoke(bench, ["models", "unireplknet_a", "--device", "cuda"])
+        assert result.exit_code != 0
+        assert "sees no CUDA device" in result.output

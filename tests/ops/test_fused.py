@@ -338,3 +338,20 @@ def test_unireplknet_fused_stem_runs_channels_last_and_hands_nchw_to_the_stages(
     for got, want in zip(fused, reference):
         assert got.is_contiguous()
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_path_steps_aside_under_autocast() -> None:
+    from unilk.models import UniRepLKNet
+
+    with lkconv_mode("auto"), fused_tail():
+        assert fused_enabled()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not fused_enabled()
+    torch.manual_seed(10)
+    model = UniRepLKNet(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (5,), (3,), (3,))).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = model(x)
+        with fused_tail():
+            fused = model(x)  # ran into mixed-dtype matmuls before the fused path checked for autocast
+    assert torch.equal(fused, reference)

@@ -13,6 +13,7 @@ shared and noisy.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -27,11 +28,12 @@ from tqdm import tqdm
 
 from unilk.errors import ConfigError
 from unilk.ops.fused import fused_tail
-from unilk.ops.lkconv import depthwise_conv2d, lkconv_mode
+from unilk.ops.lkconv import MODES, depthwise_conv2d, lkconv_mode
 
 __all__ = [
     "LKCONV_SHAPES",
     "QUICK_SHAPES",
+    "BenchSetting",
     "ConvShape",
     "bench_lkconv",
     "bench_model",
@@ -58,6 +60,49 @@ class ConvShape:
     @property
     def label(self) -> str:
         return f"{self.family} C{self.channels} {self.size}x{self.size} k{self.k_h}x{self.k_w}"
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchSetting:
+    """Where and how both builds run.
+
+    Attributes:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        dtype: the op benchmark's tensor dtype; for whole models, float32 runs as is and a 16-bit dtype runs under
+            ``torch.autocast`` (mixed precision, as models are trained and served).
+        channels_last: inputs (and models) in the channels-last memory format.
+        mode: the fast build's ``lkconv_mode`` (``"auto"``, or a forced algorithm to compare on a new device).
+    """
+
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+    channels_last: bool = False
+    mode: str = "auto"
+
+    def describe(self) -> str:
+        """``"float32, cpu"``-style summary for table headers."""
+        layout = ", channels-last" if self.channels_last else ""
+        mode = "" if self.mode == "auto" else f", fast mode {self.mode}"
+        return f"{str(self.dtype).removeprefix('torch.')}, {self.device}{layout}{mode}"
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (CUDA runs asynchronously; timings must include it)."""
+        if torch.device(self.device).type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def layout(self, x: Tensor) -> Tensor:
+        """``x`` on the device in the chosen memory format (dtype unchanged)."""
+        x = x.to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """Mixed precision for 16-bit whole-model runs, else a no-op."""
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=self.dtype)
 
 
 def _stages(family: str, dims: tuple[int, ...], kernels: list[list[tuple[int, int]]]) -> list[ConvShape]:
@@ -88,28 +133,37 @@ QUICK_SHAPES: list[ConvShape] = [
 
 
 def _time_pair(
-    reference: Callable[[], object], candidate: Callable[[], object], repeats: int, min_time_s: float = 1.0
+    reference: Callable[[], object],
+    candidate: Callable[[], object],
+    repeats: int,
+    min_time_s: float = 1.0,
+    synchronize: Callable[[], None] = lambda: None,
 ) -> tuple[float, float, float, float]:
     """Median seconds of ``reference`` and ``candidate``, run alternately after one warm-up each, and two ratios.
 
     Runs at least ``repeats`` pairs, and more (up to 50) for fast calls, so the pairs take about ``min_time_s``. The
     ratio is the median over pairs of ``reference / candidate``: on a shared machine whole stretches of time run slow,
     and a pair run back to back sees the same stretch, so its ratio survives noise that swamps the medians of times.
-    The ratio of the fastest runs estimates the uncontended speed-up.
+    The ratio of the fastest runs estimates the uncontended speed-up. ``synchronize`` runs before every clock read, so
+    asynchronous device work is counted.
 
     Returns:
         ``(reference median s, candidate median s, median of per-pair ratios, ratio of the minimum times)``.
     """
+    synchronize()
     start = time.perf_counter()
     reference()
     candidate()
+    synchronize()
     pair_s = time.perf_counter() - start
     pairs = max(repeats, min(50, math.ceil(min_time_s / max(pair_s, 1e-6))))
     ref_times, cand_times = [], []
     for _ in range(pairs):
         for fn, times in ((reference, ref_times), (candidate, cand_times)):
+            synchronize()
             start = time.perf_counter()
             fn()
+            synchronize()
             times.append(time.perf_counter() - start)
     ratios = [r / c for r, c in zip(ref_times, cand_times)]
     median_ratio, best_ratio = statistics.median(ratios), min(ref_times) / min(cand_times)
@@ -117,13 +171,14 @@ def _time_pair(
 
 
 def _relative_error(result: Tensor, reference: Tensor) -> float:
+    result, reference = result.float(), reference.float()
     scale = reference.abs().max().clamp_min(torch.finfo(reference.dtype).tiny)
     return ((result - reference).abs().max() / scale).item()
 
 
-def _conv_step(x: Tensor, weight: Tensor, grad_out: Tensor | None, fast: bool) -> tuple[Tensor, ...]:
-    """One forward (and backward when ``grad_out`` is given) of the fast op or the plain reference."""
-    with lkconv_mode("auto" if fast else "plain"), fused_tail(fast):
+def _conv_step(x: Tensor, weight: Tensor, grad_out: Tensor | None, mode: str) -> tuple[Tensor, ...]:
+    """One forward (and backward when ``grad_out`` is given) in ``mode`` (``"plain"``: the reference)."""
+    with lkconv_mode(mode), fused_tail(mode != "plain"):
         if grad_out is None:
             with torch.no_grad():
                 return (depthwise_conv2d(x, weight),)
@@ -133,23 +188,34 @@ def _conv_step(x: Tensor, weight: Tensor, grad_out: Tensor | None, fast: bool) -
 
 
 def _bench_case(
-    shape: ConvShape, batch: int, repeats: int, backward: bool, min_time_s: float = 1.0
+    shape: ConvShape,
+    batch: int,
+    repeats: int,
+    backward: bool,
+    min_time_s: float = 1.0,
+    setting: BenchSetting = BenchSetting(),
 ) -> dict[str, object]:
     """Time and check one shape at one batch size (see :func:`bench_lkconv`)."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, shape.channels, shape.size, shape.size, generator=gen)
     weight = torch.randn(shape.channels, 1, shape.k_h, shape.k_w, generator=gen) / (shape.k_h * shape.k_w) ** 0.5
     grad_out = torch.randn(x.shape, generator=gen) if backward else None
+    x, weight = setting.layout(x.to(setting.dtype)), weight.to(setting.device, setting.dtype)
+    grad_out = None if grad_out is None else setting.layout(grad_out.to(setting.dtype))
     row: dict[str, object] = {"label": shape.label, "batch": batch}
     errors = []
     for key, g in (("fwd", None), ("train", grad_out)) if backward else (("fwd", None),):
         ref_s, fast_s, ratio, best = _time_pair(
-            lambda g=g: _conv_step(x, weight, g, False), lambda g=g: _conv_step(x, weight, g, True), repeats, min_time_s
+            lambda g=g: _conv_step(x, weight, g, "plain"),
+            lambda g=g: _conv_step(x, weight, g, setting.mode),
+            repeats,
+            min_time_s,
+            setting.synchronize,
         )
         row.update(
             {f"{key}_ref_ms": ref_s * 1e3, f"{key}_ms": fast_s * 1e3, f"{key}_ratio": ratio, f"{key}_best": best}
         )
-        reference, result = _conv_step(x, weight, g, False), _conv_step(x, weight, g, True)
+        reference, result = _conv_step(x, weight, g, "plain"), _conv_step(x, weight, g, setting.mode)
         errors += [_relative_error(a, b) for a, b in zip(result, reference)]
     row["max_rel_err"] = max(errors)
     return row
@@ -162,8 +228,9 @@ def bench_lkconv(
     backward: bool = True,
     progress: bool = True,
     min_time_s: float = 1.0,
+    setting: BenchSetting = BenchSetting(),
 ) -> list[dict[str, object]]:
-    """Time the fast depthwise convolution against plain ``F.conv2d`` (NCHW) on each shape and batch.
+    """Time the fast depthwise convolution against plain ``F.conv2d`` on each shape and batch.
 
     Args:
         shapes: the convolutions to time.
@@ -172,6 +239,7 @@ def bench_lkconv(
         backward: also time forward+backward (input and weight gradients).
         progress: show a tqdm bar.
         min_time_s: fast calls are repeated (up to 50 pairs) until one measurement takes about this long.
+        setting: device, dtype, memory format and the fast build's mode (default: float32 NCHW on CPU, ``auto``).
 
     Returns:
         One dict per (shape, batch): ``label, batch, fwd_ref_ms, fwd_ms, fwd_ratio`` and, with ``backward``,
@@ -179,7 +247,7 @@ def bench_lkconv(
     """
     cases = [(shape, batch) for batch in batches for shape in shapes]
     return [
-        _bench_case(shape, batch, repeats, backward, min_time_s)
+        _bench_case(shape, batch, repeats, backward, min_time_s, setting)
         for shape, batch in tqdm(cases, desc="lkconv", disable=not progress)
     ]
 
@@ -217,31 +285,38 @@ def bench_model(
     repeats: int = 3,
     train_step: bool = True,
     min_time_s: float = 1.0,
+    setting: BenchSetting = BenchSetting(),
 ) -> dict[str, float]:
     """Time a model with the fast large-kernel path against the same model and weights with ``lkconv_mode("plain")``.
 
     Args:
-        model: the model (its mode is switched to eval for inference and train for the training step).
+        model: the model (its mode is switched to eval for inference and train for the training step; it is moved
+            to ``setting.device`` and memory format).
         batch: batch size.
         image_size: input height and width (``model.pretrained_cfg``-independent, 3 channels unless
             ``model.in_chans`` says otherwise).
         repeats: timed runs per measurement.
         train_step: also time forward + backward of a summed-output loss in train mode.
         min_time_s: fast calls are repeated (up to 50 pairs) until one measurement takes about this long.
+        setting: device, precision (16-bit dtypes run under autocast), memory format and the fast build's mode.
 
     Returns:
         ``infer_ref_ms, infer_ms, infer_ratio, infer_rel_err`` and, with ``train_step``,
         ``train_ref_ms, train_ms, train_ratio``.
     """
     in_chans = getattr(model, "in_chans", 3)
-    x = torch.randn(batch, in_chans, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    x = setting.layout(torch.randn(batch, in_chans, image_size, image_size, generator=torch.Generator().manual_seed(0)))
+    model.to(setting.device, memory_format=torch.channels_last if setting.channels_last else torch.contiguous_format)
 
     def infer(fast: bool) -> Tensor:
-        with lkconv_mode("auto" if fast else "plain"), fused_tail(fast), torch.inference_mode():
+        mode = setting.mode if fast else "plain"
+        with lkconv_mode(mode), fused_tail(fast), torch.inference_mode(), setting.autocast():
             return model(x)
 
     model.eval()
-    ref_s, fast_s, ratio, best = _time_pair(lambda: infer(False), lambda: infer(True), repeats, min_time_s)
+    ref_s, fast_s, ratio, best = _time_pair(
+        lambda: infer(False), lambda: infer(True), repeats, min_time_s, setting.synchronize
+    )
     out: dict[str, float] = {
         "infer_ref_ms": ref_s * 1e3,
         "infer_ms": fast_s * 1e3,
@@ -253,12 +328,15 @@ def bench_model(
 
         def step(fast: bool) -> None:
             model.zero_grad(set_to_none=True)
-            with lkconv_mode("auto" if fast else "plain"), fused_tail(fast):
-                model(x).float().pow(2).mean().backward()
+            with lkconv_mode(setting.mode if fast else "plain"), fused_tail(fast), setting.autocast():
+                loss = model(x).float().pow(2).mean()
+            loss.backward()
 
         # Train mode updates BatchNorm running stats; that changes no timing and no weights.
         model.train()
-        ref_s, fast_s, ratio, best = _time_pair(lambda: step(False), lambda: step(True), repeats, min_time_s)
+        ref_s, fast_s, ratio, best = _time_pair(
+            lambda: step(False), lambda: step(True), repeats, min_time_s, setting.synchronize
+        )
         out.update(train_ref_ms=ref_s * 1e3, train_ms=fast_s * 1e3, train_ratio=ratio, train_best=best)
         model.eval()
     return out
@@ -284,10 +362,45 @@ def format_model_table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def _set_threads(threads: int | None) -> str:
+def _set_threads(threads: int | None, setting: BenchSetting) -> str:
     if threads is not None:
         torch.set_num_threads(threads)
-    return f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32"
+    return f"torch {torch.__version__}, {torch.get_num_threads()} threads, {setting.describe()}"
+
+
+def _setting_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The ``--device/--dtype/--channels-last/--mode`` options shared by both benchmark commands."""
+    options = [
+        click.option("--device", default="cpu", show_default=True, help="Where both builds run, e.g. cuda."),
+        click.option(
+            "--dtype",
+            type=click.Choice(sorted(DTYPES)),
+            default="float32",
+            show_default=True,
+            help="Op tensors' dtype; for whole models 16-bit means autocast.",
+        ),
+        click.option("--channels-last", is_flag=True, help="Inputs (and models) in the channels-last format."),
+        click.option(
+            "--mode",
+            type=click.Choice([m for m in MODES if m != "plain"]),
+            default="auto",
+            show_default=True,
+            help="The fast build's lkconv mode (a forced algorithm on a new device).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _make_setting(device: str, dtype: str, channels_last: bool, mode: str) -> BenchSetting:
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as err:
+        raise click.BadParameter(f"{device!r} is not a device: {err}", param_hint="--device") from err
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter(f"{device!r}: this PyTorch sees no CUDA device", param_hint="--device")
+    return BenchSetting(device, DTYPES[dtype], channels_last, mode)
 
 
 @click.group("bench")
@@ -303,22 +416,24 @@ def bench() -> None:
 @click.option("--family", type=str, default=None, help="Only shapes of this trunk (e.g. slak_t).")
 @click.option("--no-backward", is_flag=True, help="Time the forward only.")
 @click.option("--no-progress", is_flag=True)
+@_setting_options
 def bench_lkconv_command(
     quick: bool, batches: tuple[int, ...], repeats: int, threads: int, family: str | None, no_backward: bool,
-    no_progress: bool,
+    no_progress: bool, device: str, dtype: str, channels_last: bool, mode: str,
 ) -> None:  # fmt: skip
-    """The large-kernel depthwise convolution against plain nn.Conv2d (NCHW)."""
+    """The large-kernel depthwise convolution against plain nn.Conv2d."""
+    setting = _make_setting(device, dtype, channels_last, mode)
     shapes = QUICK_SHAPES if quick else LKCONV_SHAPES
     if family is not None:
         shapes = [s for s in shapes if s.family == family]
         if not shapes:
             valid = sorted({s.family for s in LKCONV_SHAPES})
             raise click.BadParameter(f"no shapes for family {family!r}; expected one of {valid}", param_hint="--family")
-    click.echo(_set_threads(threads or None))
+    click.echo(_set_threads(threads or None, setting))
     click.echo(lkconv_table_header(backward=not no_backward))
     cases = [(shape, batch) for batch in batches for shape in shapes]
     for shape, batch in tqdm(cases, desc="lkconv", disable=no_progress):
-        click.echo(lkconv_table_row(_bench_case(shape, batch, repeats, backward=not no_backward)))
+        click.echo(lkconv_table_row(_bench_case(shape, batch, repeats, not no_backward, setting=setting)))
 
 
 @bench.command("models")
@@ -334,6 +449,7 @@ def bench_lkconv_command(
     is_flag=True,
     help="Only deploy-form inference, timed first in the process (as an inference service runs).",
 )
+@_setting_options
 def bench_models_command(
     names: tuple[str, ...],
     batch: int,
@@ -343,6 +459,10 @@ def bench_models_command(
     deploy: bool,
     no_train_step: bool,
     deploy_only: bool,
+    device: str,
+    dtype: str,
+    channels_last: bool,
+    mode: str,
 ) -> None:
     """Whole models (default: unireplknet_a unireplknet_s slak_t replknet_31b) with the fast path against plain.
 
@@ -352,7 +472,8 @@ def bench_models_command(
     """
     import unilk
 
-    click.echo(_set_threads(threads or None))
+    setting = _make_setting(device, dtype, channels_last, mode)
+    click.echo(_set_threads(threads or None, setting))
     rows = []
     for name in names or ("unireplknet_a", "unireplknet_s", "slak_t", "replknet_31b"):
         try:
@@ -360,10 +481,10 @@ def bench_models_command(
         except (KeyError, ConfigError, RuntimeError) as err:
             raise click.ClickException(f"cannot build model {name!r}: {err}") from err
         if not deploy_only:
-            row = bench_model(model, batch, image_size, repeats, train_step=not no_train_step)
+            row = bench_model(model, batch, image_size, repeats, train_step=not no_train_step, setting=setting)
             rows.append({"model": name, "form": "train", "batch": batch, **row})
         if deploy or deploy_only:
             unilk.reparameterize(model)
-            row = bench_model(model, batch, image_size, repeats, train_step=False)
+            row = bench_model(model, batch, image_size, repeats, train_step=False, setting=setting)
             rows.append({"model": name, "form": "deploy", "batch": batch, **row})
     click.echo(format_model_table(rows))

@@ -75,15 +75,20 @@ def fused_tail(enabled: bool = True) -> Iterator[None]:
 
 def fused_enabled() -> bool:
     """Whether blocks take the fused tail: when asked for (:func:`fused_tail`, ``UNILK_FUSED_TAIL=1``), never in
-    ``lkconv_mode("plain")`` and never while exporting or tracing.
+    ``lkconv_mode("plain")``, never while exporting or tracing, and never under ``torch.autocast`` (the module chain
+    keeps autocast's per-op precision rules; the fused matmuls would see mixed dtypes).
 
     Raises:
         ConfigError: ``UNILK_LKCONV`` holds an unknown mode.
     """
-    if current_mode() == "plain" or _is_exporting():
+    if current_mode() == "plain" or _is_exporting() or _autocasting():
         return False
     override = _override.get()
     return override if override is not None else os.environ.get(ENV_VAR, "0").strip() == "1"
+
+
+def _autocasting() -> bool:
+    return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
 
 
 def se_gate(x: Tensor, down_weight: Tensor, down_bias: Tensor, up_weight: Tensor, up_bias: Tensor) -> Tensor:
