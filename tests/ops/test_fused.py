@@ -355,3 +355,27 @@ def test_fused_path_steps_aside_under_autocast() -> None:
         with fused_tail():
             fused = model(x)  # ran into mixed-dtype matmuls before the fused path checked for autocast
     assert torch.equal(fused, reference)
+
+
+@pytest.mark.parametrize("use_gamma", [True, False])
+@pytest.mark.parametrize("with_residual", [True, False])
+def test_small_map_convnext_tail_takes_the_channels_last_linear(
+    monkeypatch: pytest.MonkeyPatch, use_gamma: bool, with_residual: bool
+) -> None:
+    calls = []
+
+    def counting_linear(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool) -> Tensor:
+        calls.append(gelu)
+        return _reference_linear(x, weight, bias, gelu)
+
+    monkeypatch.setattr(unilk_fused, "onednn_linear", lambda: counting_linear)
+    torch.manual_seed(11)
+    tail = _ConvNeXtTail(12, 48, use_gamma)
+    y = torch.randn(3, 12, 5, 6)  # H*W = 30 <= D = 48
+    residual = torch.randn_like(y) if with_residual else None
+    with torch.inference_mode():
+        want = tail(y, residual)
+        got = tail.fused(y.clone(), residual)
+    assert calls == [True, False]
+    assert got.is_contiguous()
+    assert _rel(got, want) <= 1e-5

@@ -326,6 +326,34 @@ def unireplknet_block_tail(
     return out.view(n, c, height, width)
 
 
+def _convnext_tail_channels_last(
+    y_ncl: Tensor,
+    ln_weight: Tensor,
+    ln_bias: Tensor,
+    ln_eps: float,
+    fc1_weight: Tensor,
+    fc1_bias: Tensor,
+    fc2_weight: Tensor,
+    fc2_bias: Tensor,
+    residual: Tensor | None,
+    linear: LinearFn,
+    size: tuple[int, int],
+) -> Tensor:
+    """SLaK's tail without autograd in the ``(N·L, C)`` layout: one copy in, ``F.layer_norm`` over the contiguous
+    channels, oneDNN's linear with the GELU fused, and the shortcut added while copying back to NCHW."""
+    n, c, length = y_ncl.shape
+    y_nlc = y_ncl.transpose(1, 2).contiguous()
+    normed = F.layer_norm(y_nlc, (c,), ln_weight, ln_bias, ln_eps).view(n * length, c)
+    hidden = linear(normed, fc1_weight, fc1_bias, True)
+    out_nlc = linear(hidden, fc2_weight, fc2_bias, False).view(n, length, c)
+    out = torch.empty((n, c, length), dtype=y_ncl.dtype)
+    if residual is None:
+        out.copy_(out_nlc.transpose(1, 2))
+    else:
+        torch.add(_flat(residual), out_nlc.transpose(1, 2), out=out)
+    return out.view(n, c, *size)
+
+
 def convnext_block_tail(
     y: Tensor,
     ln_weight: Tensor,
@@ -359,6 +387,13 @@ def convnext_block_tail(
     n, c, height, width = y.shape
     in_place = _inference(y, ln_weight, ln_bias, fc1_weight, fc2_weight, fc2_bias, gamma, residual)
     y_ncl = _flat(y)
+    linear = onednn_linear() if in_place and y.device.type == "cpu" and y.dtype == torch.float32 else None
+    if linear is not None and height * width <= fc1_weight.shape[0]:
+        # Small maps (H·W <= D): one (N·H·W)-row matmul runs nearer the machine's peak than N batched ones.
+        w2, b2 = (fc2_weight, fc2_bias) if gamma is None else (fc2_weight * gamma[:, None], fc2_bias * gamma)
+        return _convnext_tail_channels_last(
+            y_ncl, ln_weight, ln_bias, ln_eps, fc1_weight, fc1_bias, w2, b2, residual, linear, (height, width)
+        )
     mean = y_ncl.mean(1, keepdim=True)
     centred = y_ncl.sub_(mean) if in_place else y_ncl - mean
     squares = torch.mul(centred, centred, out=_hidden_out(tuple(centred.shape), y, in_place))
