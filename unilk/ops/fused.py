@@ -238,6 +238,17 @@ def _sum_of_squares(x: Tensor, dim: int) -> Tensor:
     return torch.mul(x, x, out=_hidden_out(tuple(x.shape), x, True)).sum(dim)
 
 
+def _back_to_nchw(out_nlc: Tensor, residual: Tensor | None, size: tuple[int, int]) -> Tensor:
+    """``(N, L, C)`` -> NCHW-contiguous ``(N, C, H, W)``, the shortcut (if any) added during the copy."""
+    n, length, c = out_nlc.shape
+    out = torch.empty((n, c, length), dtype=out_nlc.dtype)
+    if residual is None:
+        out.copy_(out_nlc.transpose(1, 2))
+    else:
+        torch.add(_flat(residual), out_nlc.transpose(1, 2), out=out)
+    return out.view(n, c, *size)
+
+
 def _tail_channels_last(
     y_ncl: Tensor,
     gate: Tensor,
@@ -261,12 +272,7 @@ def _tail_channels_last(
     hidden = linear(y_nlc.view(n * length, c), fc1_weight, fc1_bias, True).view(n, length, -1)  # (N, L, D)
     hidden.mul_(_grn_scale(_sum_of_squares(hidden, dim=1).sqrt_(), grn_gamma).unsqueeze(1))
     out_nlc = linear(hidden.view(n * length, -1), fc2_weight, fc2_bias, False).view(n, length, c)
-    out = torch.empty((n, c, length), dtype=y_ncl.dtype)
-    if residual is None:
-        out.copy_(out_nlc.transpose(1, 2))
-    else:
-        torch.add(_flat(residual), out_nlc.transpose(1, 2), out=out)
-    return out.view(n, c, *size)
+    return _back_to_nchw(out_nlc, residual, size)
 
 
 def unireplknet_block_tail(
@@ -346,12 +352,7 @@ def _convnext_tail_channels_last(
     normed = F.layer_norm(y_nlc, (c,), ln_weight, ln_bias, ln_eps).view(n * length, c)
     hidden = linear(normed, fc1_weight, fc1_bias, True)
     out_nlc = linear(hidden, fc2_weight, fc2_bias, False).view(n, length, c)
-    out = torch.empty((n, c, length), dtype=y_ncl.dtype)
-    if residual is None:
-        out.copy_(out_nlc.transpose(1, 2))
-    else:
-        torch.add(_flat(residual), out_nlc.transpose(1, 2), out=out)
-    return out.view(n, c, *size)
+    return _back_to_nchw(out_nlc, residual, size)
 
 
 def convnext_block_tail(
