@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from unilk.errors import ConfigError
 from unilk.layers.decomposed import DecomposedLargeKernelConv
-
-
-def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every weight and BN statistic non-trivial values, so that BN fusion is really exercised."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in module.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) * 1.5 + 0.5)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.5)
-    return module.eval()
 
 
 def _reference(x: torch.Tensor, layer: DecomposedLargeKernelConv) -> torch.Tensor:
@@ -51,8 +38,10 @@ def _reference(x: torch.Tensor, layer: DecomposedLargeKernelConv) -> torch.Tenso
         (3, 5, True, (1, 3, 6, 9)),  # N > M: still no square branch, dense form is 5x5
     ],
 )
-def test_train_matches_reference_and_both_deploy_forms(kernel: int, small: int, bn: bool, shape: tuple) -> None:
-    layer = _randomize(DecomposedLargeKernelConv(shape[1], kernel, small, bn=bn)).double()
+def test_train_matches_reference_and_both_deploy_forms(
+    kernel: int, small: int, bn: bool, shape: tuple, randomize: Any
+) -> None:
+    layer = randomize(DecomposedLargeKernelConv(shape[1], kernel, small, bn=bn)).eval().double()
     x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         train = layer(x)
@@ -69,8 +58,8 @@ def test_train_matches_reference_and_both_deploy_forms(kernel: int, small: int, 
     assert layer.lkb_reparam.weight.shape == (shape[1], 1, side, side)
 
 
-def test_fp32_deploy_within_tolerance() -> None:
-    layer = _randomize(DecomposedLargeKernelConv(8, 31, 5))
+def test_fp32_deploy_within_tolerance(randomize: Any) -> None:
+    layer = randomize(DecomposedLargeKernelConv(8, 31, 5)).eval()
     x = torch.randn(2, 8, 20, 24)
     with torch.no_grad():
         train = layer(x)
@@ -93,8 +82,8 @@ def test_official_keys_and_shapes() -> None:
     assert list(no_bn) == ["LoRA1.conv.weight", "LoRA2.conv.weight", "small_conv.conv.weight"]
 
 
-def test_deploy_build_has_the_reparameterized_keys() -> None:
-    layer = _randomize(DecomposedLargeKernelConv(4, 13, 5))
+def test_deploy_build_has_the_reparameterized_keys(randomize: Any) -> None:
+    layer = randomize(DecomposedLargeKernelConv(4, 13, 5)).eval()
     layer.reparameterize()
     built = DecomposedLargeKernelConv(4, 13, 5, deploy=True)
     shapes = {k: v.shape for k, v in layer.state_dict().items()}
@@ -105,8 +94,8 @@ def test_deploy_build_has_the_reparameterized_keys() -> None:
     assert list(dense.state_dict()) == ["lkb_reparam.weight", "lkb_reparam.bias"]
 
 
-def test_fold_changes_only_the_centre_and_keeps_sparsity() -> None:
-    layer = _randomize(DecomposedLargeKernelConv(3, 11, 3))
+def test_fold_changes_only_the_centre_and_keeps_sparsity(randomize: Any) -> None:
+    layer = randomize(DecomposedLargeKernelConv(3, 11, 3)).eval()
     with torch.no_grad():  # a sparse LoRA1 kernel, as SLaK's dynamic sparsity leaves it
         mask = torch.rand(layer.LoRA1.conv.weight.shape, generator=torch.Generator().manual_seed(2)) < 0.5
         layer.LoRA1.conv.weight.mul_(mask)
@@ -117,8 +106,8 @@ def test_fold_changes_only_the_centre_and_keeps_sparsity() -> None:
     assert wide.shape == (3, 1, 3, 11)
 
 
-def test_reparameterize_is_idempotent_and_dense_is_final() -> None:
-    layer = _randomize(DecomposedLargeKernelConv(2, 7, 3, merge_dense=True))
+def test_reparameterize_is_idempotent_and_dense_is_final(randomize: Any) -> None:
+    layer = randomize(DecomposedLargeKernelConv(2, 7, 3, merge_dense=True)).eval()
     x = torch.randn(1, 2, 9, 9)
     with torch.no_grad():
         ref = layer(x)

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from unilk.errors import ConfigError
 from unilk.layers.replk import DepthwiseConvBN, ReparamLargeKernelConv
-
-
-def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every weight and BN statistic non-trivial values, so that BN fusion is really exercised."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in module.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) * 1.5 + 0.5)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.5)
-    return module.eval()
 
 
 def _conv_bn(x: torch.Tensor, branch: DepthwiseConvBN) -> torch.Tensor:
@@ -35,8 +22,8 @@ def _conv_bn(x: torch.Tensor, branch: DepthwiseConvBN) -> torch.Tensor:
     ("kernel", "small", "shape"),
     [(13, 5, (2, 4, 9, 14)), (31, 5, (1, 3, 8, 8)), (9, None, (1, 3, 10, 7)), (5, 5, (1, 2, 6, 6))],
 )
-def test_merge_is_exact_in_fp64(kernel: int, small: int | None, shape: tuple) -> None:
-    layer = _randomize(ReparamLargeKernelConv(shape[1], kernel, small)).double()
+def test_merge_is_exact_in_fp64(kernel: int, small: int | None, shape: tuple, randomize: Any) -> None:
+    layer = randomize(ReparamLargeKernelConv(shape[1], kernel, small)).eval().double()
     x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         train = layer(x)
@@ -49,7 +36,7 @@ def test_merge_is_exact_in_fp64(kernel: int, small: int | None, shape: tuple) ->
     assert layer.lkb_reparam.weight.shape == (shape[1], 1, kernel, kernel)
 
 
-def test_official_keys_and_deploy_build() -> None:
+def test_official_keys_and_deploy_build(randomize: Any) -> None:
     layer = ReparamLargeKernelConv(4, 13, 5)
     bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
     assert list(layer.state_dict()) == [f"{b}.{k}" for b in ("lkb_origin", "small_conv")
@@ -57,13 +44,13 @@ def test_official_keys_and_deploy_build() -> None:
     assert not any(k.startswith("small_conv") for k in ReparamLargeKernelConv(4, 13, None).state_dict())
     no_bn = ReparamLargeKernelConv(4, 13, 5, bn=False).state_dict()
     assert list(no_bn) == ["lkb_origin.conv.weight", "small_conv.conv.weight"]
-    _randomize(layer).reparameterize()
+    randomize(layer).eval().reparameterize()
     built = ReparamLargeKernelConv(4, 13, 5, deploy=True)
     built.load_state_dict(layer.state_dict(), strict=True)
 
 
-def test_without_bn_the_merge_has_zero_bias() -> None:
-    layer = _randomize(ReparamLargeKernelConv(3, 7, 3, bn=False))
+def test_without_bn_the_merge_has_zero_bias(randomize: Any) -> None:
+    layer = randomize(ReparamLargeKernelConv(3, 7, 3, bn=False)).eval()
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         ref = layer(x)

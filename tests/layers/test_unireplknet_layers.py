@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from unilk.errors import ConfigError
@@ -14,38 +15,24 @@ from unilk.layers.norm import LayerNorm2d
 from unilk.layers.se import SEBlock
 
 
-def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial weights and BN statistics, so that every fused term matters."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in module.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) * 1.5 + 0.5)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.3)
-    return module
-
-
-def test_layer_norm_2d_equals_layer_norm_over_channels() -> None:
-    norm = _randomize(LayerNorm2d(6)).double()
+def test_layer_norm_2d_equals_layer_norm_over_channels(randomize: Any) -> None:
+    norm = randomize(LayerNorm2d(6)).double()
     x = torch.randn(2, 6, 5, 4, dtype=torch.float64)
     expected = F.layer_norm(x.permute(0, 2, 3, 1), (6,), norm.weight, norm.bias, 1e-6).permute(0, 3, 1, 2)
     assert (norm(x) - expected).abs().max() < 1e-12
     assert list(norm.state_dict()) == ["weight", "bias"]
 
 
-def test_se_block_gates_each_channel() -> None:
-    se = _randomize(SEBlock(8, 2)).double()
+def test_se_block_gates_each_channel(randomize: Any) -> None:
+    se = randomize(SEBlock(8, 2)).double()
     x = torch.randn(2, 8, 5, 5, dtype=torch.float64)
     gate = torch.sigmoid(se.up(torch.relu(se.down(x.mean((2, 3), keepdim=True)))))
     assert (se(x) - x * gate).abs().max() < 1e-12
     assert sorted(se.state_dict()) == ["down.bias", "down.weight", "up.bias", "up.weight"]
 
 
-def test_grn_formula_and_bias_free_form() -> None:
-    grn = _randomize(GRNwithNHWC(4)).double()
+def test_grn_formula_and_bias_free_form(randomize: Any) -> None:
+    grn = randomize(GRNwithNHWC(4)).double()
     x = torch.randn(2, 3, 5, 4, dtype=torch.float64)
     gx = x.pow(2).sum((1, 2), keepdim=True).sqrt()
     nx = gx / (gx.mean(-1, keepdim=True) + 1e-6)
@@ -55,8 +42,8 @@ def test_grn_formula_and_bias_free_form() -> None:
 
 
 @pytest.mark.parametrize("kernel_size", sorted(DRB_BRANCHES))
-def test_drb_reparameterize_is_exact_in_fp64(kernel_size: int) -> None:
-    drb = _randomize(DilatedReparamBlock(4, kernel_size), seed=kernel_size).double().eval()
+def test_drb_reparameterize_is_exact_in_fp64(kernel_size: int, randomize: Any) -> None:
+    drb = randomize(DilatedReparamBlock(4, kernel_size), seed=kernel_size).double().eval()
     x = torch.randn(2, 4, 19, 14, dtype=torch.float64)  # non-square, smaller than 2x the largest dilated size
     with torch.no_grad():
         before = drb(x)

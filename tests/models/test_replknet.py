@@ -7,26 +7,11 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn as nn
 
 from unilk.errors import ConfigError
 from unilk.models import replknet as replknet_module
 from unilk.models.registry import create_model
 from unilk.models.replknet import RepLKNet
-
-
-def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every weight and BN statistic non-trivial values, so that BN fusion is really exercised."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in module.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) * 1.5 + 0.5)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.3)
-    return module.eval()
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +114,8 @@ _FIVE_STAGES = dict(large_kernel_sizes=(7, 7, 5, 5, 3), layers=(1, 1, 1, 1, 1), 
 
 
 @pytest.mark.parametrize(("kwargs", "shape"), [(_XL_STYLE, (1, 1, 37, 50)), (_FIVE_STAGES, (1, 2, 70, 33))])
-def test_general_configs_reparameterize_exactly(kwargs: dict[str, Any], shape: tuple[int, ...]) -> None:
-    model = _randomize(RepLKNet(num_classes=6, **kwargs)).double()
+def test_general_configs_reparameterize_exactly(kwargs: dict[str, Any], shape: tuple[int, ...], randomize: Any) -> None:
+    model = randomize(RepLKNet(num_classes=6, **kwargs)).eval().double()
     x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         train = model(x)
@@ -164,8 +149,8 @@ def test_backbone_mode_official_and_timm() -> None:
     assert [m.shape[1] for m in features(x)] == [16, 32]
 
 
-def test_contract_head_checkpointing_and_groups() -> None:
-    model = _randomize(create_model("test_replknet", num_classes=3))
+def test_contract_head_checkpointing_and_groups(randomize: Any) -> None:
+    model = randomize(create_model("test_replknet", num_classes=3)).eval()
     x = torch.randn(2, 3, 64, 40)
     with torch.no_grad():
         logits = model(x)
@@ -191,8 +176,8 @@ def test_contract_head_checkpointing_and_groups() -> None:
     assert sum(len(v) for v in groups.values()) == len(list(model.named_parameters()))
 
 
-def test_training_checkpoint_into_deploy_model(tmp_path: Path) -> None:
-    model = _randomize(create_model("test_replknet"))
+def test_training_checkpoint_into_deploy_model(tmp_path: Path, randomize: Any) -> None:
+    model = randomize(create_model("test_replknet")).eval()
     path = tmp_path / "replknet.pth"
     torch.save({"model": model.state_dict()}, path)
     deployed = create_model("test_replknet", checkpoint_path=path, deploy=True).eval()

@@ -7,26 +7,11 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn as nn
 
 from unilk.errors import ConfigError
 from unilk.models import slak as slak_module
 from unilk.models.registry import create_model
 from unilk.models.slak import SLaK
-
-
-def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every weight and BN statistic non-trivial values, so that BN fusion is really exercised."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in module.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) * 1.5 + 0.5)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.3)
-    return module.eval()
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +114,8 @@ _CONVNEXT = dict(depths=(1, 1, 1, 1), dims=(4, 8, 12, 16), kernel_size=(7, 7, 7,
     ("kwargs", "shape"),
     [(_WIDE_INPUT, (2, 1, 40, 72)), (_DENSE_NO_BN, (1, 3, 35, 33)), (_CONVNEXT, (1, 3, 64, 64))],
 )
-def test_general_configs_reparameterize_exactly(kwargs: dict[str, Any], shape: tuple[int, ...]) -> None:
-    model = _randomize(SLaK(num_classes=7, **kwargs)).double()
+def test_general_configs_reparameterize_exactly(kwargs: dict[str, Any], shape: tuple[int, ...], randomize: Any) -> None:
+    model = randomize(SLaK(num_classes=7, **kwargs)).eval().double()
     x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         train = model(x)
@@ -158,8 +143,8 @@ def test_dense_mode_keys_and_no_layer_scale() -> None:
     assert model.state_dict()["stages.1.0.large_kernel.lkb_origin.conv.weight"].shape == (8, 1, 7, 7)
 
 
-def test_contract_features_head_and_checkpointing() -> None:
-    model = _randomize(create_model("test_slak", num_classes=5))
+def test_contract_features_head_and_checkpointing(randomize: Any) -> None:
+    model = randomize(create_model("test_slak", num_classes=5)).eval()
     x = torch.randn(2, 3, 64, 48)
     with torch.no_grad():
         logits = model(x)
@@ -193,8 +178,8 @@ def test_contract_features_head_and_checkpointing() -> None:
     assert sum(len(v) for v in groups.values()) == len(list(model.named_parameters()))
 
 
-def test_checkpoint_loading_renames_legacy_keys_and_reparameterizes(tmp_path: Path) -> None:
-    model = _randomize(create_model("test_slak"))
+def test_checkpoint_loading_renames_legacy_keys_and_reparameterizes(tmp_path: Path, randomize: Any) -> None:
+    model = randomize(create_model("test_slak")).eval()
     legacy = {k.replace("LoRA1", "Decom1").replace("LoRA2", "Decom2"): v for k, v in model.state_dict().items()}
     path = tmp_path / "slak.pth"
     torch.save({"model": legacy}, path)
