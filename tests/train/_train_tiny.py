@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from unilk.train.config import Recipe, recipe_from_dict
+from unilk.train.distributed import shutdown_process_group
 from unilk.train.engine import Trainer, TrainParts
 
 
@@ -93,9 +94,9 @@ def main(argv: list[str]) -> None:
     overrides = [a for a in rest if "=" in a]
     parts = tiny_parts(_flag(rest, "--slow-ms", 0.0), _flag(rest, "--drop", 0.1))
     summary = Trainer(tiny_recipe(out_dir, overrides), parts).fit(resume="--resume" in rest)
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-    print(json.dumps(summary))
+    shutdown_process_group(wait_for_peers=True)
+    # One write per line: the ranks share torchrun's stdout pipe and finish together (PYTHONUNBUFFERED splits print()).
+    sys.stdout.write(json.dumps(summary) + "\n")
 
 
 if __name__ == "__main__":

@@ -22,22 +22,23 @@ def train_command(recipe: str, overrides: tuple[str, ...], resume: bool, validat
     Example: unilk train audio/quick_speech_commands optim.lr=1e-3 train.epochs=2 output_dir=runs/sc
     Under torchrun (torchrun --nproc_per_node=2 -m unilk train ...) it trains with DDP.
     """
-    import torch.distributed as dist
     import yaml
 
     from unilk.train.build import build_parts
     from unilk.train.config import load_recipe
+    from unilk.train.distributed import shutdown_process_group
     from unilk.train.engine import Trainer
 
     cfg = load_recipe(recipe, list(overrides))
     if validate_only:
         click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return
+    finished = False
     try:
         summary = Trainer(cfg, build_parts(cfg)).fit(resume=resume)
+        finished = True
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown_process_group(wait_for_peers=finished)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(json.dumps(summary, indent=2))
 

@@ -23,6 +23,7 @@ from torch.utils.data import Sampler
 from unilk.errors import ConfigError
 
 __all__ = [
+    "shutdown_process_group",
     "DistInfo",
     "GlobalBatchSampler",
     "all_gather_objects",
@@ -135,6 +136,23 @@ class GlobalBatchSampler(Sampler[list[int]]):
         for b in range(self.start_batch, self.num_samples // self.batch_size):
             start = b * self.batch_size + self.rank * local
             yield order[start : start + local]
+
+
+def shutdown_process_group(wait_for_peers: bool) -> None:
+    """Leave the default process group (a no-op when none is initialised).
+
+    Args:
+        wait_for_peers: meet every rank at a barrier first. Use it when this rank finished normally: a rank that tears
+            gloo down while a peer is still sending can abort the peer (``terminate called without an active
+            exception``). Leave it off on the error path, where a peer may never reach the barrier.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if wait_for_peers:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def eval_shard(num_samples: int, rank: int, world_size: int) -> list[int]:
