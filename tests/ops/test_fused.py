@@ -233,16 +233,22 @@ def _reference_linear(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool
     return F.gelu(out) if gelu else out
 
 
-@pytest.mark.parametrize("with_residual", [True, False])
-def test_small_map_tail_takes_the_channels_last_linear(monkeypatch: pytest.MonkeyPatch, with_residual: bool) -> None:
-    # H*W <= D without autograd: the tail runs its Linears through the (oneDNN) channels-last linear.
-    calls = []
+def _count_channels_last_linears(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Replace the oneDNN linear by F.linear (+ GELU) that records each call's ``gelu`` flag in the returned list."""
+    calls: list[bool] = []
 
     def counting_linear(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool) -> Tensor:
         calls.append(gelu)
         return _reference_linear(x, weight, bias, gelu)
 
     monkeypatch.setattr(unilk_fused, "onednn_linear", lambda: counting_linear)
+    return calls
+
+
+@pytest.mark.parametrize("with_residual", [True, False])
+def test_small_map_tail_takes_the_channels_last_linear(monkeypatch: pytest.MonkeyPatch, with_residual: bool) -> None:
+    # H*W <= D without autograd: the tail runs its Linears through the (oneDNN) channels-last linear.
+    calls = _count_channels_last_linears(monkeypatch)
     torch.manual_seed(5)
     tail = _Tail(32, use_beta=True, fc2_bias=True)
     y = torch.randn(3, 32, 7, 6)
@@ -362,13 +368,7 @@ def test_fused_path_steps_aside_under_autocast() -> None:
 def test_small_map_convnext_tail_takes_the_channels_last_linear(
     monkeypatch: pytest.MonkeyPatch, use_gamma: bool, with_residual: bool
 ) -> None:
-    calls = []
-
-    def counting_linear(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool) -> Tensor:
-        calls.append(gelu)
-        return _reference_linear(x, weight, bias, gelu)
-
-    monkeypatch.setattr(unilk_fused, "onednn_linear", lambda: counting_linear)
+    calls = _count_channels_last_linears(monkeypatch)
     torch.manual_seed(11)
     tail = _ConvNeXtTail(12, 48, use_gamma)
     y = torch.randn(3, 12, 5, 6)  # H*W = 30 <= D = 48
