@@ -221,21 +221,31 @@ def channel_layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> T
     channels = x.shape[1]
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         return F.layer_norm(x.permute(0, 2, 3, 1), (channels,), weight, bias, eps).permute(0, 3, 1, 2)
-    affine = weight.view(-1, 1, 1), bias.view(-1, 1, 1)
+    scale, shift = weight.view(-1, 1, 1), bias.view(-1, 1, 1)
     centred = x - x.sum(1, keepdim=True).div_(channels)
     if not _inference(x, weight, bias):
         inv_std = torch.rsqrt(centred.square().sum(1, keepdim=True) / channels + eps)
-        return torch.addcmul(affine[1], centred * inv_std, affine[0])
-    squares = _hidden_out(tuple(x.shape), x, True)
-    squares = torch.mul(centred, centred, out=squares)
+        return torch.addcmul(shift, centred * inv_std, scale)
+    squares = torch.mul(centred, centred, out=_hidden_out(tuple(x.shape), x, True))
     centred.mul_(squares.sum(1, keepdim=True).div_(channels).add_(eps).rsqrt_())
-    return torch.addcmul(affine[1], centred, affine[0], out=centred)
+    return torch.addcmul(shift, centred, scale, out=centred)
 
 
 def _sum_of_squares(x: Tensor, dim: int) -> Tensor:
     """``(x * x).sum(dim)`` without autograd, the squares in the workspace: over a non-innermost dim this is 4-20x
     faster on CPU than ``vector_norm``'s reduction."""
     return torch.mul(x, x, out=_hidden_out(tuple(x.shape), x, True)).sum(dim)
+
+
+def _small_map_linear(y: Tensor, hidden: int, in_place: bool) -> LinearFn | None:
+    """oneDNN's linear for a tail whose map has at most ``hidden`` positions (float32 CPU inference), else None."""
+    small = y.shape[-2] * y.shape[-1] <= hidden
+    return onednn_linear() if small and in_place and y.device.type == "cpu" and y.dtype == torch.float32 else None
+
+
+def _layer_scaled(weight: Tensor, bias: Tensor, gamma: Tensor | None) -> tuple[Tensor, Tensor]:
+    """A Linear's weight and bias with a per-output-channel layer scale folded in (unchanged without one)."""
+    return (weight, bias) if gamma is None else (weight * gamma[:, None], bias * gamma)
 
 
 def _back_to_nchw(out_nlc: Tensor, residual: Tensor | None, size: tuple[int, int]) -> Tensor:
@@ -317,8 +327,8 @@ def unireplknet_block_tail(
         # GRN's additive beta meets Linear2 as a constant input: it folds into the bias.
         folded = F.linear(grn_beta.view(1, -1), fc2_weight).view(-1)
         fc2_bias = folded if fc2_bias is None else fc2_bias + folded
-    linear = onednn_linear() if in_place and y.device.type == "cpu" and y.dtype == torch.float32 else None
-    if linear is not None and height * width <= fc1_weight.shape[0]:
+    linear = _small_map_linear(y, fc1_weight.shape[0], in_place)
+    if linear is not None:
         # Small maps (H·W <= D), where the gates cannot fold into the weights cheaply anyway: channels-last oneDNN.
         return _tail_channels_last(
             y_ncl, gate, fc1_weight, fc1_bias, grn_gamma, fc2_weight, fc2_bias, residual, linear, (height, width)
@@ -388,10 +398,10 @@ def convnext_block_tail(
     n, c, height, width = y.shape
     in_place = _inference(y, ln_weight, ln_bias, fc1_weight, fc2_weight, fc2_bias, gamma, residual)
     y_ncl = _flat(y)
-    linear = onednn_linear() if in_place and y.device.type == "cpu" and y.dtype == torch.float32 else None
-    if linear is not None and height * width <= fc1_weight.shape[0]:
+    linear = _small_map_linear(y, fc1_weight.shape[0], in_place)
+    if linear is not None:
         # Small maps (H·W <= D): one (N·H·W)-row matmul runs nearer the machine's peak than N batched ones.
-        w2, b2 = (fc2_weight, fc2_bias) if gamma is None else (fc2_weight * gamma[:, None], fc2_bias * gamma)
+        w2, b2 = _layer_scaled(fc2_weight, fc2_bias, gamma)
         return _convnext_tail_channels_last(
             y_ncl, ln_weight, ln_bias, ln_eps, fc1_weight, fc1_bias, w2, b2, residual, linear, (height, width)
         )
@@ -414,7 +424,7 @@ def convnext_block_tail(
     hidden = _gelu(_pointwise(w1, normed, b1, out=buffer), in_place)  # (N, D, L)
     shortcut = None if residual is None else _flat(residual)
     if gamma is None or fold:
-        w2, b2 = (fc2_weight, fc2_bias) if gamma is None else (fc2_weight * gamma[:, None], fc2_bias * gamma)
+        w2, b2 = _layer_scaled(fc2_weight, fc2_bias, gamma)
         return _pointwise(w2, hidden, b2, accumulate=shortcut).view(n, c, height, width)
     out = _pointwise(fc2_weight, hidden, fc2_bias)
     out = out.mul_(gamma.view(1, -1, 1)) if in_place else out * gamma.view(1, -1, 1)
