@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from unilk.errors import CheckpointError
-from unilk.hub import adapt_input_conv, load_state_dict_file
+from unilk.hub import load_state_dict_file
 from unilk.models import create_model
 
 REPO = "DingXiaoH/UniRepLKNet"
@@ -59,23 +59,24 @@ def test_offline_without_the_file_names_the_setting(offline: Path) -> None:
 
 
 def test_cfg_without_weights_refuses_pretrained() -> None:
-    with pytest.raises(CheckpointError, match="has no released weights"):
+    with pytest.raises(CheckpointError, match="no released weights"):
         create_model("test_unireplknet", pretrained=True)
 
 
-def test_sha256_mismatch_is_refused(offline: Path, randomize: Any) -> None:
+def test_pretrained_cfg_overlay_points_at_another_hub_file(offline: Path, randomize: Any) -> None:
     source = randomize(create_model("test_unireplknet"))
     _populate_hf_cache(offline, "me/tiny", "tiny.pth", source.state_dict())
     overlay = dict(hf_hub_id="me/tiny", hf_hub_filename="tiny.pth")
     model = create_model("test_unireplknet", pretrained=True, cache_dir=offline, pretrained_cfg_overlay=overlay)
     assert torch.equal(model.state_dict()["head.weight"], source.state_dict()["head.weight"])
-    with pytest.raises(CheckpointError, match="sha256"):
-        create_model(
-            "test_unireplknet",
-            pretrained=True,
-            cache_dir=offline,
-            pretrained_cfg_overlay={**overlay, "sha256": "0" * 64},
-        )
+
+
+def test_pretrained_cfg_overlay_file_loads_a_local_file_through_the_filter(tmp_path: Path, randomize: Any) -> None:
+    source = randomize(create_model("test_unireplknet"))
+    path = tmp_path / "official-style.pth"
+    torch.save({"model": {f"backbone.{k}": v for k, v in source.state_dict().items()}}, path)
+    model = create_model("test_unireplknet", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in source.state_dict().items())
 
 
 def test_safetensors_with_module_prefix_head_drop_and_gray_stem(
@@ -93,19 +94,6 @@ def test_safetensors_with_module_prefix_head_drop_and_gray_stem(
     assert torch.allclose(state["downsample_layers.0.0.weight"], stem.sum(1, keepdim=True))
     assert "dropped head.weight" in caplog.text
     assert "adapted downsample_layers.0.0.weight" in caplog.text
-
-
-def test_adapt_input_conv_keeps_the_response_to_a_constant_input() -> None:
-    weight = torch.randn(4, 3, 3, 3, dtype=torch.float64)
-    for in_chans in (1, 3, 6, 9):  # exact for one channel and for whole RGB repeats
-        adapted = adapt_input_conv(weight, in_chans)
-        assert adapted.shape == (4, in_chans, 3, 3)
-        assert torch.allclose(adapted.sum((1, 2, 3)), weight.sum((1, 2, 3)))
-    assert torch.equal(adapt_input_conv(weight, 6)[:, 3:], weight / 2)
-    five = adapt_input_conv(weight, 5)  # tiled RGB,RG and scaled by 3/5 (timm's rule)
-    assert torch.allclose(five, torch.cat([weight, weight[:, :2]], 1) * 0.6)
-    with pytest.raises(CheckpointError, match="first-conv kernel"):
-        adapt_input_conv(torch.randn(4, 2, 3, 3), 1)
 
 
 def test_mismatched_and_unsafe_checkpoints_are_refused(tmp_path: Path) -> None:

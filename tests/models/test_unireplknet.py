@@ -39,11 +39,17 @@ def test_fixture_logits_stages_features_pre_logits_fp32(official: dict[str, Any]
         last, stages = model.forward_intermediates(official["input"])
         pre_logits = model.forward_head(last, pre_logits=True)
         logits = model.forward_head(last)
+    # relative to each tensor's scale: summation order (threads, algorithm) moves fp32 results by a few ulps of the
+    # largest values; the official code's own train-vs-deploy gap is 5e-7..1.7e-6 of the scale
     for ours, theirs in zip(stages, official["stage_outputs"], strict=True):
-        assert (ours - theirs).abs().max() <= 1e-5
-    assert (last - official["features"]).abs().max() <= 1e-5
-    assert (pre_logits - official["pre_logits"]).abs().max() <= 1e-5
-    assert (logits - official["output"]).abs().max() <= 1e-5
+        assert _relative_error(ours, theirs) <= 2e-6
+    assert _relative_error(last, official["features"]) <= 2e-6
+    assert _relative_error(pre_logits, official["pre_logits"]) <= 2e-6
+    assert _relative_error(logits, official["output"]) <= 2e-6
+
+
+def _relative_error(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    return float((ours - theirs).abs().max() / theirs.abs().max())
 
 
 def test_fixture_deploy_weights_and_logits_fp32(official: dict[str, Any]) -> None:

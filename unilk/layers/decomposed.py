@@ -16,8 +16,6 @@ The sparsity pattern of a sparse kernel survives fusion (BN scales whole channel
 changes the central N×N block of ``LoRA1``.
 """
 
-from __future__ import annotations
-
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -25,6 +23,7 @@ from torch import Tensor
 from unilk.layers.fuse import merge_kernel, pad_kernel
 from unilk.layers.replk import DepthwiseConvBN, check_odd_kernel
 from unilk.ops.lkconv import depthwise_conv2d, depthwise_conv2d_sum
+from unilk.ops.tracing import plain_required
 
 __all__ = ["DecomposedLargeKernelConv"]
 
@@ -86,12 +85,20 @@ class DecomposedLargeKernelConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W) -> (N, C, H, W)``."""
-        if self.deploy and self.merge_dense:
-            return depthwise_conv2d(x, self.lkb_reparam.weight, self.lkb_reparam.bias)
-        if self.deploy:
+        if torch.jit.is_scripting():
+            return self._plain_forward(x)
+        if self.deploy and not plain_required():
+            if self.merge_dense:
+                return depthwise_conv2d(x, self.lkb_reparam.weight, self.lkb_reparam.bias)
             return depthwise_conv2d_sum(x, (self.LoRA1.weight, self.LoRA2.weight), self.LoRA1.bias)
+        return self._plain_forward(x)
+
+    def _plain_forward(self, x: Tensor) -> Tensor:
+        # module calls (the convs carry their "same" padding): what scripting and graph capture see
+        if hasattr(self, "lkb_reparam"):
+            return self.lkb_reparam(x)
         out = self.LoRA1(x) + self.LoRA2(x)
-        if self.has_small:
+        if hasattr(self, "small_conv"):
             out = out + self.small_conv(x)
         return out
 

@@ -5,8 +5,6 @@ dil_conv_k{k}_{r}(x))``. Inference form: one depthwise ``lk_origin`` conv with b
 and merging each dilated kernel into the large one (``unilk.layers.fuse``).
 """
 
-from __future__ import annotations
-
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -14,6 +12,7 @@ from torch import Tensor
 from unilk.errors import ConfigError
 from unilk.layers.fuse import fuse_bn, merge_kernel
 from unilk.ops.lkconv import depthwise_conv2d
+from unilk.ops.tracing import plain_required
 
 __all__ = ["DRB_BRANCHES", "DilatedReparamBlock"]
 
@@ -72,11 +71,28 @@ class DilatedReparamBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W) -> (N, C, H, W)``."""
+        if torch.jit.is_scripting():
+            return self._plain_forward(x)
+        if plain_required():
+            return self._plain_forward(x)
         if self.deploy:
             return depthwise_conv2d(x, self.lk_origin.weight, self.lk_origin.bias)
         out = self.origin_bn(depthwise_conv2d(x, self.lk_origin.weight))
         for k, r in self.branches:
             out = out + getattr(self, f"dil_bn_k{k}_{r}")(getattr(self, f"dil_conv_k{k}_{r}")(x))
+        return out
+
+    def _plain_forward(self, x: Tensor) -> Tensor:
+        # module calls in registration order (conv, its BN, conv, its BN, ...): scriptable without computed names
+        out = self.lk_origin(x)
+        branch = x
+        for name, module in self.named_children():
+            if name == "origin_bn":
+                out = module(out)
+            elif name.startswith("dil_conv"):
+                branch = module(x)
+            elif name.startswith("dil_bn"):
+                out = out + module(branch)
         return out
 
     def fused_kernel_bias(self) -> tuple[Tensor, Tensor]:

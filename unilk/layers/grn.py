@@ -1,7 +1,5 @@
 """Global Response Normalization for channels-last maps (ConvNeXt-V2's GRN, as UniRepLKNet uses it)."""
 
-from __future__ import annotations
-
 import torch
 import torch.nn as nn
 from torch import Tensor

@@ -1,12 +1,11 @@
 """Channels-first LayerNorm: normalise every pixel over its channel vector (N, C, H, W)."""
 
-from __future__ import annotations
-
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 from unilk.ops.fused import channel_layer_norm, fused_enabled
+from unilk.ops.tracing import plain_required
 
 __all__ = ["layer_norm_2d", "LayerNorm2d"]
 
@@ -48,7 +47,9 @@ class LayerNorm2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W) -> (N, C, H, W)``."""
-        if fused_enabled():
+        if torch.jit.is_scripting():
+            return layer_norm_2d(x, self.weight, self.bias, self.eps)
+        if not plain_required() and fused_enabled():
             return channel_layer_norm(x, self.weight, self.bias, self.eps)
         return layer_norm_2d(x, self.weight, self.bias, self.eps)
 

@@ -7,8 +7,6 @@ obtained exactly by fusing both BNs and zero-padding the small kernel into the c
 layer, optionally without BatchNorm.
 """
 
-from __future__ import annotations
-
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -16,6 +14,7 @@ from torch import Tensor
 from unilk.errors import ConfigError
 from unilk.layers.fuse import fuse_bn, merge_kernel
 from unilk.ops.lkconv import depthwise_conv2d
+from unilk.ops.tracing import plain_required
 
 __all__ = ["DepthwiseConvBN", "ReparamLargeKernelConv", "check_odd_kernel"]
 
@@ -69,7 +68,13 @@ class DepthwiseConvBN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W) -> (N, C, H, W)``."""
-        out = depthwise_conv2d(x, self.conv.weight)
+        if torch.jit.is_scripting():  # a statement of its own: the script compiler then skips the fast path
+            return self._normalise(self.conv(x))
+        if plain_required():
+            return self._normalise(self.conv(x))
+        return self._normalise(depthwise_conv2d(x, self.conv.weight))
+
+    def _normalise(self, out: Tensor) -> Tensor:
         return out if self.bn is None else self.bn(out)
 
     def fused_kernel_bias(self) -> tuple[Tensor, Tensor]:
@@ -125,10 +130,17 @@ class ReparamLargeKernelConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W) -> (N, C, H, W)``."""
-        if self.deploy:
+        if torch.jit.is_scripting():
+            return self._plain_forward(x)
+        if self.deploy and not plain_required():
             return depthwise_conv2d(x, self.lkb_reparam.weight, self.lkb_reparam.bias)
+        return self._plain_forward(x)
+
+    def _plain_forward(self, x: Tensor) -> Tensor:
+        if hasattr(self, "lkb_reparam"):
+            return self.lkb_reparam(x)
         out = self.lkb_origin(x)
-        if self.small_kernel is not None:
+        if hasattr(self, "small_conv"):
             out = out + self.small_conv(x)
         return out
 

@@ -1,7 +1,5 @@
 """Squeeze-and-excitation with 1×1 convolutions named ``down``/``up`` (UniRepLKNet's SEBlock)."""
 
-from __future__ import annotations
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

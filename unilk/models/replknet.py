@@ -11,8 +11,6 @@ BatchNorm; the only conv with a bias is the deploy ``large_kernel.lkb_reparam``.
 ``use_sync_bn`` defaults to False and never changes a module-global setting.
 """
 
-from __future__ import annotations
-
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -21,15 +19,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 from timm.layers import DropPath
-from timm.models._features import FeatureInfo, feature_take_indices
+from timm.models import checkpoint_seq, generate_default_cfgs, register_model
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from unilk.errors import ConfigError
-from unilk.hub import PretrainedCfg
 from unilk.layers.replk import ReparamLargeKernelConv
-from unilk.models._classifier import LinearHeadMixin
-from unilk.models.registry import build_model, register_model, register_pretrained_cfgs
+from unilk.models._builder import PretrainedCfg, build_trunk
+from unilk.models._checkpoint import official_keys, reparameterized_for
+from unilk.models._trunk import LargeKernelTrunk, drop_path_rates, stage_feature_info
 
 __all__ = ["RepLKNet", "RepLKBlock", "ConvFFN", "RepLKNetStage", "checkpoint_filter_fn"]
 
@@ -164,15 +161,14 @@ class RepLKNetStage(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W) -> (N, C, H, W)`` (without ``norm``, which only the backbone outputs use)."""
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq(self.blocks, x)
         for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
+            x = block(x)
         return x
 
 
-class RepLKNet(LinearHeadMixin, nn.Module):
+class RepLKNet(LargeKernelTrunk):
     """RepLKNet classifier or dense-prediction backbone.
 
     Input ``(N, in_chans, H, W)``, any H, W (odd sizes round up at each stride-2 conv); the stem reduces by 4 and each
@@ -198,6 +194,7 @@ class RepLKNet(LinearHeadMixin, nn.Module):
         norm_intermediate_features: a BN on each backbone output (used for XL on ADE20K/COCO).
         in_chans: input channels (timm's name).
         deploy: same as ``small_kernel_merged``.
+        global_pool: '', 'avg', 'max' or 'avgmax' after the final BatchNorm.
         features_only: dense-prediction backbone mode.
         drop_rate: dropout before the head.
 
@@ -224,6 +221,7 @@ class RepLKNet(LinearHeadMixin, nn.Module):
         *,
         in_chans: int = 3,
         deploy: bool = False,
+        global_pool: str = "avg",
         features_only: bool = False,
         drop_rate: float = 0.0,
     ) -> None:
@@ -255,10 +253,8 @@ class RepLKNet(LinearHeadMixin, nn.Module):
                               norm_intermediate_features=norm_intermediate_features)  # fmt: skip
         self.large_kernel_sizes, self.layers, self.channels = kernels, layers, channels
         self.in_chans = in_chans
-        self.num_classes = 0 if backbone else num_classes
         self.deploy = deploy
-        self.features_only = backbone
-        self.num_features = self.head_hidden_size = channels[-1]
+        self.num_features = channels[-1]
         norm_layer = nn.SyncBatchNorm if use_sync_bn else nn.BatchNorm2d
 
         width = channels[0]
@@ -270,14 +266,12 @@ class RepLKNet(LinearHeadMixin, nn.Module):
         ])  # fmt: skip
         self.grad_checkpointing = False
 
-        # linspace on the CPU: .tolist() must also work when the model is built on the meta device
-        rates = torch.linspace(0, drop_path_rate, sum(layers), device="cpu").tolist()
+        rates = drop_path_rates(drop_path_rate, layers)
         self.stages = nn.ModuleList()
         self.transitions = nn.ModuleList()
         for i in range(num_stages):
-            start = sum(layers[:i])
             self.stages.append(RepLKNetStage(
-                channels[i], layers[i], kernels[i], rates[start:start + layers[i]], small_kernel, dw_ratio, ffn_ratio,
+                channels[i], layers[i], kernels[i], rates[i], small_kernel, dw_ratio, ffn_ratio,
                 deploy=deploy, norm_intermediate_features=norm_intermediate_features, norm_layer=norm_layer,
             ))  # fmt: skip
             if i < num_stages - 1:
@@ -287,22 +281,11 @@ class RepLKNet(LinearHeadMixin, nn.Module):
                             norm_layer=norm_layer),
                 ))  # fmt: skip
 
-        feature_info = [dict(num_chs=channels[i], reduction=4 * 2**i, module=f"stages.{i}") for i in range(num_stages)]
+        self.feature_info = stage_feature_info(channels)
         if backbone:
-            indices = tuple(range(num_stages)) if out_indices is None else tuple(out_indices)
-            if not indices or any(not -num_stages <= i < num_stages for i in indices):
-                raise ConfigError(
-                    f"out_indices={indices} must be non-empty stage indices in {-num_stages}..{num_stages - 1}"
-                )
-            self.out_indices = tuple(sorted({i % num_stages for i in indices}))
-            self.feature_info: Any = FeatureInfo(feature_info, self.out_indices)
+            self._init_backbone(tuple(range(num_stages)) if out_indices is None else out_indices)
         else:
-            self.out_indices = tuple(range(num_stages))
-            self.norm = norm_layer(channels[-1])
-            self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.head_drop = nn.Dropout(drop_rate)
-            self.head = nn.Linear(channels[-1], num_classes) if num_classes > 0 else nn.Identity()
-            self.feature_info = feature_info
+            self._init_head(num_classes, global_pool, drop_rate, norm_layer(channels[-1]), norm_first=True)
         if use_checkpoint:
             self.set_grad_checkpointing(True)
 
@@ -334,83 +317,29 @@ class RepLKNet(LinearHeadMixin, nn.Module):
         for stage in self.stages:
             stage.grad_checkpointing = enable
 
+    def _stage_input(self, index: int, x: Tensor) -> Tensor:
+        if index == 0:
+            return self._stem(x)
+        for i, transition in enumerate(self.transitions):  # a loop, not [index]: TorchScript needs constant indices
+            if i == index - 1:
+                x = transition(x)
+        return x
+
     def _stem(self, x: Tensor) -> Tensor:
-        x = self.stem[0](x)
-        for layer in self.stem[1:]:
-            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-                x = checkpoint(layer, x, use_reentrant=False)
-            else:
-                x = layer(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq(self.stem[1:], self.stem[0](x))
+        for layer in self.stem:
+            x = layer(x)
         return x
 
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        indices: int | Sequence[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """Stage outputs (timm's intermediate-feature API), taken before the next transition.
+    def _prune_stage_inputs(self, num_stages: int) -> None:
+        self.transitions = self.transitions[: num_stages - 1]
 
-        Args:
-            x: ``(N, in_chans, H, W)``.
-            indices: None (all stages), an int (the last n) or stage indices.
-            norm: apply each stage's ``norm`` (a BN with ``norm_intermediate_features``, else identity).
-            stop_early: stop after the last requested stage.
-            output_fmt: only ``"NCHW"``.
-            intermediates_only: return only the list.
+    @torch.jit.unused
+    def _stage_norm(self, index: int, x: Tensor) -> Tensor:
+        return self.stages[index].norm(x)
 
-        Returns:
-            The list of ``(N, channels[i], h_i, w_i)`` maps, or ``(last_map, list)``.
-
-        Raises:
-            ConfigError: for another output format.
-        """
-        if output_fmt != "NCHW":
-            raise ConfigError(f"forward_intermediates: output_fmt={output_fmt!r} is not supported; expected 'NCHW'")
-        num_stages = len(self.stages)
-        take_indices, max_index = feature_take_indices(num_stages, indices)
-        intermediates = []
-        last = max_index if stop_early or intermediates_only else num_stages - 1
-        x = self._stem(x)
-        for i in range(last + 1):
-            if i > 0:
-                x = self.transitions[i - 1](x)
-            x = self.stages[i](x)
-            if i in take_indices:
-                intermediates.append(self.stages[i].norm(x) if norm else x)
-        return intermediates if intermediates_only else (x, intermediates)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """``(N, in_chans, H, W) -> (N, channels[-1], h, w)``: the last-stage map, before the final BN and pooling."""
-        x = self._stem(x)
-        for i, stage in enumerate(self.stages):
-            if i > 0:
-                x = self.transitions[i - 1](x)
-            x = stage(x)
-        return x
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        """BatchNorm, global average pool and classify.
-
-        Args:
-            x: ``(N, channels[-1], h, w)`` from ``forward_features``.
-            pre_logits: return the pooled ``(N, channels[-1])`` embedding instead of logits.
-
-        Returns:
-            ``(N, num_classes)`` logits or ``(N, channels[-1])``.
-        """
-        x = self.head_drop(torch.flatten(self.avgpool(self.norm(x)), 1))
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
-        """Logits ``(N, num_classes)``, or in backbone mode the list of (normalised) stage maps."""
-        if self.features_only:
-            return self.forward_intermediates(x, self.out_indices, norm=True, intermediates_only=True)
-        return self.forward_head(self.forward_features(x))
-
+    @torch.jit.ignore
     @torch.no_grad()
     def reparameterize(self) -> None:
         """Merge every large-kernel layer in place (the official ``structural_reparam``; idempotent; eval-mode BN).
@@ -438,35 +367,25 @@ def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: RepLKNet) -> dict
     Returns:
         A state_dict with the model's keys.
     """
-    if any(key.startswith("backbone.") for key in state_dict):
-        state_dict = {key[len("backbone.") :]: v for key, v in state_dict.items() if key.startswith("backbone.")}
-    if model.features_only:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("norm.", "head."))}
-        missing = [k for k in model.state_dict() if ".norm." in k and k.startswith("stages.") and k not in state_dict]
-        if missing:
-            logger.info("checkpoint has no per-stage norms; %s keep their initialisation", sorted(missing))
-            state_dict.update({k: model.state_dict()[k] for k in missing})
-    is_train_form = any(".large_kernel.lkb_origin." in k for k in state_dict)
-    if model.deploy and is_train_form:
-        logger.info("re-parameterizing a training-form checkpoint for the deploy model")
-        head = state_dict.get("head.weight")
-        num_classes = None if model.features_only else head.shape[0] if head is not None else model.num_classes
-        twin = RepLKNet(**model.arch_args, num_classes=num_classes, features_only=model.features_only,
-                        out_indices=model.out_indices if model.features_only else None)  # fmt: skip
-        twin.load_state_dict(state_dict)
-        twin.reparameterize()
-        state_dict = twin.state_dict()
+    state_dict = official_keys(state_dict, model, lambda key: key.startswith("stages.") and ".norm." in key)
+    if model.deploy and any(".large_kernel.lkb_origin." in k for k in state_dict):
+        state_dict = reparameterized_for(model, state_dict)
     return state_dict
 
 
 def _create_replknet(variant: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    return build_model(RepLKNet, variant, pretrained, checkpoint_filter_fn=checkpoint_filter_fn, **kwargs)
+    num_stages = len(kwargs.get("layers", (2, 2, 18, 2)))
+    return build_trunk(RepLKNet, variant, pretrained, filter_fn=checkpoint_filter_fn, num_stages=num_stages, **kwargs)
 
 
 def _cfg(drive_id: str | None = None, **kwargs: Any) -> PretrainedCfg:
-    # the official weights are Google Drive files (not downloadable through the hub): url and notes only inform
+    # the official weights are Google Drive pages, which pretrained=True cannot fetch: so no url (timm would list the
+    # tag as pretrained), only the source in the notes (docs/models.md says how to load a downloaded file)
+    source = f"https://drive.google.com/file/d/{drive_id}/view" if drive_id else None
+    notes = kwargs.pop("notes", None)
+    kwargs.setdefault("pool_size", (7, 7))  # timm's cfg has no default; every trunk reduces by 32
     return PretrainedCfg(
-        url=f"https://drive.google.com/file/d/{drive_id}/view" if drive_id else None,
+        notes=f"{notes}; source: {source}" if source else notes,
         first_conv="stem.0.conv",
         classifier="head",
         license="mit",
@@ -483,7 +402,7 @@ def _cfg_384(drive_id: str, **kwargs: Any) -> PretrainedCfg:
 _B_PARAMS, _B_22K_PARAMS = 79_864_168, 101_226_193
 _MANUAL = "download it from the official README and pass checkpoint_path="
 
-default_cfgs = register_pretrained_cfgs({
+default_cfgs = generate_default_cfgs({
     "replknet_31b.in1k": _cfg("1azQUiCxK9feYVkkrPqwVPBtNsTzDrX7S", num_params=_B_PARAMS,
                               notes=f"RepLKNet-31B_ImageNet-1K_224.pth, 83.5 %; {_MANUAL}"),
     "replknet_31b.in1k_384": _cfg_384("1vo-P3XB6mRLUeDzmgv90dOu73uCeLfZN", num_params=_B_PARAMS,

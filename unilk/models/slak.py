@@ -14,8 +14,6 @@ Following timm, ``forward_features`` returns the last-stage map; the official on
 vector, which is ``forward_head(x, pre_logits=True)`` here.
 """
 
-from __future__ import annotations
-
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -23,20 +21,20 @@ from typing import Any
 import torch
 import torch.nn as nn
 from timm.layers import DropPath, trunc_normal_
-from timm.models._features import FeatureInfo, feature_take_indices
+from timm.models import generate_default_cfgs, register_model
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from unilk.errors import ConfigError
-from unilk.hub import PretrainedCfg
 from unilk.layers.decomposed import DecomposedLargeKernelConv
 from unilk.layers.norm import LayerNorm2d
 from unilk.layers.replk import ReparamLargeKernelConv
-from unilk.models._classifier import LinearHeadMixin
-from unilk.models.registry import build_model, register_model, register_pretrained_cfgs
+from unilk.models._builder import PretrainedCfg, build_trunk
+from unilk.models._checkpoint import official_keys, reparameterized_for
+from unilk.models._trunk import LargeKernelTrunk, TrunkStage, drop_path_rates, stage_feature_info
 from unilk.ops.fused import convnext_block_tail, fused_enabled
+from unilk.ops.tracing import plain_required
 
-__all__ = ["SLaK", "SLaKBlock", "SLaKStage", "checkpoint_filter_fn"]
+__all__ = ["SLaK", "SLaKBlock", "checkpoint_filter_fn"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,14 +93,20 @@ class SLaKBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W) -> (N, C, H, W)``."""
-        if fused_enabled():
+        if torch.jit.is_scripting():
+            return self._plain_forward(x)
+        if not plain_required() and fused_enabled():
             return self._fused_forward(x)
+        return self._plain_forward(x)
+
+    def _plain_forward(self, x: Tensor) -> Tensor:
         out = self.large_kernel(x).permute(0, 2, 3, 1)  # (N, H, W, C): LayerNorm and Linear act on channels last
         out = self.pwconv2(self.act(self.pwconv1(self.norm(out))))
         if self.gamma is not None:
             out = self.gamma * out
         return x + self.drop_path(out.permute(0, 3, 1, 2))
 
+    @torch.jit.unused
     def _fused_forward(self, x: Tensor) -> Tensor:
         # LayerNorm -> Linear -> GELU -> Linear -> gamma in the NCHW layout with the affine parts folded into the
         # matmuls (unilk.ops.fused): the module chain's numbers up to float rounding, without its permute copies.
@@ -123,24 +127,7 @@ class SLaKBlock(nn.Module):
         return out if shortcut_in_tail else x + self.drop_path(out)
 
 
-class SLaKStage(nn.Sequential):
-    """The blocks of one stage (keys ``stages.i.j``), with optional gradient checkpointing per block."""
-
-    def __init__(self, blocks: Sequence[SLaKBlock]) -> None:
-        super().__init__(*blocks)
-        self.grad_checkpointing = False
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``(N, C, H, W) -> (N, C, H, W)``."""
-        for block in self:
-            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-        return x
-
-
-class SLaK(LinearHeadMixin, nn.Module):
+class SLaK(LargeKernelTrunk):
     """SLaK classifier or dense-prediction backbone.
 
     Input ``(N, in_chans, H, W)``, any H, W (square or not); stages run at strides 4, 8, 16, 32, ... with
@@ -165,6 +152,7 @@ class SLaK(LinearHeadMixin, nn.Module):
         deploy: build the re-parameterized inference form.
         merge_dense: in the deploy form, merge each decomposed layer into one dense M×M kernel.
         use_sync_bn: ``nn.SyncBatchNorm`` in the large-kernel branches (same keys; the official file always uses it).
+        global_pool: '', 'avg', 'max' or 'avgmax' before the head norm.
         features_only: dense-prediction backbone mode.
         out_indices: stages returned in ``features_only`` mode (negative indices count from the end).
         drop_rate: dropout before the head.
@@ -190,6 +178,7 @@ class SLaK(LinearHeadMixin, nn.Module):
         deploy: bool = False,
         merge_dense: bool = False,
         use_sync_bn: bool = False,
+        global_pool: str = "avg",
         features_only: bool = False,
         out_indices: Sequence[int] = (0, 1, 2, 3),
         drop_rate: float = 0.0,
@@ -207,17 +196,16 @@ class SLaK(LinearHeadMixin, nn.Module):
         dims = tuple(int(d * width_factor) for d in base_dims)
         if min(dims) < 1:
             raise ConfigError(f"dims={base_dims} × width_factor={width_factor} gives {dims}; every width must be ≥ 1")
+        # what a twin (train <-> deploy) of this model is built from
         self.arch_args = dict(in_chans=in_chans, depths=depths, dims=base_dims, kernel_size=kernel_size,
-                              width_factor=width_factor, Decom=bool(Decom), bn=bn,
+                              width_factor=width_factor, Decom=bool(Decom), bn=bn, merge_dense=merge_dense,
                               layer_scale_init_value=layer_scale_init_value)  # fmt: skip
         self.depths, self.dims, self.kernel_size = depths, dims, kernel_size
-        self.num_classes = num_classes
         self.in_chans = in_chans
         self.decompose = bool(Decom)
         self.deploy = deploy
         self.merge_dense = merge_dense
-        self.features_only = features_only
-        self.num_features = self.head_hidden_size = dims[-1]
+        self.num_features = dims[-1]
         norm_layer = nn.SyncBatchNorm if use_sync_bn else nn.BatchNorm2d
 
         self.downsample_layers = nn.ModuleList()
@@ -228,47 +216,41 @@ class SLaK(LinearHeadMixin, nn.Module):
             self.downsample_layers.append(
                 nn.Sequential(LayerNorm2d(dims[i - 1], eps=1e-6), nn.Conv2d(dims[i - 1], dims[i], 2, stride=2))
             )
-
-        # linspace on the CPU: .tolist() must also work when the model is built on the meta device
-        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
-        self.stages = nn.ModuleList()
-        cursor = 0
-        for i in range(num_stages):
-            self.stages.append(SLaKStage([
-                SLaKBlock(dims[i], kernel_size[i], kernel_size[-1], decompose=self.decompose, bn=bn,
-                          drop_path=rates[cursor + j], layer_scale_init_value=layer_scale_init_value, deploy=deploy,
-                          merge_dense=merge_dense, norm_layer=norm_layer)
-                for j in range(depths[i])
-            ]))  # fmt: skip
-            cursor += depths[i]
-
-        feature_info = [dict(num_chs=dims[i], reduction=4 * 2**i, module=f"stages.{i}") for i in range(num_stages)]
+        rates = drop_path_rates(drop_path_rate, depths)
+        self.stages = nn.ModuleList(
+            TrunkStage(
+                [
+                    SLaKBlock(
+                        dims[i],
+                        kernel_size[i],
+                        kernel_size[-1],
+                        decompose=self.decompose,
+                        bn=bn,
+                        drop_path=rates[i][j],
+                        layer_scale_init_value=layer_scale_init_value,
+                        deploy=deploy,
+                        merge_dense=merge_dense,
+                        norm_layer=norm_layer,
+                    )
+                    for j in range(depths[i])
+                ]
+            )
+            for i in range(num_stages)
+        )
+        self.feature_info = stage_feature_info(dims)
         if features_only:
-            bad = [i for i in out_indices if not -num_stages <= i < num_stages]
-            if bad or not out_indices:
-                valid = f"{-num_stages}..{num_stages - 1}"
-                raise ConfigError(f"out_indices={tuple(out_indices)} must be non-empty stage indices in {valid}")
-            self.out_indices = tuple(sorted({i % num_stages for i in out_indices}))
+            self._init_backbone(out_indices)
             for i in range(num_stages):
                 self.add_module(f"norm{i}", LayerNorm2d(dims[i], eps=1e-6))
-            self.feature_info: Any = FeatureInfo(feature_info, self.out_indices)
         else:
-            self.out_indices = tuple(range(num_stages))
-            self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
-            self.head_drop = nn.Dropout(drop_rate)
-            self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
-            self.feature_info = feature_info
-
+            self._init_head(num_classes, global_pool, drop_rate, nn.LayerNorm(dims[-1], eps=1e-6))
         self.apply(self._init_weights)
-        if isinstance(getattr(self, "head", None), nn.Linear):
-            with torch.no_grad():
-                self.head.weight.mul_(head_init_scale)
-                self.head.bias.mul_(head_init_scale)
+        self._scale_head_init(head_init_scale)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         # official: every conv (the large-kernel branches included) and linear gets trunc_normal(0.02), zero bias
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and not module.weight.is_meta:
             trunc_normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -290,76 +272,16 @@ class SLaK(LinearHeadMixin, nn.Module):
             blocks=[(r"^downsample_layers\.(\d+)\.", (0,)), (r"^stages\.(\d+)\.(\d+)\.", None)],
         )
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block in the backward pass instead of storing its activations."""
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        indices: int | Sequence[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """Stage outputs (timm's intermediate-feature API).
-
-        Args:
-            x: ``(N, in_chans, H, W)``.
-            indices: None (all stages), an int (the last n) or stage indices.
-            norm: apply the per-stage ``norm{i}`` (only in features_only mode, where they exist).
-            stop_early: stop after the last requested stage.
-            output_fmt: only ``"NCHW"``.
-            intermediates_only: return only the list.
-
-        Returns:
-            The list of ``(N, dims[i], H / 2^(i+2), W / 2^(i+2))`` maps, or ``(last_map, list)``.
-
-        Raises:
-            ConfigError: for another output format, or ``norm=True`` without per-stage norms.
-        """
-        if output_fmt != "NCHW":
-            raise ConfigError(f"forward_intermediates: output_fmt={output_fmt!r} is not supported; expected 'NCHW'")
-        if norm and not self.features_only:
-            raise ConfigError("forward_intermediates: norm=True needs the per-stage norms of features_only=True")
-        num_stages = len(self.stages)
-        take_indices, max_index = feature_take_indices(num_stages, indices)
-        intermediates = []
-        last = max_index if stop_early or intermediates_only else num_stages - 1
-        for i in range(last + 1):
-            x = self.stages[i](self.downsample_layers[i](x))
-            if i in take_indices:
-                intermediates.append(getattr(self, f"norm{i}")(x) if norm else x)
-        return intermediates if intermediates_only else (x, intermediates)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """``(N, in_chans, H, W) -> (N, dims[-1], h, w)``: the last-stage map before pooling."""
-        for downsample, stage in zip(self.downsample_layers, self.stages):
-            x = stage(downsample(x))
+    def _stage_input(self, index: int, x: Tensor) -> Tensor:
+        for i, layer in enumerate(self.downsample_layers):  # a loop, not [index]: TorchScript needs constant indices
+            if i == index:
+                x = layer(x)
         return x
 
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        """Global average pool, LayerNorm and classify.
+    def _prune_stage_inputs(self, num_stages: int) -> None:
+        self.downsample_layers = self.downsample_layers[:num_stages]
 
-        Args:
-            x: ``(N, dims[-1], h, w)`` from ``forward_features``.
-            pre_logits: return the pooled, normalised ``(N, dims[-1])`` embedding instead of logits.
-
-        Returns:
-            ``(N, num_classes)`` logits or ``(N, dims[-1])``.
-        """
-        x = self.head_drop(self.norm(x.mean((-2, -1))))
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
-        """Logits ``(N, num_classes)``, or in features_only mode the list of normalised stage maps."""
-        if self.features_only:
-            return self.forward_intermediates(x, self.out_indices, norm=True, intermediates_only=True)
-        return self.forward_head(self.forward_features(x))
-
+    @torch.jit.ignore
     @torch.no_grad()
     def reparameterize(self, dense: bool | None = None) -> None:
         """Re-parameterize every large-kernel layer in place (idempotent; BN must hold its eval statistics).
@@ -392,34 +314,20 @@ def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: SLaK) -> dict[str
     Returns:
         A state_dict with the model's keys.
     """
-    if any(key.startswith("backbone.") for key in state_dict):
-        state_dict = {key[len("backbone.") :]: v for key, v in state_dict.items() if key.startswith("backbone.")}
+    state_dict = official_keys(state_dict, model, lambda key: key.startswith("norm") and key[4:5].isdigit())
     state_dict = {k.replace(".Decom1.", ".LoRA1.").replace(".Decom2.", ".LoRA2."): v for k, v in state_dict.items()}
-    target = model.state_dict()
-    if model.features_only:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("norm.", "head."))}
-        missing_norms = [k for k in target if k.startswith("norm") and k[4:5].isdigit() and k not in state_dict]
-        if missing_norms:
-            logger.info("checkpoint has no per-stage norms; %s keep their initialisation", sorted(missing_norms))
-            state_dict.update({k: target[k] for k in missing_norms})
-    is_train_form = any(".large_kernel." in k and k.endswith(".conv.weight") for k in state_dict)
-    if model.deploy and is_train_form:
-        logger.info("re-parameterizing a training-form checkpoint for the deploy model")
-        head = state_dict.get("head.weight")
-        num_classes = head.shape[0] if head is not None else model.num_classes
-        twin = SLaK(**model.arch_args, num_classes=num_classes, features_only=model.features_only,
-                    out_indices=model.out_indices)  # fmt: skip
-        twin.load_state_dict(state_dict)
-        twin.reparameterize(model.merge_dense)
-        state_dict = twin.state_dict()
+    if model.deploy and any(".large_kernel." in k and k.endswith(".conv.weight") for k in state_dict):
+        state_dict = reparameterized_for(model, state_dict)
     return state_dict
 
 
 def _create_slak(variant: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    return build_model(SLaK, variant, pretrained, checkpoint_filter_fn=checkpoint_filter_fn, **kwargs)
+    num_stages = len(kwargs.get("depths", (3, 3, 9, 3)))
+    return build_trunk(SLaK, variant, pretrained, filter_fn=checkpoint_filter_fn, num_stages=num_stages, **kwargs)
 
 
 def _cfg(**kwargs: Any) -> PretrainedCfg:
+    kwargs.setdefault("pool_size", (7, 7))  # timm's cfg has no default; every trunk reduces by 32
     return PretrainedCfg(
         first_conv="downsample_layers.0.0",
         classifier="head",
@@ -433,7 +341,7 @@ def _cfg(**kwargs: Any) -> PretrainedCfg:
 # the official ImageNet-1K weights (40 % sparse, 300 epochs) are surfdrive links in the SLaK README, not on a hub
 _MANUAL = "official IN-1K weights: download them from the SLaK README and pass checkpoint_path="
 
-default_cfgs = register_pretrained_cfgs({
+default_cfgs = generate_default_cfgs({
     "slak_t.in1k": _cfg(num_params=50_703_838, notes=f"82.5 %; {_MANUAL}"),
     "slak_s.in1k": _cfg(num_params=91_131_820, notes=f"83.8 %; {_MANUAL}"),
     "slak_b.in1k": _cfg(num_params=157_950_792, notes=f"84.0 %; {_MANUAL}"),

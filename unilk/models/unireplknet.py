@@ -10,8 +10,6 @@ checkpoints load strictly. Every large-kernel depthwise convolution runs through
 stay plain ``nn.Conv2d``.
 """
 
-from __future__ import annotations
-
 import logging
 import warnings
 from collections.abc import Sequence
@@ -20,23 +18,23 @@ from typing import Any
 import torch
 import torch.nn as nn
 from timm.layers import DropPath, trunc_normal_
-from timm.models import FeatureInfo
+from timm.models import generate_default_cfgs, register_model
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
-from unilk.errors import CheckpointError, ConfigError
-from unilk.hub import PretrainedCfg
+from unilk.errors import ConfigError
 from unilk.layers.dilated_reparam import DilatedReparamBlock
 from unilk.layers.fuse import fuse_bn
 from unilk.layers.grn import GRNwithNHWC
 from unilk.layers.norm import LayerNorm2d
 from unilk.layers.se import SEBlock
-from unilk.models._classifier import LinearHeadMixin
-from unilk.models.registry import build_model, register_model, register_pretrained_cfgs
+from unilk.models._builder import PretrainedCfg, build_trunk
+from unilk.models._checkpoint import official_keys, reparameterized_for
+from unilk.models._trunk import LargeKernelTrunk, TrunkStage, drop_path_rates, stage_feature_info
 from unilk.ops.fused import fused_enabled, unireplknet_block_tail
 from unilk.ops.lkconv import depthwise_conv2d
+from unilk.ops.tracing import plain_required
 
-__all__ = ["UniRepLKNet", "UniRepLKNetBlock", "UniRepLKNetStage", "default_kernel_sizes", "checkpoint_filter_fn"]
+__all__ = ["UniRepLKNet", "UniRepLKNetBlock", "default_kernel_sizes", "checkpoint_filter_fn"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,26 +114,37 @@ class UniRepLKNetBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W) -> (N, C, H, W)``."""
-        if isinstance(self.dwconv, nn.Conv2d):  # SmaK: the same "same"-padded depthwise conv as the large kernels
-            y = depthwise_conv2d(x, self.dwconv.weight, self.dwconv.bias)
-        else:
-            y = self.dwconv(x)
-        y = self.norm(y)
-        if fused_enabled():
-            if self._shortcut_in_tail():
-                return self._fused_tail(y, residual=x)
-            y = self._fused_tail(y)
-        else:
-            y = self.pwconv2(self.act(self.pwconv1(self.se(y))))
+        if torch.jit.is_scripting():
+            return self._plain_forward(x)
+        if plain_required() or not fused_enabled():
+            return self._plain_forward(x)
+        y = self.norm(self._spatial_mix(x))
+        if self._shortcut_in_tail():
+            return self._fused_tail(y, residual=x)
+        return self._add_residual(x, self._fused_tail(y))
+
+    def _plain_forward(self, x: Tensor) -> Tensor:
+        y = self.norm(self.dwconv(x))
+        return self._add_residual(x, self.pwconv2(self.act(self.pwconv1(self.se(y)))))
+
+    def _add_residual(self, x: Tensor, y: Tensor) -> Tensor:
         if self.gamma is not None:
             y = self.gamma.view(1, -1, 1, 1) * y
         return x + self.drop_path(y)
 
+    @torch.jit.unused
+    def _spatial_mix(self, x: Tensor) -> Tensor:
+        if isinstance(self.dwconv, nn.Conv2d):  # SmaK: the same "same"-padded depthwise conv as the large kernels
+            return depthwise_conv2d(x, self.dwconv.weight, self.dwconv.bias)
+        return self.dwconv(x)
+
+    @torch.jit.unused
     def _shortcut_in_tail(self) -> bool:
         # Deploy form without stochastic depth: nothing sits between the last Linear and the shortcut add.
         drop_path_active = self.training and not isinstance(self.drop_path, nn.Identity)
         return len(self.pwconv2) == 2 and self.gamma is None and not drop_path_active
 
+    @torch.jit.unused
     def _fused_tail(self, y: Tensor, residual: Tensor | None = None) -> Tensor:
         # SE -> Linear -> GELU -> GRN -> Linear in the NCHW layout with the gates folded into the matmuls
         # (unilk.ops.fused): the module chain's numbers up to float rounding, without its permute copies and passes.
@@ -199,36 +208,6 @@ class UniRepLKNetBlock(nn.Module):
         self.deploy = True
 
 
-class UniRepLKNetStage(nn.Sequential):
-    """The blocks of one stage (an ``nn.Sequential``, so keys are ``stages.{s}.{b}``), with gradient checkpointing."""
-
-    def __init__(self, blocks: Sequence[UniRepLKNetBlock]) -> None:
-        super().__init__(*blocks)
-        self.grad_checkpointing = False
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``(N, C, H, W) -> (N, C, H, W)``."""
-        for block in self:
-            if self.grad_checkpointing and x.requires_grad and not torch.jit.is_scripting():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-        return x
-
-
-def _take_indices(indices: int | Sequence[int] | None) -> list[int]:
-    """Stage indices from None (all), an int n (the last n) or a sequence (negative counts from the end)."""
-    if indices is None:
-        indices = 4
-    if isinstance(indices, int):
-        if not 0 < indices <= 4:
-            raise ConfigError(f"indices={indices} asks for the last n stages; n must be in 1..4")
-        return list(range(4 - indices, 4))
-    if not indices or any(not -4 <= i < 4 for i in indices):
-        raise ConfigError(f"indices={tuple(indices)} must be non-empty stage indices in -4..3")
-    return sorted({i % 4 for i in indices})
-
-
 def default_kernel_sizes(depths: Sequence[int]) -> tuple[tuple[int, ...], ...]:
     """The official per-block kernel sizes for the four known depth patterns.
 
@@ -255,7 +234,7 @@ def default_kernel_sizes(depths: Sequence[int]) -> tuple[tuple[int, ...], ...]:
     )
 
 
-class UniRepLKNet(LinearHeadMixin, nn.Module):
+class UniRepLKNet(LargeKernelTrunk):
     """UniRepLKNet classifier or dense-prediction backbone.
 
     Input ``(N, in_chans, H, W)`` with any H, W ≥ 32 (square or not); stages run at strides 4, 8, 16, 32 with
@@ -276,6 +255,7 @@ class UniRepLKNet(LinearHeadMixin, nn.Module):
         with_cp: gradient checkpointing (same as ``set_grad_checkpointing(True)``).
         attempt_use_lk_impl: accepted for official compatibility; ``unilk.ops.lkconv`` always picks the kernel.
         use_sync_bn: use ``nn.SyncBatchNorm`` (same keys) for multi-GPU training.
+        global_pool: '', 'avg', 'max' or 'avgmax' before the head norm.
         features_only: dense-prediction backbone mode.
         out_indices: stages returned in ``features_only`` mode (negative indices count from the end).
         drop_rate: dropout before the head.
@@ -299,6 +279,7 @@ class UniRepLKNet(LinearHeadMixin, nn.Module):
         attempt_use_lk_impl: bool = True,
         use_sync_bn: bool = False,
         *,
+        global_pool: str = "avg",
         features_only: bool = False,
         out_indices: Sequence[int] = (0, 1, 2, 3),
         drop_rate: float = 0.0,
@@ -313,13 +294,14 @@ class UniRepLKNet(LinearHeadMixin, nn.Module):
                 f"kernel_sizes={kernel_sizes} does not match depths={depths}: give one tuple per stage with one kernel "
                 "size per block"
             )
+        # what a twin (train <-> deploy) of this model is built from
+        self.arch_args = dict(in_chans=in_chans, depths=depths, dims=dims, kernel_sizes=kernel_sizes,
+                              layer_scale_init_value=layer_scale_init_value)  # fmt: skip
         self.depths, self.dims, self.kernel_sizes = depths, dims, kernel_sizes
-        self.num_classes = num_classes
         self.in_chans = in_chans
         self.deploy = deploy
-        self.features_only = features_only
         self.attempt_use_lk_impl = attempt_use_lk_impl
-        self.num_features = self.head_hidden_size = dims[-1]
+        self.num_features = dims[-1]
         self._max_kernel = max(max(k) for k in kernel_sizes)
         self._warned_small_input = False  # warn once per model, not at every training step
         norm_layer = nn.SyncBatchNorm if use_sync_bn else nn.BatchNorm2d
@@ -338,46 +320,32 @@ class UniRepLKNet(LinearHeadMixin, nn.Module):
             self.downsample_layers.append(
                 nn.Sequential(nn.Conv2d(dims[i - 1], dims[i], kernel_size=3, stride=2, padding=1), LayerNorm2d(dims[i]))
             )
-
-        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
-        self.stages = nn.ModuleList()
-        cursor = 0
-        for i in range(4):
-            self.stages.append(
-                UniRepLKNetStage(
-                    [
-                        UniRepLKNetBlock(
-                            dims[i],
-                            kernel_sizes[i][j],
-                            drop_path=rates[cursor + j],
-                            layer_scale_init_value=layer_scale_init_value,
-                            deploy=deploy,
-                            norm_layer=norm_layer,
-                        )
-                        for j in range(depths[i])
-                    ]
-                )
+        rates = drop_path_rates(drop_path_rate, depths)
+        self.stages = nn.ModuleList(
+            TrunkStage(
+                [
+                    UniRepLKNetBlock(
+                        dims[i],
+                        kernel_sizes[i][j],
+                        drop_path=rates[i][j],
+                        layer_scale_init_value=layer_scale_init_value,
+                        deploy=deploy,
+                        norm_layer=norm_layer,
+                    )
+                    for j in range(depths[i])
+                ]
             )
-            cursor += depths[i]
-
-        feature_info = [dict(num_chs=dims[i], reduction=4 * 2**i, module=f"stages.{i}") for i in range(4)]
+            for i in range(4)
+        )
+        self.feature_info = stage_feature_info(dims)
         if features_only:
-            self.out_indices = tuple(_take_indices(tuple(out_indices)))
+            self._init_backbone(out_indices)
             for i in range(4):  # all four, as the official backbone state_dict has them
                 self.add_module(f"norm{i}", LayerNorm2d(dims[i]))
-            self.feature_info: Any = FeatureInfo(feature_info, self.out_indices)
         else:
-            self.out_indices = (0, 1, 2, 3)
-            self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
-            self.head_drop = nn.Dropout(drop_rate)
-            self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
-            self.feature_info = feature_info
-
+            self._init_head(num_classes, global_pool, drop_rate, nn.LayerNorm(dims[-1], eps=1e-6))
         self.apply(self._init_weights)
-        if isinstance(getattr(self, "head", None), nn.Linear):
-            with torch.no_grad():
-                self.head.weight.mul_(head_init_scale)
-                self.head.bias.mul_(head_init_scale)
+        self._scale_head_init(head_init_scale)
         if with_cp:
             self.set_grad_checkpointing(True)
 
@@ -414,20 +382,35 @@ class UniRepLKNet(LinearHeadMixin, nn.Module):
         blocks += [(r"^downsample_layers\.3\.", (12,)), (r"^stages\.3\.", (12,))]
         return dict(stem=r"^downsample_layers\.0\.", blocks=blocks)
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block in the backward pass instead of storing its activations."""
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
+    def _stage_input(self, index: int, x: Tensor) -> Tensor:
+        if index == 0 and not torch.jit.is_scripting() and self._channels_last_stem(x):
+            # The stem's two dense 3x3 convs run 3-5x faster channels-last on CPU (oneDNN), and its LayerNorms then
+            # work on contiguous channel vectors; the stages take NCHW again.
+            stem_input = x.contiguous(memory_format=torch.channels_last)
+            return self.downsample_layers[0](stem_input).contiguous()
+        for i, layer in enumerate(self.downsample_layers):  # a loop, not [index]: TorchScript needs constant indices
+            if i == index:
+                x = layer(x)
+        if index == len(self.stages) - 1 and not torch.jit.is_scripting():
+            self._warn_if_small(x)
+        return x
 
+    @torch.jit.unused
+    def _channels_last_stem(self, x: Tensor) -> bool:
+        return not plain_required() and x.device.type == "cpu" and fused_enabled()
+
+    def _prune_stage_inputs(self, num_stages: int) -> None:
+        self.downsample_layers = self.downsample_layers[:num_stages]
+
+    @torch.jit.unused
     def _warn_if_small(self, x: Tensor) -> None:
         # the official repo's NaN report (#14) came from last-stage maps far smaller than the kernels. A K×K kernel
         # keeps all its taps in use while the map has at least K // 2 + 1 pixels per side (7 for 13×13: exactly the
         # 224-pixel regime the models were trained in); below that some taps never see the map, so warn.
-        if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+        if self._warned_small_input or plain_required():
             return
         reach = self._max_kernel // 2 + 1
-        if min(x.shape[-2:]) < reach and not self._warned_small_input:
+        if min(x.shape[-2:]) < reach:
             self._warned_small_input = True
             warnings.warn(
                 f"UniRepLKNet: the last-stage map is {tuple(x.shape[-2:])}, smaller than the reach of the largest "
@@ -435,92 +418,8 @@ class UniRepLKNet(LinearHeadMixin, nn.Module):
                 f"kernel never sees the input. Use inputs of at least {32 * (reach - 1) + 1} pixels per side, or "
                 "smaller kernels in the last stage",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        indices: int | Sequence[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """Stage outputs (timm's intermediate-feature API).
-
-        Args:
-            x: ``(N, in_chans, H, W)``.
-            indices: None (all 4 stages), an int (the last n) or stage indices.
-            norm: apply the official per-stage ``norm{i}`` (only in features_only mode, where they exist).
-            stop_early: stop after the last requested stage.
-            output_fmt: only ``"NCHW"``.
-            intermediates_only: return only the list.
-
-        Returns:
-            The list of ``(N, dims[i], H / 2^(i+2), W / 2^(i+2))`` maps, or ``(last_map, list)``.
-
-        Raises:
-            ConfigError: for another output format, or ``norm=True`` without per-stage norms.
-        """
-        if output_fmt != "NCHW":
-            raise ConfigError(f"forward_intermediates: output_fmt={output_fmt!r} is not supported; expected 'NCHW'")
-        if norm and not self.features_only:
-            raise ConfigError("forward_intermediates: norm=True needs the per-stage norms of features_only=True")
-        take_indices = _take_indices(indices)
-        max_index = max(take_indices)
-        intermediates = []
-        last = max_index if stop_early or intermediates_only else 3
-        for i in range(last + 1):
-            x = self.stages[i](self._downsample(i, x))
-            if i in take_indices:
-                intermediates.append(getattr(self, f"norm{i}")(x) if norm else x)
-        if last == 3:
-            self._warn_if_small(x)
-        return intermediates if intermediates_only else (x, intermediates)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """``(N, in_chans, H, W) -> (N, dims[-1], ceil(H / 32), ceil(W / 32))``, the last-stage map before pooling."""
-        for i in range(4):
-            x = self.stages[i](self._downsample(i, x))
-        self._warn_if_small(x)
-        return x
-
-    def _downsample(self, index: int, x: Tensor) -> Tensor:
-        if index == 0 and x.device.type == "cpu" and fused_enabled():
-            # The stem's two dense 3x3 convs run 3-5x faster channels-last on CPU (oneDNN), and its LayerNorms then
-            # work on contiguous channel vectors; the stages take NCHW again.
-            stem_input = x.contiguous(memory_format=torch.channels_last)
-            return self.downsample_layers[0](stem_input).contiguous()
-        return self.downsample_layers[index](x)
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        """Pool, LayerNorm and classify.
-
-        Args:
-            x: ``(N, dims[-1], h, w)`` from ``forward_features``.
-            pre_logits: return the pooled, normalised ``(N, dims[-1])`` embedding instead of logits.
-
-        Returns:
-            ``(N, num_classes)`` logits or ``(N, dims[-1])``.
-        """
-        x = self.norm(x.mean((-2, -1)))
-        x = self.head_drop(x)
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
-        """Logits ``(N, num_classes)``, or in features_only mode the list of normalised stage maps."""
-        if self.features_only:
-            return self.forward_intermediates(x, self.out_indices, norm=True, intermediates_only=True)
-        return self.forward_head(self.forward_features(x))
-
-    @torch.no_grad()
-    def reparameterize(self) -> None:
-        """Re-parameterize every block in place (idempotent): the model then equals a ``deploy=True`` build."""
-        for stage in self.stages:
-            for block in stage:
-                block.reparameterize()
-        self.deploy = True
 
 
 def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: UniRepLKNet) -> dict[str, Tensor]:
@@ -538,48 +437,21 @@ def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: UniRepLKNet) -> d
     Returns:
         A state_dict with the model's keys.
     """
-    if any(key.startswith("backbone.") for key in state_dict):
-        state_dict = {key[len("backbone.") :]: v for key, v in state_dict.items() if key.startswith("backbone.")}
-    target = model.state_dict()
-    if model.features_only:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("norm.", "head."))}
-        missing_norms = [k for k in target if k.startswith("norm") and k[4:5].isdigit() and k not in state_dict]
-        if missing_norms:
-            logger.info("checkpoint has no per-stage norms; %s keep their initialisation", sorted(missing_norms))
-            state_dict.update({k: target[k] for k in missing_norms})
-    is_train_form = any(".origin_bn." in k or ".pwconv2.2." in k for k in state_dict)
-    if model.deploy and is_train_form:
-        logger.info("re-parameterizing a training-form checkpoint for the deploy model")
-        # the twin has the checkpoint's stem and head; adapting them to the model happens after this filter
-        twin = UniRepLKNet(
-            in_chans=state_dict["downsample_layers.0.0.weight"].shape[1],
-            num_classes=state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0,
-            depths=model.depths,
-            dims=model.dims,
-            kernel_sizes=model.kernel_sizes,
-            features_only=model.features_only,
-            out_indices=model.out_indices,
-        )
-        try:
-            twin.load_state_dict(state_dict)
-        except RuntimeError as err:
-            raise CheckpointError(
-                f"the training-form checkpoint does not fit this UniRepLKNet (depths={model.depths}, "
-                f"dims={model.dims}): {str(err)[:300]}; build the model with the checkpoint's configuration"
-            ) from err
-        twin.reparameterize()
-        state_dict = twin.state_dict()
+    state_dict = official_keys(state_dict, model, lambda key: key.startswith("norm") and key[4:5].isdigit())
+    if model.deploy and any(".origin_bn." in k or ".pwconv2.2." in k for k in state_dict):
+        state_dict = reparameterized_for(model, state_dict)
     return state_dict
 
 
 def _create_unireplknet(variant: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    return build_model(UniRepLKNet, variant, pretrained, checkpoint_filter_fn=checkpoint_filter_fn, **kwargs)
+    return build_trunk(UniRepLKNet, variant, pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
 
 
 _HF_REPO = "DingXiaoH/UniRepLKNet"
 
 
 def _cfg(filename: str | None = None, **kwargs: Any) -> PretrainedCfg:
+    kwargs.setdefault("pool_size", (7, 7))  # timm's cfg has no default; every trunk reduces by 32
     return PretrainedCfg(
         hf_hub_id=_HF_REPO if filename else None,
         hf_hub_filename=filename,
@@ -601,7 +473,7 @@ def _cfg_22k(filename: str, size: int, **kwargs: Any) -> PretrainedCfg:
     return _cfg(filename, num_classes=21841, input_size=(3, size, size), pool_size=(size // 32, size // 32), **kwargs)
 
 
-default_cfgs = register_pretrained_cfgs(
+default_cfgs = generate_default_cfgs(
     {
         "unireplknet_a.in1k": _cfg("unireplknet_a_in1k_224_acc77.03.pth", num_params=4_649_060),
         "unireplknet_f.in1k": _cfg("unireplknet_f_in1k_224_acc78.58.pth", num_params=6_489_328),

@@ -37,6 +37,7 @@ from torch.autograd.function import once_differentiable
 from unilk.errors import ConfigError
 from unilk.ops._fft_conv import fft_depthwise_backward, fft_depthwise_forward
 from unilk.ops._lkconv_plan import NCHW_MAX_WIDTH, Plan, choose_plan
+from unilk.ops.tracing import plain_required
 
 __all__ = ["depthwise_conv2d", "depthwise_conv2d_sum", "lkconv_mode", "current_mode", "MODES", "ENV_VAR"]
 
@@ -94,12 +95,9 @@ def lkconv_mode(mode: str) -> Iterator[None]:
 
 
 def _is_exporting() -> bool:
-    """True while torch.compile/torch.export, torch.jit or ONNX export trace the model: they need plain ``F.conv2d``.
-
-    ONNX export traces through one of these too (TorchScript tracing, or ``torch.export`` for the dynamo exporter),
-    so the two cheap checks cover it; they run on every call.
-    """
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+    """True while a graph is captured (FX, ``torch.jit.trace``, ``torch.compile``, ``torch.export``, ONNX export):
+    the op must then be plain ``F.conv2d``. ONNX export traces through one of these too."""
+    return plain_required()
 
 
 def _direct(x: Tensor, weight: Tensor, bias: Tensor | None, layout: str) -> Tensor:
