@@ -77,7 +77,7 @@ def _conv_kernel(
     Grid (batch * cdiv(channels, block_c), cdiv(height * width, block_p)).
     """
     acc_dtype = tl.float64 if acc_f64 else tl.float32
-    c_blocks = tl.cdiv(channels, block_c)
+    c_blocks = (channels + block_c - 1) // block_c
     pid_nc = tl.program_id(0)
     n = (pid_nc // c_blocks).to(tl.int64)
     cs = (pid_nc % c_blocks) * block_c + tl.arange(0, block_c)
@@ -87,7 +87,7 @@ def _conv_kernel(
     c_ok = cs < channels
     p_ok = ps < height * width
     x_rows = x_ptr + n * sxn + cs.to(tl.int64)[:, None] * sxc
-    acc = tl.zeros((block_c, block_p), dtype=acc_dtype)
+    acc = tl.full((block_c, block_p), 0, dtype=acc_dtype)
     for t in range(taps):
         dh = tl.load(dh_ptr + t)
         dw = tl.load(dw_ptr + t)
@@ -127,6 +127,7 @@ def _weight_grad_kernel(
     block_c: tl.constexpr,
     block_t: tl.constexpr,
     block_p: tl.constexpr,
+    add: tl.constexpr,
 ):
     """part[s, c, t] = sum over the batch slice s and all positions p of g[n, c, p] x[n, c, p + d_t].
 
@@ -141,7 +142,7 @@ def _weight_grad_kernel(
     dh = tl.load(dh_ptr + ts, mask=t_ok, other=0)
     dw = tl.load(dw_ptr + ts, mask=t_ok, other=0)
     c64 = cs.to(tl.int64)
-    acc = tl.zeros((block_c, block_t, block_p), dtype=acc_dtype)
+    acc = tl.full((block_c, block_t, block_p), 0, dtype=acc_dtype)
     n_start = split * n_per_split
     n_stop = tl.minimum(n_start + n_per_split, batch)
     # Per-image base pointers advance by one image stride per step (pointer arithmetic is 64-bit).
@@ -163,9 +164,15 @@ def _weight_grad_kernel(
             acc += gv[:, None, :] * xv
         x_image += sxn
         g_image += sgn
-    part = tl.sum(acc, axis=2)
+    part = tl.reduce(acc, 2, add)
     part_ptrs = part_ptr + (split.to(tl.int64) * channels + c64[:, None]) * taps + ts[None, :]
     tl.store(part_ptrs, part, mask=c_ok[:, None] & t_ok[None, :])
+
+
+def _add(a, b):
+    """The weight gradient's sum, passed in as a kernel argument: ``tl.sum`` itself is decorated when Triton is
+    imported, so the interpreter could only run it if ``TRITON_INTERPRET`` had been set before that import."""
+    return a + b
 
 
 def interpreting() -> bool:
@@ -177,6 +184,7 @@ def interpreting() -> bool:
 class _Kernels:
     conv: object
     weight_grad: object
+    add: object
 
 
 @functools.cache
@@ -184,7 +192,7 @@ def _kernels(interpret: bool) -> _Kernels:
     """The kernels decorated under ``interpret`` (Triton picks the interpreter or the compiler at decoration time)."""
     if interpret != interpreting():
         raise RuntimeError("_kernels: the interpreter setting changed between the check and the decoration")
-    return _Kernels(triton.jit(_conv_kernel), triton.jit(_weight_grad_kernel))
+    return _Kernels(triton.jit(_conv_kernel), triton.jit(_weight_grad_kernel), triton.jit(_add))
 
 
 def check_device(x: Tensor) -> None:
@@ -316,9 +324,10 @@ def conv_weight_grad(x: Tensor, grad_out: Tensor, weights: Sequence[Tensor]) -> 
         splits = triton.cdiv(n, n_per_split)
         part = torch.empty(splits, c, total, dtype=acc_dtype, device=x.device)
         grid = (triton.cdiv(c, block_c), triton.cdiv(total, block_t), splits)
-        _kernels(interpreting()).weight_grad[grid](
+        kernels = _kernels(interpreting())
+        kernels.weight_grad[grid](
             x, grad_out, dh, dw, part, n, c, h, w, total, n_per_split, *x.stride(), *grad_out.stride(),
-            acc_f64=x.dtype == torch.float64, block_c=block_c, block_t=block_t, block_p=block_p,
+            add=kernels.add, acc_f64=x.dtype == torch.float64, block_c=block_c, block_t=block_t, block_p=block_p,
         )  # fmt: skip
         flat = part.sum(0)
     grads, start = [], 0
