@@ -173,3 +173,18 @@ def test_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(unilk.ops, "triton_lkconv")
     with pytest.raises(ConfigError, match="needs the triton package"), lkconv_mode("triton"):
         depthwise_conv2d(torch.randn(1, 2, 5, 5), weight)  # a new shape: the route is decided again
+
+
+def test_triton_mode_under_autocast_runs_in_the_autocast_dtype() -> None:
+    x = torch.randn(1, 4, 5, 5).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(4, 1, 5, 5, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = F.conv2d(x, weight, padding=2, groups=4)
+        with lkconv_mode("triton"):
+            out = depthwise_conv2d(x, weight)
+    assert out.dtype == torch.bfloat16
+    assert _rel(out, expected) <= 1e-2
+    (grad,) = torch.autograd.grad(out.float().sum(), weight)
+    (want,) = torch.autograd.grad(expected.float().sum(), weight)
+    assert grad.dtype == torch.float32
+    assert _rel(grad, want) <= 2e-2
