@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 
 import pytest
@@ -12,7 +13,7 @@ from torch import Tensor
 
 from unilk.ops import lkconv
 from unilk.ops._lkconv_plan import Plan
-from unilk.ops._lkconv_tune import Tuner, tolerance
+from unilk.ops._lkconv_tune import Tuner, synchronized_timer, tolerance
 from unilk.ops.lkconv import TUNED, depthwise_conv2d, lkconv_mode
 
 
@@ -85,7 +86,8 @@ def test_cache_is_bounded() -> None:
 
 
 def test_tolerance_per_dtype() -> None:
-    assert tolerance(torch.float64) < tolerance(torch.float32) < tolerance(torch.bfloat16)
+    assert tolerance(torch.float64) < tolerance(torch.float32) < tolerance(torch.float32, tf32=True)
+    assert tolerance(torch.float32, tf32=True) < tolerance(torch.bfloat16)
     with pytest.raises(ValueError, match="floating-point"):
         tolerance(torch.int32)
 
@@ -121,3 +123,20 @@ def test_autocast_casts_like_conv2d() -> None:
     assert torch.equal(out, expected)  # the same bfloat16 convolution
     (grad,) = torch.autograd.grad(out.float().sum(), weight)
     assert grad.dtype == torch.float32  # the float32 master weight still gets its gradient
+
+
+def test_synchronized_timer_times_slow_candidates_once() -> None:
+    calls: Counter = Counter()
+
+    def fast() -> None:
+        calls["fast"] += 1
+
+    def slow() -> None:
+        calls["slow"] += 1
+        time.sleep(0.02)
+
+    # Thresholds far from the calls' durations, so a loaded machine cannot flip them.
+    assert synchronized_timer(rounds=2, calls=3, slow_s=1.0)("fast", fast) < 1.0
+    assert calls["fast"] == 1 + 2 * 3
+    assert synchronized_timer(rounds=2, calls=3, slow_s=0.01)("slow", slow) >= 0.02
+    assert calls["slow"] == 1

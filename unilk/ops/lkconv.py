@@ -177,7 +177,7 @@ def _tuned_conv(x: Tensor, weight: Tensor) -> str:
     if _capturing():
         return "nchw"  # untuned shapes in a captured graph record PyTorch's own kernel
     candidates = {name: functools.partial(_conv, x, weight, None, name) for name in _candidates(x)}
-    return _TUNER.choose(key, candidates, tolerance(x.dtype))
+    return _TUNER.choose(key, candidates, tolerance(x.dtype, tf32=x.is_cuda and torch.backends.cudnn.allow_tf32))
 
 
 def _tuned_weight_grad(x: Tensor, weight: Tensor, grad_out: Tensor) -> str:
@@ -189,7 +189,7 @@ def _tuned_weight_grad(x: Tensor, weight: Tensor, grad_out: Tensor) -> str:
     if _capturing():
         return "nchw"
     candidates = {name: functools.partial(_weight_grad, x, weight, grad_out, name) for name in _candidates(x)}
-    return _TUNER.choose(key, candidates, tolerance(x.dtype))
+    return _TUNER.choose(key, candidates, tolerance(x.dtype, tf32=x.is_cuda and torch.backends.cudnn.allow_tf32))
 
 
 def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, algo: str) -> Tensor:

@@ -68,7 +68,7 @@ def _conv_kernel(
     soh,
     sow,
     has_bias: tl.constexpr,
-    acc_f64: tl.constexpr,
+    acc_dtype: tl.constexpr,
     block_c: tl.constexpr,
     block_p: tl.constexpr,
 ):
@@ -76,7 +76,6 @@ def _conv_kernel(
 
     Grid (batch * cdiv(channels, block_c), cdiv(height * width, block_p)).
     """
-    acc_dtype = tl.float64 if acc_f64 else tl.float32
     c_blocks = (channels + block_c - 1) // block_c
     pid_nc = tl.program_id(0)
     n = (pid_nc // c_blocks).to(tl.int64)
@@ -123,7 +122,7 @@ def _weight_grad_kernel(
     sgc,
     sgh,
     sgw,
-    acc_f64: tl.constexpr,
+    acc_dtype: tl.constexpr,
     block_c: tl.constexpr,
     block_t: tl.constexpr,
     block_p: tl.constexpr,
@@ -133,7 +132,6 @@ def _weight_grad_kernel(
 
     Grid (cdiv(channels, block_c), cdiv(taps, block_t), splits).
     """
-    acc_dtype = tl.float64 if acc_f64 else tl.float32
     cs = tl.program_id(0) * block_c + tl.arange(0, block_c)
     ts = tl.program_id(1) * block_t + tl.arange(0, block_t)
     split = tl.program_id(2)
@@ -193,6 +191,11 @@ def _kernels(interpret: bool) -> _Kernels:
     if interpret != interpreting():
         raise RuntimeError("_kernels: the interpreter setting changed between the check and the decoration")
     return _Kernels(triton.jit(_conv_kernel), triton.jit(_weight_grad_kernel), triton.jit(_add))
+
+
+def _acc_dtype(dtype: torch.dtype) -> object:
+    """Triton's accumulator dtype for inputs of ``dtype``: float64 for float64, float32 otherwise."""
+    return tl.float64 if dtype == torch.float64 else tl.float32
 
 
 def check_device(x: Tensor) -> None:
@@ -290,7 +293,7 @@ def conv_forward(x: Tensor, weights: Sequence[Tensor], bias: Tensor | None = Non
     _kernels(interpreting()).conv[grid](
         x, taps, dh, dw, taps if bias is None else bias.contiguous(), out,
         c, h, w, taps.shape[1], *x.stride(), *out.stride(),
-        has_bias=bias is not None, acc_f64=x.dtype == torch.float64, block_c=block_c, block_p=block_p,
+        has_bias=bias is not None, acc_dtype=_acc_dtype(x.dtype), block_c=block_c, block_p=block_p,
     )  # fmt: skip
     return out
 
@@ -327,7 +330,7 @@ def conv_weight_grad(x: Tensor, grad_out: Tensor, weights: Sequence[Tensor]) -> 
         kernels = _kernels(interpreting())
         kernels.weight_grad[grid](
             x, grad_out, dh, dw, part, n, c, h, w, total, n_per_split, *x.stride(), *grad_out.stride(),
-            add=kernels.add, acc_f64=x.dtype == torch.float64, block_c=block_c, block_t=block_t, block_p=block_p,
+            add=kernels.add, acc_dtype=_acc_dtype(x.dtype), block_c=block_c, block_t=block_t, block_p=block_p,
         )  # fmt: skip
         flat = part.sum(0)
     grads, start = [], 0
