@@ -126,6 +126,7 @@ def _weight_grad_kernel(
     block_c: tl.constexpr,
     block_t: tl.constexpr,
     block_p: tl.constexpr,
+    interpreted: tl.constexpr,
     add: tl.constexpr,
 ):
     """part[s, c, t] = sum over the batch slice s and all positions p of g[n, c, p] x[n, c, p + d_t].
@@ -162,14 +163,18 @@ def _weight_grad_kernel(
             acc += gv[:, None, :] * xv
         x_image += sxn
         g_image += sgn
-    part = tl.reduce(acc, 2, add)
+    if interpreted:  # noqa: SIM108 - a statement-level `if` on a constexpr is pruned before compilation
+        part = tl.reduce(acc, 2, add)
+    else:
+        part = tl.sum(acc, axis=2)
     part_ptrs = part_ptr + (split.to(tl.int64) * channels + c64[:, None]) * taps + ts[None, :]
     tl.store(part_ptrs, part, mask=c_ok[:, None] & t_ok[None, :])
 
 
 def _add(a, b):
-    """The weight gradient's sum, passed in as a kernel argument: ``tl.sum`` itself is decorated when Triton is
-    imported, so the interpreter could only run it if ``TRITON_INTERPRET`` had been set before that import."""
+    """The weight gradient's sum under the interpreter, passed in as a kernel argument: ``tl.sum`` is decorated when
+    Triton is imported, so the interpreter could only run it had ``TRITON_INTERPRET`` been set before that import.
+    Compiled kernels use ``tl.sum`` (the two compute the same sum)."""
     return a + b
 
 
@@ -182,7 +187,7 @@ def interpreting() -> bool:
 class _Kernels:
     conv: object
     weight_grad: object
-    add: object
+    add: object | None
 
 
 @functools.cache
@@ -190,7 +195,7 @@ def _kernels(interpret: bool) -> _Kernels:
     """The kernels decorated under ``interpret`` (Triton picks the interpreter or the compiler at decoration time)."""
     if interpret != interpreting():
         raise RuntimeError("_kernels: the interpreter setting changed between the check and the decoration")
-    return _Kernels(triton.jit(_conv_kernel), triton.jit(_weight_grad_kernel), triton.jit(_add))
+    return _Kernels(triton.jit(_conv_kernel), triton.jit(_weight_grad_kernel), triton.jit(_add) if interpret else None)
 
 
 def _acc_dtype(dtype: torch.dtype) -> object:
@@ -327,10 +332,12 @@ def conv_weight_grad(x: Tensor, grad_out: Tensor, weights: Sequence[Tensor]) -> 
         splits = triton.cdiv(n, n_per_split)
         part = torch.empty(splits, c, total, dtype=acc_dtype, device=x.device)
         grid = (triton.cdiv(c, block_c), triton.cdiv(total, block_t), splits)
-        kernels = _kernels(interpreting())
+        interpreted = interpreting()
+        kernels = _kernels(interpreted)
         kernels.weight_grad[grid](
             x, grad_out, dh, dw, part, n, c, h, w, total, n_per_split, *x.stride(), *grad_out.stride(),
-            add=kernels.add, acc_dtype=_acc_dtype(x.dtype), block_c=block_c, block_t=block_t, block_p=block_p,
+            interpreted=interpreted, add=kernels.add, acc_dtype=_acc_dtype(x.dtype),
+            block_c=block_c, block_t=block_t, block_p=block_p,
         )  # fmt: skip
         flat = part.sum(0)
     grads, start = [], 0
