@@ -352,8 +352,12 @@ def _make_route(key: tuple[object, ...], mode: str, x: Tensor, weight: Tensor) -
         keep_h, keep_w = (k_h, k_w) if crop is None else (crop[2].stop - crop[2].start, crop[3].stop - crop[3].start)
         # The auto rules were measured on CPU in float32/float64; elsewhere "auto" applies only the exact crop, and a
         # forced algorithm (e.g. channels_last, which sends CUDA depthwise convs to cuDNN) runs as asked.
+        # A forced direct layout runs in 16-bit too (FFT stays float32/float64: cuFFT has no bfloat16).
         forced_or_cpu = mode != "auto" or x.device.type == "cpu"
-        plannable = mode != "crop" and forced_or_cpu and x.dtype in (torch.float32, torch.float64)
+        exact_dtype = x.dtype in (torch.float32, torch.float64) or (
+            mode in ("nchw", "channels_last") and x.dtype in _FLOAT_DTYPES
+        )
+        plannable = mode != "crop" and forced_or_cpu and exact_dtype
         plan = choose_plan(mode, n, c, height, width, keep_h, keep_w) if plannable else None
         onednn = (
             plan is not None
