@@ -140,3 +140,16 @@ def test_synchronized_timer_times_slow_candidates_once() -> None:
     assert calls["fast"] == 1 + 2 * 3
     assert synchronized_timer(rounds=2, calls=3, slow_s=0.01)("slow", slow) >= 0.02
     assert calls["slow"] == 1
+
+
+def test_tuned_choice_keeps_the_channels_last_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    # PyTorch's NCHW kernel wins here; its result still comes back channels-last, like the input.
+    monkeypatch.setattr(lkconv, "_TUNER", Tuner(timer=_fake_timer({"nchw": 1.0, "channels_last": 2.0, "fft": 3.0})))
+    x = torch.randn(2, 4, 7, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    weight = torch.randn(4, 1, 5, 5, requires_grad=True)
+    out = lkconv._DepthwiseConvFn.apply(x, weight, None, Plan(TUNED, TUNED, TUNED))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(out, F.conv2d(x, weight, padding=2, groups=4), atol=1e-5)
+    grad_out = torch.randn_like(out).contiguous(memory_format=torch.channels_last)
+    (grad_x,) = torch.autograd.grad(out, x, grad_out)
+    assert grad_x.is_contiguous(memory_format=torch.channels_last)

@@ -176,7 +176,7 @@ def _tuned_conv(x: Tensor, weight: Tensor) -> str:
         return choice
     if _capturing():
         return "nchw"  # untuned shapes in a captured graph record PyTorch's own kernel
-    candidates = {name: functools.partial(_conv, x, weight, None, name) for name in _candidates(x)}
+    candidates = {name: functools.partial(_conv_in_format, x, weight, None, name) for name in _candidates(x)}
     return _TUNER.choose(key, candidates, tolerance(x.dtype, tf32=x.is_cuda and torch.backends.cudnn.allow_tf32))
 
 
@@ -192,10 +192,20 @@ def _tuned_weight_grad(x: Tensor, weight: Tensor, grad_out: Tensor) -> str:
     return _TUNER.choose(key, candidates, tolerance(x.dtype, tf32=x.is_cuda and torch.backends.cudnn.allow_tf32))
 
 
+def _in_format(out: Tensor, like: Tensor) -> Tensor:
+    """``out`` in ``like``'s memory format: a tuned choice must not flip the layout the next layers run in."""
+    return out.contiguous(memory_format=torch.channels_last) if _channels_last(like) else out
+
+
+def _conv_in_format(x: Tensor, weight: Tensor, bias: Tensor | None, algo: str) -> Tensor:
+    """:func:`_conv` with the result in ``x``'s memory format (what the autotuner times and returns)."""
+    return _in_format(_conv(x, weight, bias, algo), x)
+
+
 def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, algo: str) -> Tensor:
     """Forward-direction convolution with ``algo`` (also used for the input gradient with the flipped kernel)."""
     if algo == TUNED:
-        algo = _tuned_conv(x, weight)
+        return _conv_in_format(x, weight, bias, _tuned_conv(x, weight))
     if algo == "fft":
         out = fft_depthwise_forward(x, weight)
         return out if bias is None else out + bias.view(1, -1, 1, 1)
@@ -260,6 +270,8 @@ class _DepthwiseConvFn(torch.autograd.Function):
             grad_w = _weight_grad(x, weight, grad_out, weight_algo)
         if need_x and grad_x is None:
             grad_x = _conv(grad_out, flipped, None, input_algo)
+        if need_x and plan.input_grad == TUNED:
+            grad_x = _in_format(grad_x, x)
         if need_b:
             grad_b = grad_out.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None
@@ -350,8 +362,8 @@ def _make_route(key: tuple[object, ...], mode: str, x: Tensor, weight: Tensor) -
         n, c, height, width = x.shape
         crop = _crop_slices(k_h, k_w, height, width)
         keep_h, keep_w = (k_h, k_w) if crop is None else (crop[2].stop - crop[2].start, crop[3].stop - crop[3].start)
-        # The auto rules were measured on CPU in float32/float64; elsewhere "auto" applies only the exact crop, and a
-        # forced algorithm (e.g. channels_last, which sends CUDA depthwise convs to cuDNN) runs as asked.
+        # The auto rules were measured on CPU in float32/float64; on devices other than CPU and CUDA "auto" applies
+        # only the exact crop, and a forced algorithm runs as asked.
         # A forced direct layout runs in 16-bit too (FFT stays float32/float64: cuFFT has no bfloat16).
         forced_or_cpu = mode != "auto" or x.device.type == "cpu"
         exact_dtype = x.dtype in (torch.float32, torch.float64) or (
