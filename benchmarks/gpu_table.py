@@ -10,8 +10,8 @@ Usage (on the GPU machine, with only PyTorch, torchvision, timm and einops insta
 
 What it prints:
 
-1. The machine: GPU, driver, CUDA, cuDNN, PyTorch, Triton, timm, and the measured device-to-device copy bandwidth
-   (the "bound" columns divide the bytes an op must move by it).
+1. The machine: GPU, driver, CUDA, cuDNN, PyTorch, Triton, timm, and the measured device-to-device copy bandwidth and
+   float32 FMA rate (the "bound" column: the forward's bytes and FLOPs divided by them, see :class:`Peaks`).
 2. The op table: depthwise "same" convolutions at K = 13 (UniRepLKNet), 31 (RepLKNet) and SLaK's 51×5 ∥ 5×51 pair
    (summed), stage-1 shapes (56×56 maps), batch 1/32/128, float32 and bfloat16, NCHW and channels-last, for every
    algorithm: ``plain`` (``F.conv2d`` as given: PyTorch's native kernel for NCHW, cuDNN for channels-last), the
@@ -191,9 +191,9 @@ def _algorithm_unavailable(algorithm: str, dtype: torch.dtype, device: str) -> s
     return None
 
 
-def op_table(config: Config, budget: Budget, share: float, bandwidth: float | None) -> list[str]:
+def op_table(config: Config, budget: Budget, share: float, peaks: Peaks | None) -> list[str]:
     """Markdown lines of the op table, one row per (op, batch, dtype, layout)."""
-    head = "| op | batch | dtype | layout | bound fwd / f+b ms |"
+    head = "| op | batch | dtype | layout | fwd bound ms: memory / fp32 FMA |"
     rule = "|---|---|---|---|---|"
     for algorithm in ALGORITHMS:
         head += f" {algorithm} |"
@@ -210,7 +210,7 @@ def op_table(config: Config, budget: Budget, share: float, bandwidth: float | No
                         lines.append(row + " skipped: time budget |" + " |" * (len(ALGORITHMS) + 2))
                         continue
                     cells, fwd, full, bound = _op_row(
-                        shape, batch, dtype, layout, config.device, config.min_time_s, bandwidth, notes
+                        shape, batch, dtype, layout, config.device, config.min_time_s, peaks, notes
                     )
                     best_fwd = min(fwd, key=fwd.__getitem__) if fwd else "-"
                     best_full = min(full, key=full.__getitem__) if full else "-"
@@ -226,7 +226,7 @@ def _op_row(
     layout: str,
     device: str,
     min_s: float,
-    bandwidth: float | None,
+    peaks: Peaks | None,
     notes: list[str],
 ) -> tuple[list[str], dict[str, float], dict[str, float], str]:
     """Cells of one op-table row; timings of the algorithms that ran and matched the reference."""
@@ -237,12 +237,7 @@ def _op_row(
     except Exception as err:  # a row that cannot even be set up (e.g. out of memory) is recorded, not fatal
         notes.append(f"{label}: setup failed: {_short(err)}")
         return ["error"] * len(ALGORITHMS), {}, {}, "-"
-    element_bytes = x.numel() * x.element_size()
-    bound = (
-        "-"
-        if bandwidth is None
-        else f"{2 * element_bytes / bandwidth * 1e3:.3f} / {6 * element_bytes / bandwidth * 1e3:.3f}"
-    )
+    bound = "-" if peaks is None else peaks.describe_forward(x, shape)
     cells, fwd, full = [], {}, {}
     for algorithm in ALGORITHMS:
         unavailable = _algorithm_unavailable(algorithm, dtype, device)
@@ -421,17 +416,53 @@ def _module_version(name: str) -> str:
         return "not installed"
 
 
-def copy_bandwidth(device: str, gigabytes: float = 1.0) -> float | None:
-    """Bytes per second of a device-to-device copy (read + write), the bound the "bound" columns use."""
+@dataclasses.dataclass(frozen=True)
+class Peaks:
+    """What the GPU sustains: device-to-device copy bytes/s and float32 FMA FLOP/s (SGEMM with TF32 off).
+
+    A depthwise convolution must at least read ``x`` and write ``y`` (the memory bound) and do ``2 * taps`` float32
+    FLOPs per output on the CUDA cores (the FMA bound; 16-bit inputs too, as every kernel here accumulates in float32
+    on CUDA cores). Backward is about 3x both: the input gradient and the weight gradient each cost a forward.
+    """
+
+    bandwidth: float
+    fp32_flops: float
+
+    def describe_forward(self, x: Tensor, shape: OpShape) -> str:
+        """``"memory ms / FMA ms"`` for the forward of ``shape`` on ``x`` (kernels cropped as unilk crops them)."""
+        n, c, h, w = x.shape
+        taps = sum(min(kh, 2 * h - 1) * min(kw, 2 * w - 1) for kh, kw in shape.kernels)
+        memory_s = 2 * x.numel() * x.element_size() / self.bandwidth
+        fma_s = 2 * n * c * h * w * taps / self.fp32_flops
+        return f"{memory_s * 1e3:.3f} / {fma_s * 1e3:.3f}"
+
+
+def measure_peaks(device: str) -> Peaks | None:
+    """:class:`Peaks` measured on ``device`` (None off CUDA)."""
     if torch.device(device).type != "cuda":
         return None
-    source = torch.empty(int(gigabytes * 2**30) // 4, dtype=torch.float32, device=device)
+    return Peaks(_copy_bandwidth(device), _fp32_flops(device))
+
+
+def _copy_bandwidth(device: str) -> float:
+    source = torch.empty(2**28, dtype=torch.float32, device=device)  # 1 GiB
     target = torch.empty_like(source)
-    ms = _time_ms(lambda: target.copy_(source), device, min_s=0.2)
-    return 2 * gigabytes * 2**30 / (ms / 1e3)
+    copy_ms = _time_ms(lambda: target.copy_(source), device, min_s=0.2)
+    return 2 * 2**30 / (copy_ms / 1e3)
 
 
-def environment(config: Config, bandwidth: float | None) -> list[str]:
+def _fp32_flops(device: str, size: int = 8192) -> float:
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        gemm_ms = _time_ms(lambda: a @ b, device, min_s=0.2)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return 2 * size**3 / (gemm_ms / 1e3)
+
+
+def environment(config: Config, peaks: Peaks | None) -> list[str]:
     """Markdown bullet lines describing the machine and the software."""
     lines = []
     if torch.device(config.device).type == "cuda":
@@ -440,8 +471,11 @@ def environment(config: Config, bandwidth: float | None) -> list[str]:
         lines.append(f"- driver {_driver_version()}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
     else:
         lines.append(f"- device: {config.device} ({platform.processor() or platform.machine()}), smoke run")
-    if bandwidth is not None:
-        lines.append(f"- measured copy bandwidth: {bandwidth / 1e9:.0f} GB/s (1 GiB device-to-device copy)")
+    if peaks is not None:
+        lines.append(
+            f"- measured: copy bandwidth {peaks.bandwidth / 1e9:.0f} GB/s (1 GiB device-to-device copy), float32 FMA "
+            f"{peaks.fp32_flops / 1e12:.1f} TFLOP/s (8192² SGEMM, TF32 off)"
+        )
     lines.append(
         f"- torch {torch.__version__}, triton {_module_version('triton')}, timm {_module_version('timm')}, "
         f"unilk {unilk.__version__}, python {platform.python_version()}"
@@ -505,10 +539,10 @@ def main(argv: list[str] | None = None) -> int:
     # 480 s leaves room under a 10-minute limit for start-up and for the one row that may overrun the budget.
     budget = Budget(args.budget_s if args.budget_s is not None else (300.0 if args.smoke else 480.0))
     torch.backends.cudnn.benchmark = True
-    bandwidth = copy_bandwidth(config.device)
-    out = ["## GPU table (benchmarks/gpu_table.py)", "", *environment(config, bandwidth), ""]
+    peaks = measure_peaks(config.device)
+    out = ["## GPU table (benchmarks/gpu_table.py)", "", *environment(config, peaks), ""]
     out += ["### Large-kernel op: forward ms / forward+backward ms per algorithm", ""]
-    out += op_table(config, budget, share=0.45, bandwidth=bandwidth)
+    out += op_table(config, budget, share=0.45, peaks=peaks)
     out += ["", "### Whole models: bfloat16 autocast, channels-last", ""]
     out += model_table(config, budget, share=1.0)
     out += ["", f"Total wall time {time.monotonic() - budget.start:.0f} s of a {budget.seconds:.0f} s budget."]

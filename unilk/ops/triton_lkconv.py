@@ -192,9 +192,8 @@ class _Kernels:
 
 @functools.cache
 def _kernels(interpret: bool) -> _Kernels:
-    """The kernels decorated under ``interpret`` (Triton picks the interpreter or the compiler at decoration time)."""
-    if interpret != interpreting():
-        raise RuntimeError("_kernels: the interpreter setting changed between the check and the decoration")
+    """The kernels decorated under ``interpret``, which must be :func:`interpreting`'s answer now: Triton picks the
+    interpreter or the compiler from the environment at decoration time."""
     return _Kernels(triton.jit(_conv_kernel), triton.jit(_weight_grad_kernel), triton.jit(_add) if interpret else None)
 
 
