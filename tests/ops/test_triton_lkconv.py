@@ -188,3 +188,18 @@ def test_triton_mode_under_autocast_runs_in_the_autocast_dtype() -> None:
     (want,) = torch.autograd.grad(expected.float().sum(), weight)
     assert grad.dtype == torch.float32
     assert _rel(grad, want) <= 2e-2
+
+
+@pytest.mark.parametrize(("fastest", "expected"), [("triton", "triton"), ("separate", "separate")])
+def test_auto_weighs_the_one_pass_sum_against_separate_convolutions(
+    monkeypatch: pytest.MonkeyPatch, fastest: str, expected: str
+) -> None:
+    from unilk.ops import lkconv
+    from unilk.ops._lkconv_tune import Tuner
+
+    seconds = {"separate": 2.0, "triton": 2.0, "nchw": 1.0, "channels_last": 2.0, "fft": 3.0, fastest: 0.5}
+    monkeypatch.setattr(lkconv, "_TUNER", Tuner(timer=lambda name, fn: seconds[name]))
+    x = torch.randn(1, 3, 5, 6).contiguous(memory_format=torch.channels_last)
+    weights = [torch.randn(3, 1, 9, 3), torch.randn(3, 1, 3, 9)]
+    # The one-pass candidate is kept only if it agrees with the separate convolutions, so "triton" also checks values.
+    assert lkconv._tuned_sum(x, weights) == expected

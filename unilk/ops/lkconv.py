@@ -202,6 +202,28 @@ def _conv_in_format(x: Tensor, weight: Tensor, bias: Tensor | None, algo: str) -
     return _in_format(_conv(x, weight, bias, algo), x)
 
 
+def _tuned_sum(x: Tensor, weights: Sequence[Tensor]) -> str:
+    """``"triton"`` (one pass for all kernels) or ``"separate"`` (one autotuned convolution per kernel), by timing."""
+    key = ("sum", x.shape, tuple(w.shape for w in weights), x.dtype, _channels_last(x), x.device)
+    choice = _TUNER.cached(key)
+    if choice is not None:
+        return choice
+    if _capturing():
+        return "separate"
+
+    def separate() -> Tensor:  # what depthwise_conv2d_sum does without autograd otherwise
+        out = _conv(x, weights[0], None, TUNED)
+        for weight in weights[1:]:
+            out = out.add_(_conv(x, weight, None, TUNED))
+        return out
+
+    def one_pass() -> Tensor:
+        return _triton_ops().conv_forward(x, weights)
+
+    candidates = {"separate": separate, "triton": one_pass}
+    return _TUNER.choose(key, candidates, tolerance(x.dtype, tf32=x.is_cuda and torch.backends.cudnn.allow_tf32))
+
+
 def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, algo: str) -> Tensor:
     """Forward-direction convolution with ``algo`` (also used for the input gradient with the flipped kernel)."""
     if algo == TUNED:
@@ -449,15 +471,21 @@ def depthwise_conv2d_sum(x: Tensor, weights: Sequence[Tensor], bias: Tensor | No
     """
     if not weights:
         raise ValueError("depthwise_conv2d_sum: weights is empty; pass at least one kernel")
-    if len(weights) > 1 and current_mode() == "triton" and not _is_exporting():
+    mode = current_mode()
+    tensors = (x, *weights) if bias is None else (x, bias, *weights)
+    autograd = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    # auto on CUDA weighs the one-pass Triton sum against the separate (each autotuned) convolutions; only without
+    # autograd, where only the forward is timed (SLaK's deploy form, which uses this op, is inference).
+    tuned_sum = mode == "auto" and x.is_cuda and not autograd and _triton_installed()
+    if len(weights) > 1 and (mode == "triton" or tuned_sum) and not _is_exporting():
         x, weights, bias = _autocast_inputs(x, weights, bias)
         if all(_supported(x, weight) for weight in weights):
             crops = [_crop_slices(*weight.shape[-2:], *x.shape[-2:]) for weight in weights]
             cropped = [weight if crop is None else weight[crop] for weight, crop in zip(weights, crops)]
-            return _triton_ops().depthwise_conv2d_triton(x, cropped, bias)
+            if mode == "triton" or _tuned_sum(x, cropped) == "triton":
+                return _triton_ops().depthwise_conv2d_triton(x, cropped, bias)
     out = depthwise_conv2d(x, weights[0], bias)
-    tensors = (x, *weights) if bias is None else (x, bias, *weights)
-    in_place = current_mode() != "plain" and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    in_place = mode != "plain" and not autograd
     for weight in weights[1:]:
         term = depthwise_conv2d(x, weight)
         out = out.add_(term) if in_place else out + term
