@@ -284,7 +284,8 @@ def _autocast(device: str) -> contextlib.AbstractContextManager[object]:
 def _build(name: str, config: Config) -> _Models:
     memory = torch.channels_last
     train = unilk.create_model(name).to(config.device, memory_format=memory)
-    deploy = unilk.reparameterize(copy.deepcopy(train), inplace=True).eval()
+    # Reparameterizing builds new convolutions; put their weights in the same memory format as the rest.
+    deploy = unilk.reparameterize(copy.deepcopy(train), inplace=True).to(memory_format=memory).eval()
     gen = torch.Generator().manual_seed(0)
     size = config.image_size
 
@@ -305,11 +306,11 @@ def _infer_fn(models: _Models, mode: str, device: str) -> Callable[[], Tensor]:
     return infer
 
 
-def _train_fn(models: _Models, mode: str, device: str) -> Callable[[], float]:
+def _train_fn(models: _Models, mode: str, device: str) -> Callable[[], Tensor]:
     module = torch.compile(models.train) if mode == "compile" else models.train
     lk_mode = "plain" if mode == "compile" else mode
 
-    def step() -> float:
+    def step() -> Tensor:
         models.train.zero_grad(set_to_none=True)
         with lkconv_mode(lk_mode), _autocast(device):
             loss = module(models.train_input).float().pow(2).mean()
