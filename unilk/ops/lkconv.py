@@ -12,11 +12,16 @@ algorithms (see :mod:`unilk.ops._lkconv_plan`):
   ``2 * size - 1`` is cropped first (always applied outside the ``plain`` mode; the cropped taps get zero gradient).
 - ``nchw`` / ``channels_last``: PyTorch's direct convolution in either memory layout.
 - ``fft``: FFT convolution with the short circular length ``size + k // 2`` (:mod:`unilk.ops._fft_conv`).
+- ``triton``: Triton kernels for every direction (:mod:`unilk.ops.triton_lkconv`; CUDA, or CPU under
+  ``TRITON_INTERPRET=1``); :func:`depthwise_conv2d_sum` then adds SLaK's two rectangles in one pass.
 
 The mode comes from :func:`lkconv_mode` (a context manager) or else the environment variable ``UNILK_LKCONV``
 (``auto`` by default; ``plain`` is exactly ``F.conv2d``, the reference build). ``auto``'s rules were measured on CPU;
-on other devices it applies only the crop, while a forced mode runs there as asked (``channels_last`` sends CUDA
-depthwise convolutions to cuDNN). While tracing or exporting
+on CUDA ``auto`` autotunes instead: the first call of each shape, dtype and layout times the exact candidates
+(``nchw``, cuDNN through ``channels_last``, ``fft`` for float32/float64, ``triton`` when installed) per direction and
+keeps the fastest (:mod:`unilk.ops._lkconv_tune`). On other devices ``auto`` applies only the crop, while a forced
+mode runs as asked. Under ``torch.autocast`` the op first casts to the autocast dtype, as ``F.conv2d`` would. While
+tracing or exporting
 (``torch.compile``/``torch.export``, ``torch.jit.trace``, ONNX export) the op is always plain ``F.conv2d``.
 """
 
@@ -25,9 +30,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
+import importlib.util
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +45,7 @@ from torch.autograd.function import once_differentiable
 from unilk.errors import ConfigError
 from unilk.ops._fft_conv import fft_depthwise_backward, fft_depthwise_forward
 from unilk.ops._lkconv_plan import NCHW_MAX_WIDTH, Plan, choose_plan
+from unilk.ops._lkconv_tune import Tuner, tolerance
 from unilk.ops.tracing import plain_required
 
 __all__ = ["depthwise_conv2d", "depthwise_conv2d_sum", "lkconv_mode", "current_mode", "MODES", "ENV_VAR"]
@@ -44,7 +53,11 @@ __all__ = ["depthwise_conv2d", "depthwise_conv2d_sum", "lkconv_mode", "current_m
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "UNILK_LKCONV"
-MODES = ("auto", "plain", "crop", "nchw", "channels_last", "fft")
+MODES = ("auto", "plain", "crop", "nchw", "channels_last", "fft", "triton")
+# A plan entry that ``auto`` on CUDA resolves per call through the autotuner's cache.
+TUNED = "tuned"
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_TUNER = Tuner()
 
 _mode_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("unilk_lkconv_mode", default=None)
 
@@ -115,12 +128,119 @@ def _direct(x: Tensor, weight: Tensor, bias: Tensor | None, layout: str) -> Tens
     raise ConfigError(f"direct depthwise conv: unknown layout {layout!r}; expected 'nchw' or 'channels_last'")
 
 
+def _triton_ops() -> ModuleType:
+    """:mod:`unilk.ops.triton_lkconv`, imported on first use (Triton is optional).
+
+    Raises:
+        ConfigError: Triton is not installed.
+    """
+    try:
+        from unilk.ops import triton_lkconv
+    except ImportError as err:
+        raise ConfigError(
+            f"large-kernel conv mode 'triton' needs the triton package, which failed to import ({err}); it ships with "
+            "PyTorch's Linux CUDA wheels. Use another UNILK_LKCONV mode (e.g. auto)."
+        ) from err
+    return triton_lkconv
+
+
+@functools.cache
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def _channels_last(x: Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _candidates(x: Tensor) -> list[str]:
+    """The exact algorithms ``auto`` times on ``x``'s device and dtype; PyTorch's NCHW kernel (the reference) first."""
+    names = ["nchw", "channels_last"]
+    names += ["fft"] if x.dtype in (torch.float32, torch.float64) else []
+    names += ["triton"] if _triton_installed() and x.device.type == "cuda" else []
+    return names
+
+
+def _capturing() -> bool:
+    """A CUDA graph is being captured: nothing may be timed or synchronized."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+def _tuned_conv(x: Tensor, weight: Tensor) -> str:
+    """The autotuned algorithm for the forward-direction convolution of ``x`` with ``weight``."""
+    key = ("conv", x.shape, weight.shape, x.dtype, _channels_last(x), x.device)
+    choice = _TUNER.cached(key)
+    if choice is not None:
+        return choice
+    if _capturing():
+        return "nchw"  # untuned shapes in a captured graph record PyTorch's own kernel
+    candidates = {name: functools.partial(_conv_in_format, x, weight, None, name) for name in _candidates(x)}
+    return _TUNER.choose(key, candidates, tolerance(x.dtype, tf32=x.is_cuda and torch.backends.cudnn.allow_tf32))
+
+
+def _tuned_weight_grad(x: Tensor, weight: Tensor, grad_out: Tensor) -> str:
+    """The autotuned algorithm for the weight gradient."""
+    key = ("weight_grad", x.shape, weight.shape, x.dtype, _channels_last(x), _channels_last(grad_out), x.device)
+    choice = _TUNER.cached(key)
+    if choice is not None:
+        return choice
+    if _capturing():
+        return "nchw"
+    candidates = {name: functools.partial(_weight_grad, x, weight, grad_out, name) for name in _candidates(x)}
+    return _TUNER.choose(key, candidates, tolerance(x.dtype, tf32=x.is_cuda and torch.backends.cudnn.allow_tf32))
+
+
+def _in_format(out: Tensor, like: Tensor) -> Tensor:
+    """``out`` in ``like``'s memory format: a tuned choice must not flip the layout the next layers run in."""
+    return out.contiguous(memory_format=torch.channels_last) if _channels_last(like) else out
+
+
+def _conv_in_format(x: Tensor, weight: Tensor, bias: Tensor | None, algo: str) -> Tensor:
+    """:func:`_conv` with the result in ``x``'s memory format (what the autotuner times and returns)."""
+    return _in_format(_conv(x, weight, bias, algo), x)
+
+
+def _tuned_sum(x: Tensor, weights: Sequence[Tensor]) -> str:
+    """``"triton"`` (one pass for all kernels) or ``"separate"`` (one autotuned convolution per kernel), by timing."""
+    key = ("sum", x.shape, tuple(w.shape for w in weights), x.dtype, _channels_last(x), x.device)
+    choice = _TUNER.cached(key)
+    if choice is not None:
+        return choice
+    if _capturing():
+        return "separate"
+
+    def separate() -> Tensor:  # what depthwise_conv2d_sum does without autograd otherwise
+        out = _conv(x, weights[0], None, TUNED)
+        for weight in weights[1:]:
+            out = out.add_(_conv(x, weight, None, TUNED))
+        return out
+
+    def one_pass() -> Tensor:
+        return _triton_ops().conv_forward(x, weights)
+
+    candidates = {"separate": separate, "triton": one_pass}
+    return _TUNER.choose(key, candidates, tolerance(x.dtype, tf32=x.is_cuda and torch.backends.cudnn.allow_tf32))
+
+
 def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, algo: str) -> Tensor:
     """Forward-direction convolution with ``algo`` (also used for the input gradient with the flipped kernel)."""
+    if algo == TUNED:
+        return _conv_in_format(x, weight, bias, _tuned_conv(x, weight))
     if algo == "fft":
         out = fft_depthwise_forward(x, weight)
         return out if bias is None else out + bias.view(1, -1, 1, 1)
+    if algo == "triton":
+        return _triton_ops().conv_forward(x, (weight,), bias)
     return _direct(x, weight, bias, algo)
+
+
+def _weight_grad(x: Tensor, weight: Tensor, grad_out: Tensor, algo: str) -> Tensor:
+    """The weight gradient alone with ``algo``."""
+    if algo == "fft":
+        return fft_depthwise_backward(x, weight, grad_out, need_input=False, need_weight=True)[1]
+    if algo == "triton":
+        return _triton_ops().conv_weight_grad(x, grad_out, (weight,))[0]
+    return _native_weight_grad(x, weight, grad_out, algo)
 
 
 def _native_weight_grad(x: Tensor, weight: Tensor, grad_out: Tensor, layout: str) -> Tensor:
@@ -156,15 +276,22 @@ class _DepthwiseConvFn(torch.autograd.Function):
         plan: Plan = ctx.plan
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         grad_x = grad_w = grad_b = None
-        if need_w and plan.weight_grad == "fft":
+        # The input gradient of a same-padded odd-kernel correlation is the correlation with the flipped kernel.
+        flipped = weight.flip(-2, -1)
+        input_algo = _tuned_conv(grad_out, flipped) if need_x and plan.input_grad == TUNED else plan.input_grad
+        weight_algo = plan.weight_grad
+        if need_w and weight_algo == TUNED:
+            weight_algo = _tuned_weight_grad(x, weight, grad_out)
+        if need_w and weight_algo == "fft":
             # One transform of grad_out serves both gradients when both are FFT.
-            both = need_x and plan.input_grad == "fft"
+            both = need_x and input_algo == "fft"
             grad_x, grad_w = fft_depthwise_backward(x, weight, grad_out, need_input=both, need_weight=True)
         elif need_w:
-            grad_w = _native_weight_grad(x, weight, grad_out, plan.weight_grad)
+            grad_w = _weight_grad(x, weight, grad_out, weight_algo)
         if need_x and grad_x is None:
-            # The input gradient of a same-padded odd-kernel correlation is the correlation with the flipped kernel.
-            grad_x = _conv(grad_out, weight.flip(-2, -1), None, plan.input_grad)
+            grad_x = _conv(grad_out, flipped, None, input_algo)
+        if need_x and plan.input_grad == TUNED:
+            grad_x = _in_format(grad_x, x)
         if need_b:
             grad_b = grad_out.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None
@@ -208,29 +335,61 @@ def _crop_slices(k_h: int, k_w: int, height: int, width: int) -> tuple[slice, ..
     return (slice(None), slice(None), slice(top, top + keep_h), slice(left, left + keep_w))
 
 
-def _make_route(key: tuple[object, ...], mode: str, x: Tensor, weight: Tensor) -> _Route:
-    """Decide the route for ``key`` (see :class:`_Route`) and remember it."""
-    k_h, k_w = weight.shape[-2:]
-    supported = (
+def _supported(x: Tensor, weight: Tensor) -> bool:
+    """A depthwise "same" call with odd kernel sides and one dtype: the shapes every algorithm here computes."""
+    return (
         x.dim() == 4
         and weight.dim() == 4
         and weight.shape[1] == 1
         and weight.shape[0] == x.shape[1]
-        and k_h % 2 == 1
-        and k_w % 2 == 1
+        and weight.shape[2] % 2 == 1
+        and weight.shape[3] % 2 == 1
         and weight.dtype == x.dtype
         and x.numel() > 0
     )
-    if not supported:  # grouped, strided-shape or mixed-dtype calls: plain F.conv2d, unchanged
+
+
+def _autocast_inputs(
+    x: Tensor, weights: Sequence[Tensor], bias: Tensor | None
+) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None]:
+    """The inputs cast as ``F.conv2d`` casts them under ``torch.autocast`` (unchanged outside it).
+
+    Casting first lets every algorithm see one dtype (a float32 weight with a bfloat16 activation would otherwise
+    send the call to plain ``F.conv2d``); autocast itself does the same cast for the convolution.
+    """
+    device_type = x.device.type
+    if device_type not in ("cuda", "cpu") or not torch.is_autocast_enabled(device_type):
+        return x, tuple(weights), bias
+    dtype = torch.get_autocast_dtype(device_type)
+    weights = tuple(w.to(dtype) for w in weights)
+    return x.to(dtype), weights, None if bias is None else bias.to(dtype)
+
+
+def _make_route(key: tuple[object, ...], mode: str, x: Tensor, weight: Tensor) -> _Route:
+    """Decide the route for ``key`` (see :class:`_Route`) and remember it."""
+    k_h, k_w = weight.shape[-2:]
+    if not _supported(x, weight):  # grouped, strided-shape or mixed-dtype calls: plain F.conv2d, unchanged
         route = _Route(None, (k_h // 2, k_w // 2), None)
+    elif mode == "triton" or (mode == "auto" and x.device.type == "cuda"):
+        if mode == "triton":
+            _triton_ops().check_device(x)
+        crop = _crop_slices(k_h, k_w, *x.shape[-2:])
+        keep_h, keep_w = (k_h, k_w) if crop is None else (crop[2].stop - crop[2].start, crop[3].stop - crop[3].start)
+        algo = "triton" if mode == "triton" else TUNED
+        plan = Plan(algo, algo, algo) if x.dtype in _FLOAT_DTYPES else None
+        route = _Route(crop, (keep_h // 2, keep_w // 2), plan)
     else:
         n, c, height, width = x.shape
         crop = _crop_slices(k_h, k_w, height, width)
         keep_h, keep_w = (k_h, k_w) if crop is None else (crop[2].stop - crop[2].start, crop[3].stop - crop[3].start)
-        # The auto rules were measured on CPU in float32/float64; elsewhere "auto" applies only the exact crop, and a
-        # forced algorithm (e.g. channels_last, which sends CUDA depthwise convs to cuDNN) runs as asked.
+        # The auto rules were measured on CPU in float32/float64; on devices other than CPU and CUDA "auto" applies
+        # only the exact crop, and a forced algorithm runs as asked.
+        # A forced direct layout runs in 16-bit too (FFT stays float32/float64: cuFFT has no bfloat16).
         forced_or_cpu = mode != "auto" or x.device.type == "cpu"
-        plannable = mode != "crop" and forced_or_cpu and x.dtype in (torch.float32, torch.float64)
+        exact_dtype = x.dtype in (torch.float32, torch.float64) or (
+            mode in ("nchw", "channels_last") and x.dtype in _FLOAT_DTYPES
+        )
+        plannable = mode != "crop" and forced_or_cpu and exact_dtype
         plan = choose_plan(mode, n, c, height, width, keep_h, keep_w) if plannable else None
         onednn = (
             plan is not None
@@ -271,6 +430,7 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
     if mode == "plain" or _is_exporting():
         k_h, k_w = weight.shape[-2:]
         return F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=weight.shape[0])
+    x, (weight,), bias = _autocast_inputs(x, (weight,), bias)
     key = (mode, x.shape, weight.shape, x.dtype, weight.dtype, x.is_cpu)
     route = _ROUTES.get(key) or _make_route(key, mode, x, weight)
     autograd = torch.is_grad_enabled() and (
@@ -292,8 +452,9 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
 def depthwise_conv2d_sum(x: Tensor, weights: Sequence[Tensor], bias: Tensor | None = None) -> Tensor:
     """The sum of depthwise "same" convolutions of one input with several kernels, e.g. SLaK's M×N and N×M pair.
 
-    Equals ``sum(depthwise_conv2d(x, w) for w in weights) + bias``. Without autograd the terms are added into the first
-    one in place (outside ``lkconv_mode("plain")``), so no extra full-size map is allocated per term.
+    Equals ``sum(depthwise_conv2d(x, w) for w in weights) + bias``. In the ``triton`` mode one kernel computes the
+    whole sum in one pass over ``x`` (and one more for each gradient). Otherwise, without autograd, the terms are added
+    into the first one in place (outside ``lkconv_mode("plain")``), so no extra full-size map is allocated per term.
 
     Args:
         x: input ``(N, C, H, W)``.
@@ -308,9 +469,21 @@ def depthwise_conv2d_sum(x: Tensor, weights: Sequence[Tensor], bias: Tensor | No
     """
     if not weights:
         raise ValueError("depthwise_conv2d_sum: weights is empty; pass at least one kernel")
-    out = depthwise_conv2d(x, weights[0], bias)
+    mode = current_mode()
     tensors = (x, *weights) if bias is None else (x, bias, *weights)
-    in_place = current_mode() != "plain" and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    autograd = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    # auto on CUDA weighs the one-pass Triton sum against the separate (each autotuned) convolutions; only without
+    # autograd, where only the forward is timed (SLaK's deploy form, which uses this op, is inference).
+    tuned_sum = mode == "auto" and x.is_cuda and not autograd and _triton_installed()
+    if len(weights) > 1 and (mode == "triton" or tuned_sum) and not _is_exporting():
+        x, weights, bias = _autocast_inputs(x, weights, bias)
+        if all(_supported(x, weight) for weight in weights):
+            crops = [_crop_slices(*weight.shape[-2:], *x.shape[-2:]) for weight in weights]
+            cropped = [weight if crop is None else weight[crop] for weight, crop in zip(weights, crops)]
+            if mode == "triton" or _tuned_sum(x, cropped) == "triton":
+                return _triton_ops().depthwise_conv2d_triton(x, cropped, bias)
+    out = depthwise_conv2d(x, weights[0], bias)
+    in_place = mode != "plain" and not autograd
     for weight in weights[1:]:
         term = depthwise_conv2d(x, weight)
         out = out.add_(term) if in_place else out + term
