@@ -177,8 +177,8 @@ def info(model: str, input_size: tuple[int, int, int] | None, device: str, as_js
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file.")
+@click.argument("checkpoint")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file (new).")
 @click.option("--model", default=None, help="Architecture (default: inferred from the checkpoint's keys and shapes).")
 @click.option(
     "--model-args",
@@ -197,7 +197,7 @@ def info(model: str, input_size: tuple[int, int, int] | None, device: str, as_js
 @click.option("--atol", default=1e-4, show_default=True, help="Largest output difference the check accepts.")
 @_report_errors
 def convert(
-    checkpoint: Path,
+    checkpoint: str,
     out: Path,
     model: str | None,
     model_args: str | None,
@@ -206,7 +206,10 @@ def convert(
     input_size: tuple[int, int, int] | None,
     atol: float,
 ) -> None:
-    """Convert CHECKPOINT (official .pth or unilk file) to unilk safetensors/.pth with its config embedded."""
+    """Convert CHECKPOINT (an official .pth, a `unilk train` checkpoint, an export, ...) to a unilk file.
+
+    The output is safetensors or .pth with the config embedded; it is written only if the equivalence check passes.
+    """
     from unilk.diagnostics.convert import convert_checkpoint
 
     try:
@@ -216,10 +219,12 @@ def convert(
     if model_kwargs is not None and not isinstance(model_kwargs, dict):
         raise click.BadParameter("expected a JSON object of keywords", param_hint="--model-args")
     report = convert_checkpoint(
-        checkpoint, out, model=model, model_kwargs=model_kwargs, deploy=deploy, fmt=fmt, input_size=input_size
-    )
+        checkpoint, out, model=model, model_kwargs=model_kwargs, deploy=deploy, fmt=fmt, input_size=input_size,
+        atol=atol,
+    )  # fmt: skip
     cfg = report.config
-    click.echo(f"wrote {report.out} ({cfg['model']}, {'deploy' if cfg['deploy'] else 'train'} form, "
+    what = cfg["model"] if cfg["kind"] == "trunk" else f"{cfg['arch']['modality']} {cfg['arch']['task']} model"
+    click.echo(f"wrote {report.out} ({what}, {'deploy' if cfg['deploy'] else 'train'} form, "
                f"{report.num_tensors} tensors)")  # fmt: skip
     click.echo(f"config: {json.dumps(cfg)}")
     click.echo(f"check on a random {'x'.join(map(str, report.input_shape))} input (|output| max "
@@ -227,8 +232,6 @@ def convert(
     if report.max_abs_deploy is not None:
         click.echo(f"  train form vs deploy form: max abs diff {report.max_abs_deploy:.3g}")
     click.echo(f"  converted model vs file read back: max abs diff {report.max_abs_roundtrip:.3g}")
-    if not report.passed(atol):
-        raise click.ClickException(f"equivalence check failed: a difference exceeds --atol {atol:g}")
     click.echo(f"equivalence check passed (atol {atol:g})")
 
 

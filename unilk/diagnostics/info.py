@@ -189,9 +189,9 @@ def build_any_model(name: str, **kwargs: Any) -> nn.Module:
         checkpoint_path = kwargs.pop("checkpoint_path", None)
         model = timm.create_model(name, **kwargs)
         if checkpoint_path:
-            from unilk.hub import load_checkpoint
+            from unilk.loading import load_weights
 
-            load_checkpoint(model, checkpoint_path)
+            load_weights(model, checkpoint_path)
         return model
     return create_model(name, **kwargs)  # raises ConfigError with the closest unilk names
 

@@ -321,7 +321,10 @@ def build_model(
     if pretrained:
         hub.load_pretrained(model, cfg, cache_dir=cache_dir, filter_fn=checkpoint_filter_fn)
     if checkpoint_path:
-        hub.load_checkpoint(model, checkpoint_path, filter_fn=checkpoint_filter_fn)
+        # unilk.load's reader: any file unilk or the official repos write (a modal checkpoint gives its trunk)
+        from unilk.loading import load_weights
+
+        load_weights(model, checkpoint_path, filter_fn=checkpoint_filter_fn)
     if features_only and not native_features:
         from timm.models import FeatureGetterNet
 
