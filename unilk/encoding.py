@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from unilk.errors import CheckpointError, ConfigError, InputError
+from unilk.loading import ModelFile
 
 __all__ = [
     "MODALITIES",
@@ -260,8 +261,10 @@ class Encoder:
             (``forward_features``, ``forward_head(x, pre_logits=True)``), used for every modality and put in deploy
             form in place. Weights not loaded from a file are initialised from a fixed seed, so every process (each
             torchrun rank, a resumed run) holds the same model.
-        checkpoint: a checkpoint written by ``unilk train`` (it carries the architecture, the adapter config and the
-            labels, so features are made exactly as in training), or a plain weights file for ``model``.
+        checkpoint: anything :func:`unilk.load` reads. A modal model (``unilk train`` checkpoint, or its
+            conversion or export) carries the architecture, the adapter config and the labels, so features are made
+            exactly as in training; a trunk file (official, converted) names its architecture; bare weights are
+            loaded into ``model``.
         pretrained: load the registry's pretrained weights for ``model`` (ignored with ``checkpoint``).
         adapters: per modality an adapter config (a config object or a dict) overriding the default one.
         model_kwargs: extra keywords for ``unilk.create_model`` (e.g. ``drop_path_rate``, tiny ``depths``/``dims``).
@@ -306,8 +309,13 @@ class Encoder:
         self.model_kwargs = dict(model_kwargs or {})
         self.pretrained = pretrained
         self.checkpoint = None if checkpoint is None else str(checkpoint)
-        self.trained = None if checkpoint is None else read_training_checkpoint(checkpoint)
+        # unilk.load's reader: a modal file (a training checkpoint, its conversion or export) sets the architecture,
+        # adapter config and labels; a trunk file (official or converted) sets the architecture
+        self.file = None if checkpoint is None else _read_checkpoint(checkpoint, model, self.model_kwargs)
+        self.trained = self.file if self.file is not None and self.file.kind == "modal" else None
         self.model_name = model if isinstance(model, str) else _DEFAULT_MODEL if model is None else type(model).__name__
+        if self.file is not None and self.trained is None:
+            self.model_name = self.file.architecture
         self._module = model if isinstance(model, nn.Module) else None
         self._adapter_configs: dict[str, Any] = dict(adapters or {})
         self._trunks: dict[int, nn.Module] = {}
@@ -320,11 +328,11 @@ class Encoder:
         if self._module is None and self.checkpoint is None and not pretrained:
             _warn_random_weights(self.model_name)
 
-    def _use_training_config(self, trained: TrainedModel, model: str | nn.Module) -> None:
-        """Take the architecture, adapter config and labels from a training checkpoint."""
+    def _use_training_config(self, trained: ModelFile, model: str | nn.Module) -> None:
+        """Take the architecture, adapter config and labels from a modal model file."""
         if model is not None and model != trained.arch["trunk"]:
             raise ConfigError(
-                f"Encoder: model={model!r} but checkpoint {trained.path!r} holds a {trained.arch['trunk']}; "
+                f"Encoder: model={model!r} but checkpoint {trained.describe()} holds a {trained.arch['trunk']}; "
                 "expected no model (the checkpoint names it) or the same name. Fix: drop model=."
             )
         self.model_name = trained.arch["trunk"]
@@ -410,15 +418,20 @@ class Encoder:
         if self.trained is not None:
             return self._trained_model().trunk
         kwargs = {"num_classes": 0, "in_chans": in_chans, **self.model_kwargs}
-        if self.checkpoint is not None:
-            kwargs["checkpoint_path"] = self.checkpoint
+        if self.file is not None:  # the file's own keywords; a classifier is dropped, the stem adapted to in_chans
+            file_kwargs = {k: v for k, v in self.file.config.get("model_kwargs", {}).items() if k != "num_classes"}
+            kwargs = {**file_kwargs, **kwargs, "checkpoint_path": self.file}
+            if self.file.deploy:
+                kwargs["deploy"] = True
         return create_model(self.model_name, pretrained=self.pretrained and self.checkpoint is None, **kwargs)
 
     def _trained_model(self) -> nn.Module:
         """The modal model of the training checkpoint (built once; its trunk and stem are used, not its head)."""
+        from unilk.loading import build
+
         assert self.trained is not None
         if self._modal is None:
-            self._modal = self.trained.build(**self.model_kwargs)
+            self._modal = build(self.trained, **self.model_kwargs)
         return self._modal
 
     def _prepare(self, model: nn.Module) -> nn.Module:
@@ -542,6 +555,24 @@ class Encoder:
         )
 
 
+def _read_checkpoint(checkpoint: str | os.PathLike[str], model: Any, model_kwargs: Mapping[str, Any]) -> ModelFile:
+    """Read an Encoder's checkpoint with unilk.load's reader; ``model`` names the architecture of bare weights."""
+    from unilk.loading import read_model_file
+
+    name = model if isinstance(model, str) else None
+    try:
+        return read_model_file(checkpoint, model=name, model_kwargs=_shape_kwargs(model_kwargs) if name else None)
+    except CheckpointError as err:
+        if name is None:
+            raise
+        raise ConfigError(f"Encoder: model={name!r} with this checkpoint: {err}. Fix: drop model=") from err
+
+
+def _shape_kwargs(model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords that decide a state_dict's shapes (not training-only ones like ``drop_path_rate``)."""
+    return {k: v for k, v in model_kwargs.items() if k not in ("drop_path_rate", "drop_rate", "grad_checkpointing")}
+
+
 def _load_strict(module: nn.Module, state: Mapping[str, Tensor], path: str, part: str) -> None:
     result = module.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
@@ -593,6 +624,7 @@ def encode(
     pool: str = "avg",
     return_maps: bool = False,
     adapters: Mapping[str, Any] | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, Encoding]:
     """Embed inputs of one or more modalities in one call (builds an :class:`Encoder`; reuse one for many calls).
 
@@ -603,13 +635,14 @@ def encode(
         points: point cloud input(s).
         series: time-series input(s).
         model: trunk name or module; default: the checkpoint's architecture, else ``unireplknet_a``.
-        checkpoint: a ``unilk train`` checkpoint or a weights file.
+        checkpoint: anything :func:`unilk.load` reads (a ``unilk train`` checkpoint, an export, a weights file...).
         pretrained: load the registry's pretrained weights.
         device: ``"auto"`` or a torch device.
         batch_size: maps per forward pass.
         pool: ``"avg"`` or ``"max"``.
         return_maps: also return the final-stage feature maps.
         adapters: per modality an adapter config (object or dict) overriding the default one.
+        model_kwargs: extra keywords for ``unilk.create_model`` (see :class:`Encoder`).
 
     Returns:
         ``{modality: Encoding}``: per modality the ids, Tensor[N, D] embeddings and per-input policy.
@@ -623,6 +656,7 @@ def encode(
         checkpoint=checkpoint,
         pretrained=pretrained,
         adapters=adapters,
+        model_kwargs=model_kwargs,
         device=device,
         batch_size=batch_size,
         pool=pool,

@@ -56,10 +56,15 @@ def signature(name: str, deploy: bool, kwargs_json: str = "{}") -> _Signature:
 
 
 def _matches(state_dict: dict[str, Tensor], sig: _Signature) -> bool:
-    if set(sig.shapes) != set(state_dict):
+    keys = set(sig.shapes)
+    # a headless trunk (num_classes=0, e.g. the trunk of a modal model) has every key but the classifier's
+    headless = keys - {f"{sig.classifier}.weight", f"{sig.classifier}.bias"} if sig.classifier else keys
+    if set(state_dict) not in (keys, headless):
         return False
     loose = sig.loose_keys
-    return all(key in loose or tuple(state_dict[key].shape) == shape for key, shape in sig.shapes.items())
+    return all(
+        key in loose or tuple(state_dict[key].shape) == shape for key, shape in sig.shapes.items() if key in state_dict
+    )
 
 
 def detect_form(state_dict: dict[str, Tensor], name: str, kwargs_json: str = "{}") -> bool | None:
@@ -113,10 +118,11 @@ def infer_model_name(state_dict: dict[str, Tensor], candidates: Sequence[str] | 
 
 
 def classes_and_chans(state_dict: dict[str, Tensor], sig: _Signature) -> dict[str, int]:
+    """``num_classes`` (0 for a headless trunk) and ``in_chans`` of a state_dict that matches ``sig``."""
     found: dict[str, int] = {}
     head = f"{sig.classifier}.weight"
-    if sig.classifier and head in state_dict:
-        found["num_classes"] = int(state_dict[head].shape[0])
+    if sig.classifier:
+        found["num_classes"] = int(state_dict[head].shape[0]) if head in state_dict else 0
     stem = f"{sig.first_conv}.weight"
     if sig.first_conv and stem in state_dict:
         found["in_chans"] = int(state_dict[stem].shape[1])

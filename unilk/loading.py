@@ -98,6 +98,21 @@ class ModelFile:
         return self.config["arch"]["trunk"] if self.kind == "modal" else self.config["model"]
 
     @property
+    def arch(self) -> dict[str, Any]:
+        """A modal model's ``create_modal_model`` arguments (``modality``, ``task``, ``trunk``, ...); {} for a trunk."""
+        return dict(self.config.get("arch") or {})
+
+    @property
+    def modality(self) -> str | None:
+        """The modality a modal model was trained on (None for a trunk)."""
+        return self.arch.get("modality")
+
+    @property
+    def adapter(self) -> dict[str, Any]:
+        """A modal model's adapter config ({} for a trunk)."""
+        return dict(self.config.get("adapter") or {})
+
+    @property
     def labels(self) -> list[str]:
         """Label names of a modal classifier (empty otherwise)."""
         return list(self.config.get("labels") or [])

@@ -32,10 +32,54 @@ def _report_errors(fn: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def _parse_model_spec(spec: str) -> tuple[str, str | None]:
-    """``name`` or ``name=checkpoint`` -> (name, checkpoint)."""
+def _parse_model_spec(spec: str) -> tuple[str | None, str | None]:
+    """``name``, ``name=checkpoint``, or a model file (path or ``hf-hub:`` id) -> (name, checkpoint)."""
+    from unilk.loading import HF_PREFIX
+
+    if spec.startswith(HF_PREFIX) or Path(spec).exists():
+        return None, spec
     name, sep, checkpoint = spec.partition("=")
     return name, (checkpoint if sep else None)
+
+
+def _erf_model(spec: str, pretrained: bool, in_chans: int) -> tuple[Any, dict[str, Any]]:
+    """The trunk ``spec`` names, built for ``in_chans``-channel inputs, and its normalisation (mean, std).
+
+    A model file goes through ``unilk.load``'s reader; of a modal model the trunk is measured, with its adapter's
+    normalisation.
+
+    Raises:
+        InputError: a modal model whose trunk takes another number of channels than the inputs have.
+    """
+    from unilk.diagnostics.info import build_any_model
+    from unilk.errors import InputError
+    from unilk.loading import build, read_model_file
+
+    name, checkpoint = _parse_model_spec(spec)
+    if checkpoint is None:
+        model = build_any_model(name, pretrained=pretrained, in_chans=in_chans)
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        return model, {"mean": cfg.get("mean"), "std": cfg.get("std")}
+    found = read_model_file(checkpoint, model=name)
+    if found.kind == "trunk":
+        same = found.config.get("in_chans") in (None, in_chans)
+        model = build(found) if same else build(found, in_chans=in_chans)  # a different stem is adapted (timm's rule)
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        return model, {"mean": cfg.get("mean"), "std": cfg.get("std")}
+    if found.modality == "series":
+        raise InputError(f"{found.describe()}: the ERF is measured on maps; a series model takes windows")
+    trunk = build(found).trunk
+    wanted = _first_conv_chans(trunk)
+    if wanted != in_chans:
+        raise InputError(f"{found.describe()} takes {wanted}-channel maps; the inputs have {in_chans} channels")
+    return trunk, {"mean": found.adapter.get("mean"), "std": found.adapter.get("std")}
+
+
+def _first_conv_chans(model: Any) -> int:
+    """Input channels of a model's first convolution."""
+    import torch.nn as nn
+
+    return next(m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
 def _parse_thresholds(text: str) -> list[float]:
@@ -104,7 +148,10 @@ def erf(
     device: str,
     no_progress: bool,
 ) -> None:
-    """Effective receptive field of MODELS (unilk or timm names; NAME=CHECKPOINT loads a file) on the inputs.
+    """Effective receptive field of MODELS on the inputs.
+
+    Each of MODELS is a unilk or timm name, NAME=CHECKPOINT, or a model file alone (a `unilk train` checkpoint, an
+    export, a converted or official file, hf-hub:org/name); of a trained modal model the trunk is measured.
 
     The method of the RepLKNet and SLaK papers: the ReLU-summed centre pixel of the pre-pool last-stage map,
     ReLU of its input gradient, averaged over the inputs, log10(x+1) and max normalisation, and the
@@ -114,7 +161,6 @@ def erf(
     import torch
 
     from unilk.diagnostics.erf import area_ratios, batched, compute_erf, list_input_files, load_input_map, normalize_erf
-    from unilk.diagnostics.info import build_any_model
     from unilk.diagnostics.plot import plot_erf
 
     ts = _parse_thresholds(thresholds)
@@ -122,12 +168,13 @@ def erf(
     is_image = [p.suffix.lower() not in (".pt", ".pth", ".npy") for p in files]
     in_chans = int(load_input_map(files[0], size=size if is_image[0] else None).shape[0])
     maps, ratios, table = {}, {}, {}
-    for spec in models:
-        name, checkpoint = _parse_model_spec(spec)
+    built = {}
+    for spec in models:  # every model is built (and every file read) before the first one is measured
         torch.manual_seed(seed)  # randomly initialised models give the same figure on every run
-        model = build_any_model(name, pretrained=pretrained, checkpoint_path=checkpoint, in_chans=in_chans).to(device)
-        cfg = getattr(model, "pretrained_cfg", None) or {}
-        mean, std = cfg.get("mean"), cfg.get("std")
+        built[spec] = _erf_model(spec, pretrained, in_chans)
+    for spec, (model, norm) in built.items():
+        model = model.to(device)
+        mean, std = norm["mean"], norm["std"]
         inputs = (
             load_input_map(p, size=size if img or resize_maps else None, mean=mean, std=std)
             for p, img in zip(files, is_image)
@@ -140,7 +187,8 @@ def erf(
                        "ratios": [asdict(r) for r in ratios[spec]]}  # fmt: skip
         if save_maps is not None:
             save_maps.mkdir(parents=True, exist_ok=True)
-            np.save(save_maps / f"{name}.npy", result.map.numpy())
+            name, checkpoint = _parse_model_spec(spec)
+            np.save(save_maps / f"{name or Path(checkpoint or spec).stem}.npy", result.map.numpy())
     plot_erf(maps, out, ratios)
     if as_json:
         click.echo(json.dumps(table, indent=2))
