@@ -2,8 +2,8 @@
 
 The output is written under a hidden temporary name in the destination's directory (so the final rename stays on one
 file system), then renamed. If the writer or a check after it raises, the temporary output is removed and nothing is
-left behind. Files and folders are created with ``open``/``mkdir``, so they get the user's umask. An existing
-destination is never replaced: the caller must remove it first.
+left behind. Before the rename, every file gets the mode the user's umask gives a new file (some writers, such as
+safetensors, create theirs private). An existing destination is never replaced: the caller must remove it first.
 """
 
 from __future__ import annotations
@@ -17,6 +17,22 @@ from pathlib import Path
 from unilk.errors import ConfigError
 
 __all__ = ["atomic_dir", "atomic_file"]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; it is put back at once
+    os.umask(mask)
+    return mask
+
+
+def _apply_umask(path: Path) -> None:
+    """Give ``path`` (a file, or a folder and the files in it) the modes that new ones get under the user's umask."""
+    mask = _umask()
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    for file in files:
+        file.chmod(0o666 & ~mask)
+    if path.is_dir():
+        path.chmod(0o777 & ~mask)
 
 
 def _refuse_existing(dest: Path, what: str) -> None:
@@ -37,6 +53,7 @@ def atomic_file(dest: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}{dest.suffix}")
     try:
         yield tmp
+        _apply_umask(tmp)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -59,6 +76,7 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
+        _apply_umask(tmp)
         if dest.is_dir():
             dest.rmdir()  # empty (checked above)
         os.replace(tmp, dest)
