@@ -16,7 +16,7 @@ from pathlib import Path
 
 from unilk.errors import ConfigError
 
-__all__ = ["atomic_dir", "atomic_file"]
+__all__ = ["atomic_dir", "atomic_file", "refuse_existing"]
 
 
 def _umask() -> int:
@@ -35,7 +35,13 @@ def _apply_umask(path: Path) -> None:
         path.chmod(0o777 & ~mask)
 
 
-def _refuse_existing(dest: Path, what: str) -> None:
+def refuse_existing(dest: str | os.PathLike[str], what: str) -> None:
+    """Raise when ``dest`` exists (an empty folder excepted): call it before long work that ends in a write.
+
+    Raises:
+        ConfigError: naming ``dest``.
+    """
+    dest = Path(dest)
     if dest.exists() and not (dest.is_dir() and not any(dest.iterdir())):
         raise ConfigError(f"{what} {str(dest)!r} already exists; remove it or pick another output path")
 
@@ -48,7 +54,7 @@ def atomic_file(dest: str | os.PathLike[str]) -> Iterator[Path]:
         ConfigError: ``dest`` already exists.
     """
     dest = Path(dest)
-    _refuse_existing(dest, "output file")
+    refuse_existing(dest, "output file")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}{dest.suffix}")
     try:
@@ -69,7 +75,7 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
         ConfigError: ``dest`` already exists and is not an empty folder.
     """
     dest = Path(dest)
-    _refuse_existing(dest, "output folder")
+    refuse_existing(dest, "output folder")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a killed earlier run of this process id

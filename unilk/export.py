@@ -183,13 +183,14 @@ def export_model(
         ConfigError: an unknown format, or ``out`` exists.
         CheckpointError: the source cannot be read, or the check fails (nothing is written).
     """
-    from unilk.atomic import atomic_dir
+    from unilk.atomic import atomic_dir, refuse_existing
     from unilk.loading import CONFIG_FILE, WEIGHTS_FILE, build, example_inputs, read_model_file
     from unilk.reparam import reparameterize
 
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"export format {fmt!r} is not supported; expected one of {list(EXPORT_FORMATS)}")
     out = Path(out)
+    refuse_existing(out, "output folder")
     found = read_model_file(source)
     model = build(found)
     inputs = example_inputs(found, batch=2, input_size=tuple(input_size) if input_size else None, seed=seed)

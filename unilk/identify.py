@@ -106,8 +106,11 @@ def infer_model_name(state_dict: dict[str, Tensor], candidates: Sequence[str] | 
     import unilk.models  # noqa: F401  (registers the model families)
     from unilk.models.registry import list_models
 
-    names = list(candidates) if candidates is not None else list_models()
-    found = [name for name in names if _could_be(state_dict, name) and detect_form(state_dict, name) is not None]
+    names = [name for name in (candidates if candidates is not None else list_models()) if _could_be(state_dict, name)]
+    # the training form first: most files hold it, and then no candidate's deploy form needs building
+    found = [name for name in names if _matches(state_dict, signature(name, False))]
+    if not found:
+        found = [name for name in names if detect_form(state_dict, name) is not None]
     if len(found) != 1:
         what = "no registered model" if not found else f"several models ({found})"
         raise CheckpointError(

@@ -173,12 +173,14 @@ def _resolve(source: str) -> tuple[Path, dict[str, Any] | None]:
     if path.is_dir():
         if (path / CONFIG_FILE).is_file():
             return _folder_weights(path, source), _read_json(path / CONFIG_FILE, source)
+        if (path / WEIGHTS_FILE).is_file():  # ``unilk export --format safetensors``: the config is in its metadata
+            return path / WEIGHTS_FILE, None
         for name in _RUN_CHECKPOINTS:
             if (path / name).is_file():
                 return path / name, None
         listing = sorted(p.name for p in path.iterdir())[:8]
         raise CheckpointError(
-            f"{source!r} is a folder without {CONFIG_FILE} + {WEIGHTS_FILE} (an export) or best.pt/last.pt (a "
+            f"{source!r} is a folder without {CONFIG_FILE} or {WEIGHTS_FILE} (an export) or best.pt/last.pt (a "
             f"training run); it holds {listing}"
         )
     if not path.is_file():

@@ -173,13 +173,14 @@ def convert_checkpoint(
         CheckpointError: the source cannot be read or matches no model, or the check fails ``atol``.
         ConfigError: an unknown format or model name, or ``out`` exists.
     """
-    from unilk.atomic import atomic_file
+    from unilk.atomic import atomic_file, refuse_existing
     from unilk.diagnostics.info import deploy_copy
     from unilk.loading import build, example_inputs, read_model_file
     from unilk.version import __version__
 
     out = Path(out)
     fmt = _resolve_format(out, fmt)
+    refuse_existing(out, "output file")
     if model_kwargs and not model:
         raise ConfigError(f"model_kwargs {sorted(model_kwargs)} need the architecture: pass model= (--model)")
     found = read_model_file(checkpoint, model=model, model_kwargs=model_kwargs)
