@@ -42,9 +42,7 @@ __all__ = [
     "Prepared",
     "RandomWeightsWarning",
     "SamplePreparer",
-    "TrainedModel",
     "encode",
-    "read_training_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -134,88 +132,6 @@ class SamplePreparer:
             result = process(sample)
             return Prepared(result.maps, result.policy)
         return Prepared(self.adapter(sample).unsqueeze(0), "")
-
-
-_MODAL_BUILDER = "unilk.models.modal.create_modal_model"
-
-
-@dataclass(frozen=True)
-class TrainedModel:
-    """What a ``unilk train`` checkpoint says about its model.
-
-    Attributes:
-        path: the checkpoint file.
-        arch: how the trainer built the model: ``{"builder", "modality", "task", "trunk", "num_classes", "kwargs",
-            "head_kwargs"}`` (:func:`unilk.models.modal.create_modal_model` arguments).
-        adapter: the adapter config dict used in training.
-        labels: the label names (empty for forecasting).
-        state_dict: the weights of the modal model (``stem.`` for series, ``trunk.``, ``head.``).
-    """
-
-    path: str
-    arch: dict[str, Any]
-    adapter: dict[str, Any]
-    labels: list[str]
-    state_dict: dict[str, Tensor]
-
-    @property
-    def modality(self) -> str:
-        """The modality the model was trained on."""
-        return self.arch["modality"]
-
-    def build(self, **trunk_kwargs: Any) -> nn.Module:
-        """Rebuild the modal model (stem + trunk + head) exactly as in training and load its weights, strictly.
-
-        Raises:
-            CheckpointError: the weights do not fit the architecture the checkpoint names.
-        """
-        from unilk.models.modal import create_modal_model
-
-        arch = self.arch
-        model = create_modal_model(
-            arch["modality"],
-            arch["task"],
-            arch["trunk"],
-            num_classes=arch.get("num_classes"),
-            adapter_config=self.adapter,
-            head_kwargs=arch.get("head_kwargs"),
-            **{**arch.get("kwargs", {}), **trunk_kwargs},
-        )
-        _load_strict(model, self.state_dict, self.path, "model")
-        return model
-
-
-def read_training_checkpoint(path: str | os.PathLike[str]) -> TrainedModel | None:
-    """Read a ``unilk train`` checkpoint; None when ``path`` holds plain weights (a state_dict) instead.
-
-    Args:
-        path: a ``.pt``/``.pth`` file (read with ``weights_only=True``) or ``.safetensors`` (always plain weights).
-
-    Returns:
-        The :class:`TrainedModel`, or None for a plain weights file.
-
-    Raises:
-        CheckpointError: the file cannot be read, or a training checkpoint's ``arch`` is not one this version builds.
-    """
-    from unilk.train.checkpoint import FORMAT
-
-    text = os.fspath(path)
-    if text.endswith(".safetensors"):
-        return None
-    try:
-        data = torch.load(text, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several unrelated types for unreadable files
-        raise CheckpointError(f"checkpoint {text!r}: cannot be read ({err}); expected a .pt or weights") from err
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        return None
-    arch = dict(data.get("arch") or {})
-    missing = [k for k in ("modality", "task", "trunk") if k not in arch]
-    if arch.get("builder") != _MODAL_BUILDER or missing or arch["modality"] not in MODALITIES:
-        raise CheckpointError(
-            f"checkpoint {text!r}: arch={arch!r}; expected builder {_MODAL_BUILDER!r} with modality, task and trunk "
-            f"(modality one of {list(MODALITIES)}). Fix: use a checkpoint written by `unilk train`."
-        )
-    return TrainedModel(text, arch, dict(data.get("adapter") or {}), list(data.get("labels") or []), data["model"])
 
 
 @contextlib.contextmanager
@@ -571,16 +487,6 @@ def _read_checkpoint(checkpoint: str | os.PathLike[str], model: Any, model_kwarg
 def _shape_kwargs(model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The keywords that decide a state_dict's shapes (not training-only ones like ``drop_path_rate``)."""
     return {k: v for k, v in model_kwargs.items() if k not in ("drop_path_rate", "drop_rate", "grad_checkpointing")}
-
-
-def _load_strict(module: nn.Module, state: Mapping[str, Tensor], path: str, part: str) -> None:
-    result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"checkpoint {path!r}: the {part} does not fit the architecture it names: missing "
-            f"{result.missing_keys[:5]} ({len(result.missing_keys)}), unexpected {result.unexpected_keys[:5]} "
-            f"({len(result.unexpected_keys)}). Fix: load it with the unilk version that wrote it."
-        )
 
 
 def _name_inputs(modality: str, inputs: Any) -> list[tuple[str, Any]]:
