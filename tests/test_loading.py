@@ -368,3 +368,40 @@ def test_a_failed_check_leaves_nothing(run, tmp_path) -> None:
     with pytest.raises(ConfigError, match="already exists"):
         export_model(run["best"], tmp_path / "taken")
     assert (tmp_path / "taken" / "mine.txt").read_text() == "user data"
+
+
+# ------------------------------------------------------------------------------------------ other modalities, info
+
+
+@pytest.mark.parametrize("freq", ["none", "h"])
+def test_series_forecaster_loads_exports_and_runs_in_onnx(tmp_path, freq) -> None:
+    from unilk.export import export_model
+    from unilk.loading import example_inputs, read_model_file
+    from unilk.models.modal import create_modal_model
+    from unilk.train.checkpoint import save_checkpoint
+
+    adapter = {"modality": "series", "seq_len": 8, "label_len": 4, "pred_len": 4, "group_size": 2, "d_model": 8,
+               "freq": freq, "scale": False}  # fmt: skip
+    torch.manual_seed(0)
+    model = create_modal_model("series", "forecast", "test_unireplknet", adapter_config=adapter).eval()
+    arch = {"builder": "unilk.models.modal.create_modal_model", "modality": "series", "task": "forecast",
+            "trunk": "test_unireplknet", "num_classes": None, "kwargs": {}, "head_kwargs": {}}  # fmt: skip
+    path = save_checkpoint(tmp_path / "best.pt", {"model": model.state_dict(), "arch": arch, "adapter": adapter})
+    inputs = example_inputs(read_model_file(path), batch=3)
+    assert len(inputs) == (1 if freq == "none" else 2)
+    with torch.no_grad():
+        expected = model(*inputs)  # Tensor[3, pred_len, group_size]
+        assert expected.shape == (3, 4, 2)
+        _close(unilk.load(path)(*inputs), expected)
+        exported = export_model(path, tmp_path / "export")
+        _close(unilk.load(exported.out)(*inputs), expected)
+    assert export_model(path, tmp_path / "onnx", fmt="onnx").max_rel_diff <= 1e-4
+
+
+@pytest.mark.parametrize("source", ["best", "export_folder", "official"])
+def test_info_command_reads_model_files(run, source) -> None:
+    result = _invoke(["info", str(run[source]), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert report["input_size"] == ([3, 32, 32] if source != "official" else [3, 224, 224])
+    assert report["params_deploy"] <= report["params_train"]
