@@ -16,6 +16,7 @@ from unilk.version import __version__
 if TYPE_CHECKING:  # for type checkers and IDEs only; at run time these load lazily
     from unilk.encoding import Encoder, encode  # noqa: F401
     from unilk.hub import load_checkpoint  # noqa: F401
+    from unilk.loading import load  # noqa: F401
     from unilk.models.registry import create_model, list_models, list_pretrained  # noqa: F401
     from unilk.reparam import reparameterize, verify_reparam  # noqa: F401
 
@@ -25,6 +26,7 @@ _LAZY: dict[str, str] = {
     "list_models": "unilk.models.registry",
     "list_pretrained": "unilk.models.registry",
     "load_checkpoint": "unilk.hub",
+    "load": "unilk.loading",
     "reparameterize": "unilk.reparam",
     "verify_reparam": "unilk.reparam",
     "encode": "unilk.encoding",

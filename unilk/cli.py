@@ -25,9 +25,11 @@ _COMMANDS: dict[str, str] = {
     "encode": "unilk.extract_cli:encode_command",
     "eval": "unilk.train.commands:eval_command",
     "erf": "unilk.diagnostics.commands:erf",
+    "export": "unilk.export:export_command",
     "extract": "unilk.extract_cli:extract_command",
     "info": "unilk.diagnostics.commands:info",
     "plot": "unilk.diagnostics.commands:plot",
+    "predict": "unilk.predict:predict_command",
     "synth": "unilk.datasets.cli:synth",
     "train": "unilk.train.commands:train_command",
 }

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from unilk.errors import CheckpointError, ConfigError, InputError
+from unilk.loading import ModelFile
 
 __all__ = [
     "MODALITIES",
@@ -41,9 +42,7 @@ __all__ = [
     "Prepared",
     "RandomWeightsWarning",
     "SamplePreparer",
-    "TrainedModel",
     "encode",
-    "read_training_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -135,88 +134,6 @@ class SamplePreparer:
         return Prepared(self.adapter(sample).unsqueeze(0), "")
 
 
-_MODAL_BUILDER = "unilk.models.modal.create_modal_model"
-
-
-@dataclass(frozen=True)
-class TrainedModel:
-    """What a ``unilk train`` checkpoint says about its model.
-
-    Attributes:
-        path: the checkpoint file.
-        arch: how the trainer built the model: ``{"builder", "modality", "task", "trunk", "num_classes", "kwargs",
-            "head_kwargs"}`` (:func:`unilk.models.modal.create_modal_model` arguments).
-        adapter: the adapter config dict used in training.
-        labels: the label names (empty for forecasting).
-        state_dict: the weights of the modal model (``stem.`` for series, ``trunk.``, ``head.``).
-    """
-
-    path: str
-    arch: dict[str, Any]
-    adapter: dict[str, Any]
-    labels: list[str]
-    state_dict: dict[str, Tensor]
-
-    @property
-    def modality(self) -> str:
-        """The modality the model was trained on."""
-        return self.arch["modality"]
-
-    def build(self, **trunk_kwargs: Any) -> nn.Module:
-        """Rebuild the modal model (stem + trunk + head) exactly as in training and load its weights, strictly.
-
-        Raises:
-            CheckpointError: the weights do not fit the architecture the checkpoint names.
-        """
-        from unilk.models.modal import create_modal_model
-
-        arch = self.arch
-        model = create_modal_model(
-            arch["modality"],
-            arch["task"],
-            arch["trunk"],
-            num_classes=arch.get("num_classes"),
-            adapter_config=self.adapter,
-            head_kwargs=arch.get("head_kwargs"),
-            **{**arch.get("kwargs", {}), **trunk_kwargs},
-        )
-        _load_strict(model, self.state_dict, self.path, "model")
-        return model
-
-
-def read_training_checkpoint(path: str | os.PathLike[str]) -> TrainedModel | None:
-    """Read a ``unilk train`` checkpoint; None when ``path`` holds plain weights (a state_dict) instead.
-
-    Args:
-        path: a ``.pt``/``.pth`` file (read with ``weights_only=True``) or ``.safetensors`` (always plain weights).
-
-    Returns:
-        The :class:`TrainedModel`, or None for a plain weights file.
-
-    Raises:
-        CheckpointError: the file cannot be read, or a training checkpoint's ``arch`` is not one this version builds.
-    """
-    from unilk.train.checkpoint import FORMAT
-
-    text = os.fspath(path)
-    if text.endswith(".safetensors"):
-        return None
-    try:
-        data = torch.load(text, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several unrelated types for unreadable files
-        raise CheckpointError(f"checkpoint {text!r}: cannot be read ({err}); expected a .pt or weights") from err
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        return None
-    arch = dict(data.get("arch") or {})
-    missing = [k for k in ("modality", "task", "trunk") if k not in arch]
-    if arch.get("builder") != _MODAL_BUILDER or missing or arch["modality"] not in MODALITIES:
-        raise CheckpointError(
-            f"checkpoint {text!r}: arch={arch!r}; expected builder {_MODAL_BUILDER!r} with modality, task and trunk "
-            f"(modality one of {list(MODALITIES)}). Fix: use a checkpoint written by `unilk train`."
-        )
-    return TrainedModel(text, arch, dict(data.get("adapter") or {}), list(data.get("labels") or []), data["model"])
-
-
 @contextlib.contextmanager
 def _seeded() -> Iterator[None]:
     """Initialise modules from a fixed seed, without touching the caller's random state.
@@ -260,8 +177,10 @@ class Encoder:
             (``forward_features``, ``forward_head(x, pre_logits=True)``), used for every modality and put in deploy
             form in place. Weights not loaded from a file are initialised from a fixed seed, so every process (each
             torchrun rank, a resumed run) holds the same model.
-        checkpoint: a checkpoint written by ``unilk train`` (it carries the architecture, the adapter config and the
-            labels, so features are made exactly as in training), or a plain weights file for ``model``.
+        checkpoint: anything :func:`unilk.load` reads. A modal model (``unilk train`` checkpoint, or its
+            conversion or export) carries the architecture, the adapter config and the labels, so features are made
+            exactly as in training; a trunk file (official, converted) names its architecture; bare weights are
+            loaded into ``model``.
         pretrained: load the registry's pretrained weights for ``model`` (ignored with ``checkpoint``).
         adapters: per modality an adapter config (a config object or a dict) overriding the default one.
         model_kwargs: extra keywords for ``unilk.create_model`` (e.g. ``drop_path_rate``, tiny ``depths``/``dims``).
@@ -306,8 +225,13 @@ class Encoder:
         self.model_kwargs = dict(model_kwargs or {})
         self.pretrained = pretrained
         self.checkpoint = None if checkpoint is None else str(checkpoint)
-        self.trained = None if checkpoint is None else read_training_checkpoint(checkpoint)
+        # unilk.load's reader: a modal file (a training checkpoint, its conversion or export) sets the architecture,
+        # adapter config and labels; a trunk file (official or converted) sets the architecture
+        self.file = None if checkpoint is None else _read_checkpoint(checkpoint, model, self.model_kwargs)
+        self.trained = self.file if self.file is not None and self.file.kind == "modal" else None
         self.model_name = model if isinstance(model, str) else _DEFAULT_MODEL if model is None else type(model).__name__
+        if self.file is not None and self.trained is None:
+            self.model_name = self.file.architecture
         self._module = model if isinstance(model, nn.Module) else None
         self._adapter_configs: dict[str, Any] = dict(adapters or {})
         self._trunks: dict[int, nn.Module] = {}
@@ -320,11 +244,11 @@ class Encoder:
         if self._module is None and self.checkpoint is None and not pretrained:
             _warn_random_weights(self.model_name)
 
-    def _use_training_config(self, trained: TrainedModel, model: str | nn.Module) -> None:
-        """Take the architecture, adapter config and labels from a training checkpoint."""
+    def _use_training_config(self, trained: ModelFile, model: str | nn.Module) -> None:
+        """Take the architecture, adapter config and labels from a modal model file."""
         if model is not None and model != trained.arch["trunk"]:
             raise ConfigError(
-                f"Encoder: model={model!r} but checkpoint {trained.path!r} holds a {trained.arch['trunk']}; "
+                f"Encoder: model={model!r} but checkpoint {trained.describe()} holds a {trained.arch['trunk']}; "
                 "expected no model (the checkpoint names it) or the same name. Fix: drop model=."
             )
         self.model_name = trained.arch["trunk"]
@@ -410,15 +334,20 @@ class Encoder:
         if self.trained is not None:
             return self._trained_model().trunk
         kwargs = {"num_classes": 0, "in_chans": in_chans, **self.model_kwargs}
-        if self.checkpoint is not None:
-            kwargs["checkpoint_path"] = self.checkpoint
+        if self.file is not None:  # the file's own keywords; a classifier is dropped, the stem adapted to in_chans
+            file_kwargs = {k: v for k, v in self.file.config.get("model_kwargs", {}).items() if k != "num_classes"}
+            kwargs = {**file_kwargs, **kwargs, "checkpoint_path": self.file}
+            if self.file.deploy:
+                kwargs["deploy"] = True
         return create_model(self.model_name, pretrained=self.pretrained and self.checkpoint is None, **kwargs)
 
     def _trained_model(self) -> nn.Module:
         """The modal model of the training checkpoint (built once; its trunk and stem are used, not its head)."""
+        from unilk.loading import build
+
         assert self.trained is not None
         if self._modal is None:
-            self._modal = self.trained.build(**self.model_kwargs)
+            self._modal = build(self.trained, **self.model_kwargs)
         return self._modal
 
     def _prepare(self, model: nn.Module) -> nn.Module:
@@ -542,14 +471,22 @@ class Encoder:
         )
 
 
-def _load_strict(module: nn.Module, state: Mapping[str, Tensor], path: str, part: str) -> None:
-    result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"checkpoint {path!r}: the {part} does not fit the architecture it names: missing "
-            f"{result.missing_keys[:5]} ({len(result.missing_keys)}), unexpected {result.unexpected_keys[:5]} "
-            f"({len(result.unexpected_keys)}). Fix: load it with the unilk version that wrote it."
-        )
+def _read_checkpoint(checkpoint: str | os.PathLike[str], model: Any, model_kwargs: Mapping[str, Any]) -> ModelFile:
+    """Read an Encoder's checkpoint with unilk.load's reader; ``model`` names the architecture of bare weights."""
+    from unilk.loading import read_model_file
+
+    name = model if isinstance(model, str) else None
+    try:
+        return read_model_file(checkpoint, model=name, model_kwargs=_shape_kwargs(model_kwargs) if name else None)
+    except CheckpointError as err:
+        if name is None:
+            raise
+        raise ConfigError(f"Encoder: model={name!r} with this checkpoint: {err}. Fix: drop model=") from err
+
+
+def _shape_kwargs(model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords that decide a state_dict's shapes (not training-only ones like ``drop_path_rate``)."""
+    return {k: v for k, v in model_kwargs.items() if k not in ("drop_path_rate", "drop_rate", "grad_checkpointing")}
 
 
 def _name_inputs(modality: str, inputs: Any) -> list[tuple[str, Any]]:
@@ -593,6 +530,7 @@ def encode(
     pool: str = "avg",
     return_maps: bool = False,
     adapters: Mapping[str, Any] | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, Encoding]:
     """Embed inputs of one or more modalities in one call (builds an :class:`Encoder`; reuse one for many calls).
 
@@ -603,13 +541,14 @@ def encode(
         points: point cloud input(s).
         series: time-series input(s).
         model: trunk name or module; default: the checkpoint's architecture, else ``unireplknet_a``.
-        checkpoint: a ``unilk train`` checkpoint or a weights file.
+        checkpoint: anything :func:`unilk.load` reads (a ``unilk train`` checkpoint, an export, a weights file...).
         pretrained: load the registry's pretrained weights.
         device: ``"auto"`` or a torch device.
         batch_size: maps per forward pass.
         pool: ``"avg"`` or ``"max"``.
         return_maps: also return the final-stage feature maps.
         adapters: per modality an adapter config (object or dict) overriding the default one.
+        model_kwargs: extra keywords for ``unilk.create_model`` (see :class:`Encoder`).
 
     Returns:
         ``{modality: Encoding}``: per modality the ids, Tensor[N, D] embeddings and per-input policy.
@@ -623,6 +562,7 @@ def encode(
         checkpoint=checkpoint,
         pretrained=pretrained,
         adapters=adapters,
+        model_kwargs=model_kwargs,
         device=device,
         batch_size=batch_size,
         pool=pool,

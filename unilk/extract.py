@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unilk.errors import ConfigError, InputError
-from unilk.hub import file_sha256
+from unilk.loading import source_sha256
 
 if TYPE_CHECKING:
     import numpy as np
@@ -690,7 +690,7 @@ def extract(
         "model": encoder.model_name,
         "model_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in (model_kwargs or {}).items()},
         "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
-        "checkpoint_sha256": None if checkpoint is None else file_sha256(Path(checkpoint)),
+        "checkpoint_sha256": None if checkpoint is None else source_sha256(checkpoint),
         "pretrained": pretrained,
         "pool": pool,
         "adapter": config.to_dict() if hasattr(config, "to_dict") else None,

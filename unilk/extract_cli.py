@@ -49,7 +49,11 @@ def _modality_of(path: str) -> str:
 
 _model_options = [
     click.option("--model", default=None, help="Trunk name (default: the checkpoint's, else unireplknet_a)."),
-    click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="`unilk train` checkpoint."),
+    click.option(
+        "--checkpoint",
+        default=None,
+        help="Any model file unilk.load reads: a `unilk train` checkpoint, an export folder, a .pth, hf-hub:org/name.",
+    ),
     click.option("--pretrained", is_flag=True, help="Load the registry's pretrained weights for --model."),
     click.option("--model-kwarg", "model_kwargs", multiple=True, metavar="KEY=VALUE", help="Extra create_model key."),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),

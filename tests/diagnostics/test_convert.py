@@ -95,7 +95,12 @@ def test_convert_command(tmp_path) -> None:
     assert read_checkpoint_config(out)["deploy"] is True
     result = CliRunner().invoke(convert_command, [*args, "--model", "test_unireplknet_allk"])
     assert result.exit_code != 0
+    assert "already exists" in result.output  # a written file is never replaced
+    out.unlink()
+    result = CliRunner().invoke(convert_command, [*args, "--model", "test_unireplknet_allk"])
+    assert result.exit_code != 0
     assert "does not fit" in result.output
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(("fixture_name", "arch"), [("slak_small_official.pt", "slak_t"),

@@ -32,10 +32,54 @@ def _report_errors(fn: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def _parse_model_spec(spec: str) -> tuple[str, str | None]:
-    """``name`` or ``name=checkpoint`` -> (name, checkpoint)."""
+def _parse_model_spec(spec: str) -> tuple[str | None, str | None]:
+    """``name``, ``name=checkpoint``, or a model file (path or ``hf-hub:`` id) -> (name, checkpoint)."""
+    from unilk.loading import HF_PREFIX
+
+    if spec.startswith(HF_PREFIX) or Path(spec).exists():
+        return None, spec
     name, sep, checkpoint = spec.partition("=")
     return name, (checkpoint if sep else None)
+
+
+def _erf_model(spec: str, pretrained: bool, in_chans: int) -> tuple[Any, dict[str, Any]]:
+    """The trunk ``spec`` names, built for ``in_chans``-channel inputs, and its normalisation (mean, std).
+
+    A model file goes through ``unilk.load``'s reader; of a modal model the trunk is measured, with its adapter's
+    normalisation.
+
+    Raises:
+        InputError: a modal model whose trunk takes another number of channels than the inputs have.
+    """
+    from unilk.diagnostics.info import build_any_model
+    from unilk.errors import InputError
+    from unilk.loading import build, read_model_file
+
+    name, checkpoint = _parse_model_spec(spec)
+    if checkpoint is None:
+        model = build_any_model(name, pretrained=pretrained, in_chans=in_chans)
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        return model, {"mean": cfg.get("mean"), "std": cfg.get("std")}
+    found = read_model_file(checkpoint, model=name)
+    if found.kind == "trunk":
+        same = found.config.get("in_chans") in (None, in_chans)
+        model = build(found) if same else build(found, in_chans=in_chans)  # a different stem is adapted (timm's rule)
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        return model, {"mean": cfg.get("mean"), "std": cfg.get("std")}
+    if found.modality == "series":
+        raise InputError(f"{found.describe()}: the ERF is measured on maps; a series model takes windows")
+    trunk = build(found).trunk
+    wanted = _first_conv_chans(trunk)
+    if wanted != in_chans:
+        raise InputError(f"{found.describe()} takes {wanted}-channel maps; the inputs have {in_chans} channels")
+    return trunk, {"mean": found.adapter.get("mean"), "std": found.adapter.get("std")}
+
+
+def _first_conv_chans(model: Any) -> int:
+    """Input channels of a model's first convolution."""
+    import torch.nn as nn
+
+    return next(m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
 def _parse_thresholds(text: str) -> list[float]:
@@ -104,7 +148,10 @@ def erf(
     device: str,
     no_progress: bool,
 ) -> None:
-    """Effective receptive field of MODELS (unilk or timm names; NAME=CHECKPOINT loads a file) on the inputs.
+    """Effective receptive field of MODELS on the inputs.
+
+    Each of MODELS is a unilk or timm name, NAME=CHECKPOINT, or a model file alone (a `unilk train` checkpoint, an
+    export, a converted or official file, hf-hub:org/name); of a trained modal model the trunk is measured.
 
     The method of the RepLKNet and SLaK papers: the ReLU-summed centre pixel of the pre-pool last-stage map,
     ReLU of its input gradient, averaged over the inputs, log10(x+1) and max normalisation, and the
@@ -114,7 +161,6 @@ def erf(
     import torch
 
     from unilk.diagnostics.erf import area_ratios, batched, compute_erf, list_input_files, load_input_map, normalize_erf
-    from unilk.diagnostics.info import build_any_model
     from unilk.diagnostics.plot import plot_erf
 
     ts = _parse_thresholds(thresholds)
@@ -122,12 +168,13 @@ def erf(
     is_image = [p.suffix.lower() not in (".pt", ".pth", ".npy") for p in files]
     in_chans = int(load_input_map(files[0], size=size if is_image[0] else None).shape[0])
     maps, ratios, table = {}, {}, {}
-    for spec in models:
-        name, checkpoint = _parse_model_spec(spec)
+    built = {}
+    for spec in models:  # every model is built (and every file read) before the first one is measured
         torch.manual_seed(seed)  # randomly initialised models give the same figure on every run
-        model = build_any_model(name, pretrained=pretrained, checkpoint_path=checkpoint, in_chans=in_chans).to(device)
-        cfg = getattr(model, "pretrained_cfg", None) or {}
-        mean, std = cfg.get("mean"), cfg.get("std")
+        built[spec] = _erf_model(spec, pretrained, in_chans)
+    for spec, (model, norm) in built.items():
+        model = model.to(device)
+        mean, std = norm["mean"], norm["std"]
         inputs = (
             load_input_map(p, size=size if img or resize_maps else None, mean=mean, std=std)
             for p, img in zip(files, is_image)
@@ -140,7 +187,8 @@ def erf(
                        "ratios": [asdict(r) for r in ratios[spec]]}  # fmt: skip
         if save_maps is not None:
             save_maps.mkdir(parents=True, exist_ok=True)
-            np.save(save_maps / f"{name}.npy", result.map.numpy())
+            name, checkpoint = _parse_model_spec(spec)
+            np.save(save_maps / f"{name or Path(checkpoint or spec).stem}.npy", result.map.numpy())
     plot_erf(maps, out, ratios)
     if as_json:
         click.echo(json.dumps(table, indent=2))
@@ -177,8 +225,8 @@ def info(model: str, input_size: tuple[int, int, int] | None, device: str, as_js
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file.")
+@click.argument("checkpoint")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file (new).")
 @click.option("--model", default=None, help="Architecture (default: inferred from the checkpoint's keys and shapes).")
 @click.option(
     "--model-args",
@@ -197,7 +245,7 @@ def info(model: str, input_size: tuple[int, int, int] | None, device: str, as_js
 @click.option("--atol", default=1e-4, show_default=True, help="Largest output difference the check accepts.")
 @_report_errors
 def convert(
-    checkpoint: Path,
+    checkpoint: str,
     out: Path,
     model: str | None,
     model_args: str | None,
@@ -206,7 +254,10 @@ def convert(
     input_size: tuple[int, int, int] | None,
     atol: float,
 ) -> None:
-    """Convert CHECKPOINT (official .pth or unilk file) to unilk safetensors/.pth with its config embedded."""
+    """Convert CHECKPOINT (an official .pth, a `unilk train` checkpoint, an export, ...) to a unilk file.
+
+    The output is safetensors or .pth with the config embedded; it is written only if the equivalence check passes.
+    """
     from unilk.diagnostics.convert import convert_checkpoint
 
     try:
@@ -216,10 +267,12 @@ def convert(
     if model_kwargs is not None and not isinstance(model_kwargs, dict):
         raise click.BadParameter("expected a JSON object of keywords", param_hint="--model-args")
     report = convert_checkpoint(
-        checkpoint, out, model=model, model_kwargs=model_kwargs, deploy=deploy, fmt=fmt, input_size=input_size
-    )
+        checkpoint, out, model=model, model_kwargs=model_kwargs, deploy=deploy, fmt=fmt, input_size=input_size,
+        atol=atol,
+    )  # fmt: skip
     cfg = report.config
-    click.echo(f"wrote {report.out} ({cfg['model']}, {'deploy' if cfg['deploy'] else 'train'} form, "
+    what = cfg["model"] if cfg["kind"] == "trunk" else f"{cfg['arch']['modality']} {cfg['arch']['task']} model"
+    click.echo(f"wrote {report.out} ({what}, {'deploy' if cfg['deploy'] else 'train'} form, "
                f"{report.num_tensors} tensors)")  # fmt: skip
     click.echo(f"config: {json.dumps(cfg)}")
     click.echo(f"check on a random {'x'.join(map(str, report.input_shape))} input (|output| max "
@@ -227,8 +280,6 @@ def convert(
     if report.max_abs_deploy is not None:
         click.echo(f"  train form vs deploy form: max abs diff {report.max_abs_deploy:.3g}")
     click.echo(f"  converted model vs file read back: max abs diff {report.max_abs_roundtrip:.3g}")
-    if not report.passed(atol):
-        raise click.ClickException(f"equivalence check failed: a difference exceeds --atol {atol:g}")
     click.echo(f"equivalence check passed (atol {atol:g})")
 
 

@@ -150,19 +150,17 @@ def sparse_figures(model: nn.Module, input_size: Sequence[int]) -> SparseFigures
     )
 
 
-def _from_training_checkpoint(path: str) -> tuple[nn.Module, tuple[int, ...] | None]:
-    """The modal model of a ``unilk train`` checkpoint and its adapter's input size (if the adapter has one)."""
-    from unilk.encoding import read_training_checkpoint
-    from unilk.errors import CheckpointError
+def _from_model_file(source: str) -> tuple[nn.Module, tuple[int, ...] | None]:
+    """The model in a file (anything ``unilk.load`` reads) and the map size its adapter makes (None for a trunk)."""
+    from unilk.loading import build, example_inputs, read_model_file
 
-    trained = read_training_checkpoint(path)
-    if trained is None:
-        raise CheckpointError(
-            f"checkpoint {path!r}: plain weights name no architecture; pass the model name and load them with "
-            "checkpoint_path, or give a checkpoint written by `unilk train`"
-        )
-    size = trained.adapter.get("input_size")
-    return trained.build(), (tuple(int(v) for v in size) if size else None)
+    found = read_model_file(source)
+    model = build(found)
+    if found.kind == "modal" and found.modality == "series":
+        return model.trunk, None  # the trunk sees the stem's maps; the trunk's cfg says their size
+    if found.kind == "modal":  # the whole model (head included) runs on its adapter's maps
+        return model, tuple(example_inputs(found, batch=1)[0].shape[1:])
+    return model, None
 
 
 def build_any_model(name: str, **kwargs: Any) -> nn.Module:
@@ -189,9 +187,9 @@ def build_any_model(name: str, **kwargs: Any) -> nn.Module:
         checkpoint_path = kwargs.pop("checkpoint_path", None)
         model = timm.create_model(name, **kwargs)
         if checkpoint_path:
-            from unilk.hub import load_checkpoint
+            from unilk.loading import load_weights
 
-            load_checkpoint(model, checkpoint_path)
+            load_weights(model, checkpoint_path)
         return model
     return create_model(name, **kwargs)  # raises ConfigError with the closest unilk names
 
@@ -268,8 +266,8 @@ def model_info(
     """Summarise a model at one input size.
 
     Args:
-        model: a name for ``build_any_model``, a built model (which is put in eval mode), or the path of a
-            ``unilk train`` checkpoint (built on CPU with its weights; the input size defaults to its adapter's).
+        model: a name for ``build_any_model``, a built model (which is put in eval mode), or a model file that
+            ``unilk.load`` reads (built on CPU with its weights; a modal model at its adapter's map size).
         input_size: ``(C, H, W)``; default the model's ``pretrained_cfg["input_size"]`` or ``(3, 224, 224)``. A ``C``
             other than the model's is passed as ``in_chans`` when building by name.
         device: where to build and run a model given by name; ``"meta"`` (default) needs no memory and no weights.
@@ -280,8 +278,8 @@ def model_info(
         The summary.
     """
     name = model if isinstance(model, str) else type(model).__name__
-    if isinstance(model, str) and Path(model).is_file():
-        model, adapter_size = _from_training_checkpoint(model)
+    if isinstance(model, str) and (Path(model).exists() or model.startswith("hf-hub:")):
+        model, adapter_size = _from_model_file(model)
         input_size = input_size or adapter_size
     if isinstance(model, nn.Module):  # a built model is measured where it lives, never moved (it keeps its weights)
         device = next((p.device for p in model.parameters()), torch.device("cpu"))

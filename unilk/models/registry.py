@@ -142,8 +142,9 @@ def create_model(
             raise
         raise _unknown_keyword_error(name, unknown.group(1)) from err
     if checkpoint_path:
-        from unilk.hub import load_checkpoint
+        # unilk.load's reader: any file unilk or the official repos write (a modal checkpoint gives its trunk)
+        from unilk.loading import load_weights
 
         target = getattr(model, "model", model)  # timm's feature wrappers hold the trunk as .model
-        load_checkpoint(target, checkpoint_path, filter_fn=checkpoint_filter_fn_for(target))
+        load_weights(target, checkpoint_path, filter_fn=checkpoint_filter_fn_for(target))
     return model

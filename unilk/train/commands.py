@@ -44,27 +44,34 @@ def train_command(recipe: str, overrides: tuple[str, ...], resume: bool, validat
 
 
 @click.command("eval")
-@click.argument("run", type=click.Path(exists=True, path_type=Path))
-@click.option("--checkpoint", default="best.pt", show_default=True, help="File inside RUN (or a path) to evaluate.")
+@click.argument("run")
+@click.option("--checkpoint", default="best.pt", show_default=True, help="File inside a RUN folder to evaluate.")
 @click.option("--split", default=None, help="Split to evaluate (default: the recipe's data.eval_split).")
 @click.option("--ema/--no-ema", default=None, help="Use the EMA weights (default: the recipe's train.ema_eval).")
-def eval_command(run: Path, checkpoint: str, split: str | None, ema: bool | None) -> None:
-    """Evaluate a training run directory RUN (or a checkpoint file) and print its metrics as JSON."""
+def eval_command(run: str, checkpoint: str, split: str | None, ema: bool | None) -> None:
+    """Evaluate RUN and print its metrics as JSON.
+
+    RUN is a training run folder (its --checkpoint file), a `unilk train` checkpoint, or anything `unilk export` or
+    `unilk convert` made from one: every model file that carries the recipe it was trained with.
+    """
+    from unilk.loading import CONFIG_FILE, build, read_model_file
     from unilk.train.build import build_parts
-    from unilk.train.checkpoint import load_checkpoint
     from unilk.train.config import recipe_from_dict
     from unilk.train.engine import Trainer
 
-    path = run if run.is_file() else run / checkpoint
-    ckpt = load_checkpoint(path)
+    path = Path(run)
+    source = path / checkpoint if path.is_dir() and not (path / CONFIG_FILE).is_file() else run
+    found = read_model_file(source, ema=ema)
+    if found.kind != "modal" or not found.config.get("recipe"):
+        raise click.UsageError(
+            f"{found.describe()} carries no training recipe, so there is no dataset to evaluate it on; unilk eval "
+            "takes a `unilk train` run or checkpoint, or its export"
+        )
     overrides = ["train.device=auto"] + ([f"data.eval_split={split}"] if split else [])
-    cfg = recipe_from_dict(ckpt["recipe"]).replace(overrides)
+    cfg = recipe_from_dict(found.config["recipe"]).replace(overrides)
     parts = build_parts(cfg, with_train=False)
-    use_ema = cfg.train.ema and cfg.train.ema_eval if ema is None else ema
-    if use_ema and "ema" not in ckpt:
-        raise click.UsageError(f"{path} holds no EMA weights; pass --no-ema")
-    parts.model.load_state_dict(ckpt["ema"] if use_ema else ckpt["model"])
+    parts.model = build(found)
     trainer = Trainer(cfg, parts)
     parts.model.to(trainer.info.device)
     metrics = trainer.evaluate(parts.model)
-    click.echo(json.dumps({"checkpoint": str(path), "split": cfg.data.eval_split, "metrics": metrics}, indent=2))
+    click.echo(json.dumps({"checkpoint": str(source), "split": cfg.data.eval_split, "metrics": metrics}, indent=2))
