@@ -99,12 +99,14 @@ def encode_command(
             batch_size=batch_size,
             pool=pool,
         )
-        result = encoder.encode(**groups)
+        result = encoder.encode(**groups, on_error="record")
     except UnilkError as err:
         raise click.ClickException(str(err)) from err
     arrays: dict[str, Any] = {}
     for name, enc in result.items():
         click.echo(f"{name}: {len(enc.ids)} input(s) -> embeddings {tuple(enc.embeddings.shape)} ({enc.model})")
+        for error in enc.errors:
+            click.echo(f"  failed {error['id']!a}: {error['type']}: {error['error']}", err=True)
         for input_id, count, policy in zip(enc.ids, enc.num_maps, enc.policy):
             if count > 1:
                 click.echo(f"  {input_id}: mean of {count} chunk embeddings ({policy})")
@@ -123,7 +125,7 @@ def encode_command(
 @click.option("--adapter", "adapter_kwargs", multiple=True, metavar="KEY=VALUE", help="Adapter config override.")
 @click.option("--shard-size", default=1024, show_default=True, help="Inputs per output shard.")
 @click.option("--num-workers", default=min(8, os.cpu_count() or 1), show_default=True, help="Decoding workers.")
-@click.option("--npy", "write_npy", is_flag=True, help="Also write .npy + .ids.txt per shard.")
+@click.option("--npy", "write_npy", is_flag=True, help="Also write .npy + .ids.jsonl per shard.")
 @click.option("--retry-failed", is_flag=True, help="Redo finished shards that recorded errors.")
 @click.option("--engine", type=click.Choice(["torch", "ray"]), default="torch", show_default=True)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
