@@ -216,7 +216,14 @@ def convert(
     if model_kwargs is not None and not isinstance(model_kwargs, dict):
         raise click.BadParameter("expected a JSON object of keywords", param_hint="--model-args")
     report = convert_checkpoint(
-        checkpoint, out, model=model, model_kwargs=model_kwargs, deploy=deploy, fmt=fmt, input_size=input_size
+        checkpoint,
+        out,
+        model=model,
+        model_kwargs=model_kwargs,
+        deploy=deploy,
+        fmt=fmt,
+        input_size=input_size,
+        atol=atol,  # a failed check leaves nothing at OUT
     )
     cfg = report.config
     click.echo(f"wrote {report.out} ({cfg['model']}, {'deploy' if cfg['deploy'] else 'train'} form, "

@@ -17,6 +17,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
+import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +38,7 @@ __all__ = [
     "infer_model_name",
     "save_checkpoint",
     "read_checkpoint_config",
+    "refuse_nonfinite",
     "convert_checkpoint",
 ]
 
@@ -181,15 +185,39 @@ def save_checkpoint(state_dict: dict[str, Tensor], path: str | Path, config: dic
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {key: value.detach().contiguous().cpu() for key, value in state_dict.items()}
-    if fmt == "safetensors":
-        from safetensors.torch import save_file
+    tmp = _temp_name(path)
+    try:  # written under a temporary name and renamed: a reader never sees a partial file
+        if fmt == "safetensors":
+            from safetensors.torch import save_file
 
-        save_file(tensors, str(path), metadata={"format": "pt", CONFIG_KEY: json.dumps(config)})
-    elif fmt == "pth":
-        torch.save({"state_dict": tensors, CONFIG_KEY: config}, path)
-    else:
-        raise ConfigError(f"checkpoint format {fmt!r} is not supported; expected one of {FORMATS}")
+            save_file(tensors, str(tmp), metadata={"format": "pt", CONFIG_KEY: json.dumps(config)})
+        elif fmt == "pth":
+            torch.save({"state_dict": tensors, CONFIG_KEY: config}, tmp)
+        else:
+            raise ConfigError(f"checkpoint format {fmt!r} is not supported; expected one of {FORMATS}")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _temp_name(path: Path) -> Path:
+    """A hidden sibling of ``path`` with the same suffix (readers pick the format from it)."""
+    return path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:12]}{path.suffix}")
+
+
+def refuse_nonfinite(state_dict: Mapping[str, Tensor], where: str) -> None:
+    """Raise if a floating-point tensor holds NaN or inf (such weights give NaN outputs, never a working model).
+
+    Raises:
+        CheckpointError: naming the first tensors with non-finite values.
+    """
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"{where}: {len(bad)} tensor(s) hold NaN or inf values, e.g. {bad[:4]}; expected finite weights. "
+            "Fix: use an intact checkpoint (a diverged training run writes such weights)"
+        )
 
 
 def read_checkpoint_config(path: str | Path) -> dict[str, Any] | None:
@@ -247,6 +275,7 @@ def convert_checkpoint(
     fmt: str | None = None,
     input_size: Sequence[int] | None = None,
     seed: int = 0,
+    atol: float | None = None,
 ) -> ConversionReport:
     """Convert a checkpoint to a unilk file with its config embedded, optionally to the deploy form.
 
@@ -262,12 +291,15 @@ def convert_checkpoint(
         fmt: ``"safetensors"`` or ``"pth"``; from ``out``'s suffix when None.
         input_size: ``(C, H, W)`` of the check input; default the model cfg's input size.
         seed: seed of the check input.
+        atol: when given, a check whose difference exceeds it raises and leaves nothing at ``out``; when None the
+            caller decides (see ``ConversionReport.passed``).
 
     Returns:
-        The report (the caller decides what difference is acceptable; see ``ConversionReport.passed``).
+        The report.
 
     Raises:
-        CheckpointError: when the source cannot be read or matches no model.
+        CheckpointError: when the source cannot be read, holds NaN/inf weights, matches no model, or (with ``atol``)
+            fails the check. ``out`` is written only once the check passed.
         ConfigError: for an unknown format or model name.
     """
     from unilk.diagnostics.info import build_any_model, deploy_copy
@@ -278,6 +310,7 @@ def convert_checkpoint(
     if model_kwargs and not model:
         raise ConfigError(f"model_kwargs {sorted(model_kwargs)} need the architecture: pass model= (--model)")
     state_dict = load_state_dict_file(source)
+    refuse_nonfinite(state_dict, repr(str(source)))
     name = model or infer_model_name(state_dict)
     given = dict(model_kwargs or {})
     inferred = _classes_and_chans(state_dict, _signature(name, False, json.dumps(given, sort_keys=True)))
@@ -316,17 +349,30 @@ def convert_checkpoint(
         "source_sha256": file_sha256(source),
     }
     state = net.state_dict()
-    save_checkpoint(state, out, config, fmt)
-    written_form = {"deploy": True} if config["deploy"] else {}
-    reloaded = build_any_model(name, checkpoint_path=out, **shape_kwargs, **written_form)
-    max_abs_roundtrip = float((reloaded.eval()(x) - converted_output).abs().max())
+    refuse_nonfinite(state, f"the converted {name}")
+    candidate = _temp_name(out)  # checked before it takes the name `out`
+    try:
+        save_checkpoint(state, candidate, config, fmt)
+        written_form = {"deploy": True} if config["deploy"] else {}
+        reloaded = build_any_model(name, checkpoint_path=candidate, **shape_kwargs, **written_form)
+        max_abs_roundtrip = float((reloaded.eval()(x) - converted_output).abs().max())
+        report = ConversionReport(
+            out=out,
+            config=config,
+            num_tensors=len(state),
+            input_shape=tuple(x.shape),
+            max_abs_deploy=max_abs_deploy,
+            max_abs_roundtrip=max_abs_roundtrip,
+            output_absmax=float(reference.abs().max()),
+        )
+        if not math.isfinite(report.output_absmax) or (atol is not None and not report.passed(atol)):
+            raise CheckpointError(
+                f"{str(source)!r} -> {str(out)!r}: the equivalence check failed (deploy diff {max_abs_deploy}, "
+                f"round-trip diff {max_abs_roundtrip:.3g}, |output| max {report.output_absmax:.3g}, atol {atol}); "
+                "nothing was written"
+            )
+        os.replace(candidate, out)
+    finally:
+        candidate.unlink(missing_ok=True)
     logger.info("converted %s -> %s (%s, %d tensors)", source, out, name, len(state))
-    return ConversionReport(
-        out=out,
-        config=config,
-        num_tensors=len(state),
-        input_shape=tuple(x.shape),
-        max_abs_deploy=max_abs_deploy,
-        max_abs_roundtrip=max_abs_roundtrip,
-        output_absmax=float(reference.abs().max()),
-    )
+    return report
