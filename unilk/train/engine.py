@@ -18,6 +18,7 @@ import csv
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -48,7 +49,7 @@ from unilk.train.metrics import MetricAccumulator, compute_metrics, metric_names
 from unilk.train.optim import LRSchedule, build_optimizer, effective_lr
 from unilk.train.sparse import DynamicSparsity, masked_ema_update, nonzero_param_count
 
-__all__ = ["TrainParts", "Trainer", "seed_everything"]
+__all__ = ["RUN_FILES", "TrainParts", "Trainer", "check_output_dir", "seed_everything", "write_text_atomic"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,39 @@ class TrainParts:
     arch: dict[str, Any] = field(default_factory=dict)
     adapter: dict[str, Any] = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)
+
+
+#: the files and folders a training run writes into its output_dir.
+RUN_FILES = ("last.pt", "best.pt", "log.csv", "metrics.json", "density.json", "tb")
+
+
+def check_output_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an ``output_dir`` whose files a new run would overwrite.
+
+    Raises:
+        ConfigError: ``out_dir`` is a file, or holds files of an earlier run (:data:`RUN_FILES`) and neither
+            ``resume`` nor ``overwrite`` is set.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"output_dir: {str(out_dir)!r} is a file; expected a directory (new or of this run)")
+    if resume or overwrite:
+        return
+    found = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if found:
+        raise ConfigError(
+            f"output_dir {str(out_dir)!r} already holds {found} of an earlier run; resume it (--resume), replace it "
+            "(--overwrite) or pick another output_dir (output_dir=...)"
+        )
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``path`` under a temporary name and rename it into place (a reader never sees a partial file)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -446,28 +480,25 @@ class Trainer:
         return stop
 
     # ------------------------------------------------------------------------------------------------ train
-    def fit(self, resume: bool = False) -> dict[str, Any]:
+    def fit(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
         """Train until ``train.epochs`` / ``max_steps`` / ``max_minutes``; returns a summary.
 
         Args:
             resume: continue from ``<output_dir>/last.pt``.
+            overwrite: replace the files of an earlier run in ``output_dir`` (otherwise they are never overwritten).
 
         Returns:
             ``{"step", "epoch", "completed", "minutes", "metrics", "best"}``.
 
         Raises:
-            ConfigError: ``output_dir`` already holds a checkpoint and ``resume`` is False.
+            ConfigError: ``output_dir`` is a file, or holds files of an earlier run and neither ``resume`` nor
+                ``overwrite`` is set.
             CheckpointError: the checkpoint to resume from is missing or does not fit.
         """
+        check_output_dir(self.out_dir, resume=resume, overwrite=overwrite)
         self._setup(resume=resume)
-        last = self.out_dir / "last.pt"
         if resume:
             self._resume()
-        elif last.exists():
-            raise ConfigError(
-                f"output_dir {str(self.out_dir)!r} already holds last.pt; resume it (--resume) or pick another "
-                "output_dir (output_dir=...)"
-            )
         self._open_logs(resumed=resume)
         start_time = time.monotonic()
         tcfg, accum = self.recipe.train, self.recipe.train.grad_accum_steps
@@ -549,7 +580,7 @@ class Trainer:
             "best": self.best,
         }
         if self.info.is_main:
-            (self.out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+            write_text_atomic(self.out_dir / "metrics.json", json.dumps(summary, indent=2))
             if self.sparsity is not None:
                 self._write_density_report()
             if self.tb is not None:
@@ -588,7 +619,7 @@ class Trainer:
             "params_nonzero": nonzero,
             "layers": [dict(row, shape=list(row["shape"])) for row in self.sparsity.density_report()],
         }
-        (self.out_dir / "density.json").write_text(json.dumps(report, indent=2))
+        write_text_atomic(self.out_dir / "density.json", json.dumps(report, indent=2))
 
     def _evaluate_and_keep(self) -> None:
         """Evaluate, log, and write ``best.pt`` when the selection metric improves."""
