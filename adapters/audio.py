@@ -162,22 +162,43 @@ class AudioConfig(AdapterConfig):
 _MAX_SINC_KERNEL = 1 << 20
 
 
+#: source samples per piece when a long waveform is resampled piecewise (bounded temporary memory).
+_RESAMPLE_PIECE = 1 << 22
+
+
 def resample(wave: Tensor, orig: int, new: int) -> Tensor:
     """Resample a mono waveform Tensor[S] from ``orig`` to ``new`` Hz with bounded memory.
 
-    torchaudio's windowed-sinc resampler (what AST uses) for the usual rate pairs; soxr (HQ) when the pair's kernel
-    would be larger than ``_MAX_SINC_KERNEL`` entries.
+    torchaudio's windowed-sinc resampler (what AST uses) for the usual rate pairs, applied piece by piece with enough
+    context on each side that the result equals one call on the whole clip (every output sample depends only on
+    nearby inputs); soxr (HQ) when the pair's kernel would be larger than ``_MAX_SINC_KERNEL`` entries.
     """
     if orig == new:
         return wave
     g = math.gcd(orig, new)
-    if (orig // g) * (new // g) <= _MAX_SINC_KERNEL:
-        import torchaudio.functional as AF
+    orig_g, new_g = orig // g, new // g
+    if orig_g * new_g > _MAX_SINC_KERNEL:
+        import soxr
 
+        resampled = soxr.resample(wave.numpy(), orig, new, quality="HQ")
+        return torch.from_numpy(np.ascontiguousarray(resampled, dtype=np.float32))
+    import torchaudio.functional as AF
+
+    count = wave.shape[0]
+    if count <= 2 * _RESAMPLE_PIECE:
         return AF.resample(wave, orig, new)
-    import soxr
-
-    return torch.from_numpy(np.ascontiguousarray(soxr.resample(wave.numpy(), orig, new, quality="HQ"), np.float32))
+    # torchaudio's kernel reaches `width` inputs (in units of the reduced rate) to each side of an output sample
+    width = math.ceil(6 * orig_g / (min(orig_g, new_g) * 0.99))
+    context = orig_g * (math.ceil(width / orig_g) + 2)
+    piece = orig_g * (_RESAMPLE_PIECE // orig_g)  # a whole number of kernel periods: pieces start on the output grid
+    total = math.ceil(new_g * count / orig_g)
+    parts = []
+    for start in range(0, count, piece):
+        low, high = max(0, start - context), min(count, start + piece + context)
+        out = AF.resample(wave[low:high], orig, new)
+        offset = (start - low) // orig_g * new_g
+        parts.append(out[offset : offset + piece // orig_g * new_g])
+    return torch.cat(parts)[:total]
 
 
 def prepare_waveform(waveform: Tensor, sample_rate: int, target_rate: int) -> Tensor:
@@ -193,7 +214,7 @@ def prepare_waveform(waveform: Tensor, sample_rate: int, target_rate: int) -> Te
     """
     wave = waveform.to(torch.float32)
     if wave.dim() == 2:
-        wave = wave.mean(dim=0)
+        wave = wave[0] if wave.shape[0] == 1 else wave.mean(dim=0)  # one channel: a view, not a copy
     return resample(wave, sample_rate, target_rate)
 
 
@@ -207,9 +228,13 @@ def kaldi_fbank(waveform: Tensor, cfg: AudioConfig) -> Tensor:
     Returns:
         Tensor[T, F] with T = 1 + (S - window) // shift and F = ``cfg.num_mel_bins``.
     """
+    wave = waveform - waveform.mean()  # AST removes the DC offset (of the whole clip) before the fbank
+    return _by_pieces(wave, cfg, _kaldi_fbank_centred)
+
+
+def _kaldi_fbank_centred(wave: Tensor, cfg: AudioConfig) -> Tensor:
     from torchaudio.compliance import kaldi
 
-    wave = waveform - waveform.mean()  # AST removes the DC offset before the fbank
     return kaldi.fbank(
         wave.unsqueeze(0),
         htk_compat=True,
@@ -236,11 +261,17 @@ def librosa_fbank(waveform: Tensor, cfg: AudioConfig) -> Tensor:
     Returns:
         Tensor[T, F], same T as :func:`kaldi_fbank`.
     """
+    # librosa reads n_fft samples per frame (its window of `win` samples is zero-padded to n_fft)
+    reach = 1 << (cfg.window_samples - 1).bit_length()
+    return _by_pieces(waveform - waveform.mean(), cfg, _librosa_fbank_centred, reach)
+
+
+def _librosa_fbank_centred(wave: Tensor, cfg: AudioConfig) -> Tensor:
     import librosa
 
     win = cfg.window_samples
     hop = int(cfg.sample_rate * cfg.frame_shift_ms / 1000)
-    y = (waveform - waveform.mean()).numpy()
+    y = wave.numpy()
     mel = librosa.feature.melspectrogram(
         y=y,
         sr=cfg.sample_rate,
@@ -257,6 +288,30 @@ def librosa_fbank(waveform: Tensor, cfg: AudioConfig) -> Tensor:
     # librosa pads frames to n_fft; keep the frames whose window of `win` samples fits, like Kaldi.
     frames = 1 + (y.shape[0] - win) // hop
     return torch.from_numpy(np.log(np.maximum(mel[:, :frames], np.finfo(np.float32).eps)).T.astype(np.float32))
+
+
+#: frames computed per call of a front end; a long clip is done in pieces so the front end's temporaries stay small.
+_FBANK_PIECE = 4096
+
+
+def _by_pieces(wave: Tensor, cfg: AudioConfig, frontend: Any, reach: int | None = None) -> Tensor:
+    """Run a per-frame front end on consecutive pieces of ``_FBANK_PIECE`` frames and concatenate them.
+
+    Frame i reads samples [i·shift, i·shift + reach) (reach: the window, or the FFT size that a front end pads the
+    window to) and every step after the DC removal is per frame, so the result equals one call on the whole clip.
+    """
+    shift = int(cfg.sample_rate * cfg.frame_shift_ms / 1000)
+    window = cfg.window_samples
+    reach = reach or window
+    frames = 1 + (wave.shape[0] - window) // shift if wave.shape[0] >= window else 0
+    if frames <= _FBANK_PIECE:
+        return frontend(wave, cfg)
+    pieces = []
+    for first in range(0, frames, _FBANK_PIECE):
+        last = min(frames, first + _FBANK_PIECE)  # frames [first, last)
+        piece = frontend(wave[first * shift : (last - 1) * shift + reach], cfg)
+        pieces.append(piece[: last - first])
+    return torch.cat(pieces)
 
 
 def waveform_to_fbank(waveform: Tensor, cfg: AudioConfig) -> Tensor:
@@ -323,6 +378,13 @@ def normalize_fbank(fbank: Tensor, mean: float | None, std: float | None) -> Ten
 
 
 # ------------------------------------------------------------------------------------------------------ adapter
+
+
+def _all_finite(wave: Tensor, piece: int = 1 << 22) -> bool:
+    """Whether every sample is finite, checked piece by piece (``torch.isfinite`` on a whole long clip allocates
+    several times its size)."""
+    flat = wave.reshape(-1)
+    return all(bool(torch.isfinite(flat[i : i + piece]).all()) for i in range(0, flat.numel(), piece))
 
 
 class AudioMaps(NamedTuple):
@@ -402,7 +464,7 @@ class AudioAdapter:
         if np.issubdtype(array.dtype, np.integer):  # PCM integers (e.g. int16) -> [-1, 1)
             array = array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
         wave = torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32))
-        if not torch.isfinite(wave).all():
+        if not _all_finite(wave):
             raise InputError(f"{name}: waveform contains NaN or inf; expected finite samples")
         wave = prepare_waveform(wave, rate, cfg.sample_rate)
         if wave.shape[0] < cfg.window_samples:

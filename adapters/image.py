@@ -22,7 +22,7 @@ from unilk.adapters.config import AdapterConfig, check_choice, check_positive
 from unilk.adapters.io import DEFAULT_MAX_PIXELS, PathLike, image_to_array, load_image, sample_name
 from unilk.errors import ConfigError, InputError
 
-__all__ = ["ImageAdapter", "ImageConfig", "resize_crop"]
+__all__ = ["ImageAdapter", "ImageConfig", "reduce_factor", "resize_crop"]
 
 _INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
@@ -131,6 +131,17 @@ def _array_to_tensor(array: np.ndarray, name: str) -> Tensor:
     return torch.from_numpy(np.array(array, dtype=np.float32)).permute(2, 0, 1) / scale
 
 
+def reduce_factor(size: tuple[int, int], cfg: ImageConfig) -> int:
+    """Integer box-downscale factor for an image of ``size`` (W, H) that still leaves it at least twice the size the
+    resize step makes of it, so the antialiased resize does the rest (1: no reduction). Memory then follows the model
+    input, not the file: a 40-megapixel photo is never held as floats."""
+    _, out_h, out_w = cfg.input_size
+    width, height = size
+    pct = cfg.crop_pct if cfg.crop_mode == "center" else 1.0
+    ratio = min(width * pct / out_w, height * pct / out_h)  # original / resized, along the tighter side
+    return max(1, int(ratio // 2))
+
+
 class ImageAdapter:
     """Turns images (path, PIL image, uint8 array [H, W, 3] or float Tensor[3, H, W] in [0, 1]) into model inputs.
 
@@ -160,7 +171,7 @@ class ImageAdapter:
                 array = sample
             else:
                 pil = sample if hasattr(sample, "convert") else load_image(sample, self.config.max_pixels)
-                array = image_to_array(pil, name)
+                array = image_to_array(pil, name, reduce_factor(pil.size, self.config))
             image = _array_to_tensor(array, name)
         if min(image.shape[-2:]) == 0 or not torch.isfinite(image).all():
             raise InputError(f"{name}: image is empty or has NaN/inf pixels")

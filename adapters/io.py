@@ -157,14 +157,21 @@ def _read_soundfile(source: Path | io.BytesIO, limits: AudioLimits, name: str) -
         rate = int(f.samplerate)
         _check_rate(rate, limits, name)
         wanted = limits.max_frames(rate)
-        blocks = []
-        for block in f.blocks(
-            blocksize=_BLOCK_FRAMES, frames=-1 if wanted is None else wanted, dtype="float32", always_2d=True
-        ):
-            blocks.append(block.mean(axis=1, keepdims=True) if limits.mono else block.copy())
-    channels = 1 if limits.mono else f.channels
-    data = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
-    return np.ascontiguousarray(data.T), rate
+        channels = 1 if limits.mono else f.channels
+        frames = -1 if wanted is None else min(wanted, f.frames) if f.frames > 0 else wanted
+        # decoded block by block into one array (no list of blocks to concatenate: half the peak memory)
+        data = np.empty((max(frames, 0), channels), np.float32) if frames >= 0 else None
+        blocks, filled = [], 0
+        for block in f.blocks(blocksize=_BLOCK_FRAMES, frames=frames, dtype="float32", always_2d=True):
+            block = block.mean(axis=1, keepdims=True) if limits.mono else block
+            if data is None:
+                blocks.append(block.copy())
+            else:
+                data[filled : filled + len(block)] = block
+            filled += len(block)
+    if data is None:
+        data = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
+    return np.ascontiguousarray(data[:filled].T), rate
 
 
 def _read_pyav_audio(source: Path | io.BytesIO, limits: AudioLimits, name: str) -> tuple[np.ndarray, int]:
@@ -673,17 +680,24 @@ def load_image(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
             raise InputError(f"{path}: cannot decode image ({err}); check the file is a complete image") from err
 
 
-def image_to_array(image: Any, name: str) -> np.ndarray:
+def image_to_array(image: Any, name: str, reduce: int = 1) -> np.ndarray:
     """Pixels of a PIL image as RGB, scaled by the range of their type.
 
     8-bit modes give uint8 [H, W, 3]. Wider modes give float32 [H, W, 3] in [0, 1]: 16-bit integers divided by 65535
     (so a 16-bit image maps like its 8-bit twin), 32-bit integers by 2³¹ - 1, and float images taken as [0, 1].
 
+    Args:
+        image: a PIL image.
+        name: the sample's name, for messages.
+        reduce: an integer factor to box-downscale by first (each output pixel the mean of a reduce × reduce block),
+            so a huge image never exists in memory as floats.
+
     Raises:
         InputError: negative integer pixels, or float pixels outside [0, 1] or not finite.
     """
     if image.mode not in _WIDE_MODES:
-        return np.asarray(image.convert("RGB"))
+        rgb = image.convert("RGB")
+        return np.asarray(rgb.reduce(reduce) if reduce > 1 else rgb)
     values = np.asarray(image).astype(np.float32)
     if values.ndim != 2:
         raise InputError(f"{name}: {image.mode} image of shape {values.shape}; expected one grey channel")
@@ -697,8 +711,17 @@ def image_to_array(image: Any, name: str) -> np.ndarray:
         )
     if low < 0:
         raise InputError(f"{name}: {image.mode} image with negative pixels ({low:g}); expected values >= 0")
-    grey = values / _WIDE_MODES[image.mode]
+    grey = _box_reduce(values, reduce) / _WIDE_MODES[image.mode]
     return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def _box_reduce(values: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of factor × factor blocks of a 2-D array (partial blocks at the edges are dropped)."""
+    if factor <= 1:
+        return values
+    height, width = values.shape[0] // factor, values.shape[1] // factor
+    blocks = values[: height * factor, : width * factor].reshape(height, factor, width, factor)
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------- series
