@@ -703,7 +703,7 @@ def image_to_array(image: Any, name: str, reduce: int = 1) -> np.ndarray:
         raise InputError(f"{name}: {image.mode} image of shape {values.shape}; expected one grey channel")
     if not np.isfinite(values).all():
         raise InputError(f"{name}: the image has NaN or inf pixels; expected finite values")
-    low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     if image.mode == "F" and (low < 0 or high > 1):
         raise InputError(
             f"{name}: float image with values in [{low:g}, {high:g}]; expected [0, 1]. Fix: rescale it to [0, 1] "
