@@ -327,7 +327,8 @@ def _write_shard(
         {
             "id": pa.array([_display_id(i) for i in ids], type=pa.string()),
             "id_bytes": pa.array([os.fsencode(i) for i in ids], type=pa.binary()),
-            "embedding": pa.FixedSizeListArray.from_arrays(values, dim),
+            # a shard whose inputs all failed has no rows and no known width; Arrow needs a positive list size
+            "embedding": pa.FixedSizeListArray.from_arrays(values, dim or 1),
         }
     )
     _atomic_write(out / "shards" / f"{name}.parquet", lambda f: pq.write_table(table, f))
