@@ -145,3 +145,42 @@ def test_two_cpu_runs_of_one_recipe_and_seed_log_the_same(tmp_path: Path) -> Non
     other = runner.invoke(train_command, [RECIPE, *_overrides(tmp_path, run="c"), "train.seed=1"])
     assert other.exit_code == 0, other.output
     assert (tmp_path / "c" / "log.csv").read_text() != logs[0]  # the seed matters
+
+
+class _SomeUnreadable(torch.utils.data.Dataset):
+    """A dataset whose listed samples raise when read, as a corrupt file does."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, bad: set[int]) -> None:
+        self.dataset, self.bad = dataset, bad
+        self.classes = dataset.classes
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        if index in self.bad:
+            raise ValueError(f"sample{index}.wav: cannot decode")
+        return self.dataset[index]
+
+
+def test_unreadable_training_and_eval_samples_are_recorded_and_the_run_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    from _train_tiny import tiny_parts, tiny_recipe
+
+    from unilk.train.engine import Trainer
+
+    parts = tiny_parts()
+    parts.train_set = _SomeUnreadable(parts.train_set, {3, 40})
+    parts.eval_set = _SomeUnreadable(parts.eval_set, {5})
+    with caplog.at_level(logging.WARNING, logger="unilk.train.engine"):
+        summary = Trainer(tiny_recipe(str(tmp_path / "run")), parts).fit()
+    assert summary["completed"]
+    assert summary["failed_samples"] == 3
+    assert 0.0 <= summary["metrics"]["acc"] <= 1.0  # measured on the 28 eval samples that could be read
+    assert "left out: ValueError: sample3.wav: cannot decode" in caplog.text
+    rows = [json.loads(line) for line in (tmp_path / "run" / "data_errors.jsonl").read_text().splitlines()]
+    assert [(r["split"], r["index"]) for r in rows] == [("eval", 5), ("train", 3), ("train", 40)]
+    assert rows[0]["error"] == "ValueError: sample5.wav: cannot decode"
