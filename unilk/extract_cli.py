@@ -113,8 +113,21 @@ def encode_command(
         arrays[f"{name}_ids"] = np.array(enc.ids)
         arrays[f"{name}_embeddings"] = enc.embeddings.numpy()
     if out_path:
-        np.savez(out_path, **arrays)
+        _save_npz_atomic(Path(out_path), arrays)
         click.echo(f"wrote {out_path}")
+
+
+def _save_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
+    """Write an ``.npz`` under a temporary name and rename it into place (no partial file, no added suffix)."""
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with tmp.open("wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @click.command("extract")
