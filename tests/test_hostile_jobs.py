@@ -237,3 +237,15 @@ def test_items_with_surrogates_fingerprint_and_record(tmp_path: Path) -> None:
     summary = extract_items([Item(odd, str(path))], tmp_path / "out", load=_load_npy, embed=_embed_mean, progress=False)
     assert (summary.failed, summary.complete) == (1, True)
     assert summary.errors[0]["id"] == odd
+
+
+def test_training_checkpoint_with_nan_weights_is_refused(tmp_path: Path) -> None:
+    from unilk.encoding import read_training_checkpoint
+    from unilk.errors import CheckpointError
+    from unilk.train.checkpoint import FORMAT
+
+    arch = {"builder": "unilk.models.modal.create_modal_model", "modality": "audio", "task": "classification"}
+    weights = {"trunk.stem.weight": torch.tensor([1.0, float("nan")]), "head.bias": torch.zeros(2)}
+    torch.save({"format": FORMAT, "arch": {**arch, "trunk": MODEL}, "model": weights}, tmp_path / "diverged.pt")
+    with pytest.raises(CheckpointError, match=r"NaN or inf values, e\.g\. \['trunk\.stem\.weight'\]"):
+        read_training_checkpoint(tmp_path / "diverged.pt")

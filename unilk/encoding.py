@@ -215,7 +215,8 @@ def read_training_checkpoint(path: str | os.PathLike[str]) -> TrainedModel | Non
         The :class:`TrainedModel`, or None for a plain weights file.
 
     Raises:
-        CheckpointError: the file cannot be read, or a training checkpoint's ``arch`` is not one this version builds.
+        CheckpointError: the file cannot be read, a training checkpoint's ``arch`` is not one this version builds, or
+            its weights hold NaN or inf.
     """
     from unilk.train.checkpoint import FORMAT
 
@@ -235,6 +236,9 @@ def read_training_checkpoint(path: str | os.PathLike[str]) -> TrainedModel | Non
             f"checkpoint {text!r}: arch={arch!r}; expected builder {_MODAL_BUILDER!r} with modality, task and trunk "
             f"(modality one of {list(MODALITIES)}). Fix: use a checkpoint written by `unilk train`."
         )
+    from unilk.diagnostics.convert import refuse_nonfinite
+
+    refuse_nonfinite(data["model"], f"checkpoint {text!r}")  # NaN weights would give NaN embeddings for every input
     return TrainedModel(text, arch, dict(data.get("adapter") or {}), list(data.get("labels") or []), data["model"])
 
 
