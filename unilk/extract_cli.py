@@ -115,6 +115,9 @@ def encode_command(
     if out_path:
         _save_npz_atomic(Path(out_path), arrays)
         click.echo(f"wrote {out_path}")
+    failed = sum(len(enc.errors) for enc in result.values())
+    if failed:  # the others were embedded (and written); the exit status still says that not all were
+        raise click.ClickException(f"{failed} input(s) could not be embedded (listed above)")
 
 
 def _save_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
