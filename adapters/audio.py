@@ -30,7 +30,7 @@ from torch import Tensor
 
 from unilk.adapters.common import stack_maps
 from unilk.adapters.config import AdapterConfig, check_choice, check_positive
-from unilk.adapters.io import PathLike, load_audio, sample_name
+from unilk.adapters.io import DEFAULT_RATE_RANGE, AudioLimits, PathLike, load_audio, sample_name
 from unilk.errors import ConfigError, InputError
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "make_chunks",
     "normalize_fbank",
     "prepare_waveform",
+    "resample",
     "waveform_to_fbank",
 ]
 
@@ -57,6 +58,9 @@ AUDIO_PRESETS: dict[str, dict[str, float | int]] = {
 }
 
 AudioSample = PathLike | bytes | np.ndarray | Tensor | tuple[Any, int]
+
+#: seconds read beyond the last frame a map needs, so the resampler's edge never reaches a used frame.
+_RESAMPLE_MARGIN_S = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +79,11 @@ class AudioConfig(AdapterConfig):
         std: dataset std of the fbank (the map is divided by 2·std, AST's convention).
         frontend: ``kaldi`` (torchaudio.compliance.kaldi.fbank) or ``librosa`` (librosa HTK mel, log power).
         silence_policy: ``warn`` (an all-zero clip gives the constant floor map and a warning) or ``error``.
+        min_sample_rate: lowest sample rate accepted from a file or a ``(waveform, rate)`` pair, Hz; outside the range
+            the sample is an :class:`InputError` (a header declaring 1 Hz is damage, not audio).
+        max_sample_rate: highest sample rate accepted, Hz.
+        max_seconds: longest clip read under ``length_policy='chunk'``; a longer one is an :class:`InputError`. The
+            other policies read only the seconds their map needs, so any length is fine there.
     """
 
     modality = "audio"
@@ -90,10 +99,22 @@ class AudioConfig(AdapterConfig):
     std: float | None = AUDIO_PRESETS["audioset"]["std"]
     frontend: str = "kaldi"
     silence_policy: str = "warn"
+    min_sample_rate: int = DEFAULT_RATE_RANGE[0]
+    max_sample_rate: int = DEFAULT_RATE_RANGE[1]
+    max_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
-        for name in ("sample_rate", "num_mel_bins", "frame_length_ms", "frame_shift_ms", "target_frames"):
+        for name in (
+            "sample_rate",
+            "num_mel_bins",
+            "frame_length_ms",
+            "frame_shift_ms",
+            "target_frames",
+            "min_sample_rate",
+            "max_sample_rate",
+            "max_seconds",
+        ):
             check_positive(owner, name, getattr(self, name))
         check_choice(owner, "length_policy", self.length_policy, ("pad", "crop", "repeat", "chunk"))
         check_choice(owner, "layout", self.layout, ("time_freq", "freq_time"))
@@ -102,6 +123,11 @@ class AudioConfig(AdapterConfig):
         check_positive(owner, "std", self.std, allow_none=True)
         if (self.mean is None) != (self.std is None):
             raise ConfigError(f"{owner}: mean={self.mean!r} and std={self.std!r}; set both or neither")
+        if not self.min_sample_rate <= self.sample_rate <= self.max_sample_rate:
+            raise ConfigError(
+                f"{owner}: sample_rate={self.sample_rate} is outside min_sample_rate={self.min_sample_rate} .. "
+                f"max_sample_rate={self.max_sample_rate}; expected the range to contain it"
+            )
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> AudioConfig:
@@ -119,8 +145,60 @@ class AudioConfig(AdapterConfig):
         """Samples in one analysis window at ``sample_rate``."""
         return int(self.sample_rate * self.frame_length_ms / 1000)
 
+    @property
+    def seconds_read(self) -> float:
+        """Seconds of a clip the adapter reads: what ``target_frames`` frames span (plus a margin that keeps the
+        resampler's edge out of them), or ``max_seconds`` under ``chunk``."""
+        if self.length_policy == "chunk":
+            return self.max_seconds
+        shift = int(self.sample_rate * self.frame_shift_ms / 1000)
+        return (self.window_samples + (self.target_frames - 1) * shift) / self.sample_rate + _RESAMPLE_MARGIN_S
+
 
 # ----------------------------------------------------------------------------------------------- pure functions
+
+#: largest torchaudio sinc kernel (new/g × orig/g entries for rates with gcd g); beyond it (rates such as 7919 Hz,
+#: whose kernel would take gigabytes) soxr's polyphase resampler is used, whose memory does not depend on the ratio.
+_MAX_SINC_KERNEL = 1 << 20
+
+
+#: source samples per piece when a long waveform is resampled piecewise (bounded temporary memory).
+_RESAMPLE_PIECE = 1 << 22
+
+
+def resample(wave: Tensor, orig: int, new: int) -> Tensor:
+    """Resample a mono waveform Tensor[S] from ``orig`` to ``new`` Hz with bounded memory.
+
+    torchaudio's windowed-sinc resampler (what AST uses) for the usual rate pairs, applied piece by piece with enough
+    context on each side that the result equals one call on the whole clip (every output sample depends only on
+    nearby inputs); soxr (HQ) when the pair's kernel would be larger than ``_MAX_SINC_KERNEL`` entries.
+    """
+    if orig == new:
+        return wave
+    g = math.gcd(orig, new)
+    orig_g, new_g = orig // g, new // g
+    if orig_g * new_g > _MAX_SINC_KERNEL:
+        import soxr
+
+        resampled = soxr.resample(wave.numpy(), orig, new, quality="HQ")
+        return torch.from_numpy(np.ascontiguousarray(resampled, dtype=np.float32))
+    import torchaudio.functional as AF
+
+    count = wave.shape[0]
+    if count <= 2 * _RESAMPLE_PIECE:
+        return AF.resample(wave, orig, new)
+    # torchaudio's kernel reaches `width` inputs (in units of the reduced rate) to each side of an output sample
+    width = math.ceil(6 * orig_g / (min(orig_g, new_g) * 0.99))
+    context = orig_g * (math.ceil(width / orig_g) + 2)
+    piece = orig_g * (_RESAMPLE_PIECE // orig_g)  # a whole number of kernel periods: pieces start on the output grid
+    total = math.ceil(new_g * count / orig_g)
+    parts = []
+    for start in range(0, count, piece):
+        low, high = max(0, start - context), min(count, start + piece + context)
+        out = AF.resample(wave[low:high], orig, new)
+        offset = (start - low) // orig_g * new_g
+        parts.append(out[offset : offset + piece // orig_g * new_g])
+    return torch.cat(parts)[:total]
 
 
 def prepare_waveform(waveform: Tensor, sample_rate: int, target_rate: int) -> Tensor:
@@ -136,12 +214,8 @@ def prepare_waveform(waveform: Tensor, sample_rate: int, target_rate: int) -> Te
     """
     wave = waveform.to(torch.float32)
     if wave.dim() == 2:
-        wave = wave.mean(dim=0)
-    if sample_rate != target_rate:
-        import torchaudio.functional as AF
-
-        wave = AF.resample(wave, sample_rate, target_rate)
-    return wave
+        wave = wave[0] if wave.shape[0] == 1 else wave.mean(dim=0)  # one channel: a view, not a copy
+    return resample(wave, sample_rate, target_rate)
 
 
 def kaldi_fbank(waveform: Tensor, cfg: AudioConfig) -> Tensor:
@@ -154,9 +228,13 @@ def kaldi_fbank(waveform: Tensor, cfg: AudioConfig) -> Tensor:
     Returns:
         Tensor[T, F] with T = 1 + (S - window) // shift and F = ``cfg.num_mel_bins``.
     """
+    wave = waveform - waveform.mean()  # AST removes the DC offset (of the whole clip) before the fbank
+    return _by_pieces(wave, cfg, _kaldi_fbank_centred)
+
+
+def _kaldi_fbank_centred(wave: Tensor, cfg: AudioConfig) -> Tensor:
     from torchaudio.compliance import kaldi
 
-    wave = waveform - waveform.mean()  # AST removes the DC offset before the fbank
     return kaldi.fbank(
         wave.unsqueeze(0),
         htk_compat=True,
@@ -183,11 +261,17 @@ def librosa_fbank(waveform: Tensor, cfg: AudioConfig) -> Tensor:
     Returns:
         Tensor[T, F], same T as :func:`kaldi_fbank`.
     """
+    # librosa reads n_fft samples per frame (its window of `win` samples is zero-padded to n_fft)
+    reach = 1 << (cfg.window_samples - 1).bit_length()
+    return _by_pieces(waveform - waveform.mean(), cfg, _librosa_fbank_centred, reach)
+
+
+def _librosa_fbank_centred(wave: Tensor, cfg: AudioConfig) -> Tensor:
     import librosa
 
     win = cfg.window_samples
     hop = int(cfg.sample_rate * cfg.frame_shift_ms / 1000)
-    y = (waveform - waveform.mean()).numpy()
+    y = wave.numpy()
     mel = librosa.feature.melspectrogram(
         y=y,
         sr=cfg.sample_rate,
@@ -204,6 +288,30 @@ def librosa_fbank(waveform: Tensor, cfg: AudioConfig) -> Tensor:
     # librosa pads frames to n_fft; keep the frames whose window of `win` samples fits, like Kaldi.
     frames = 1 + (y.shape[0] - win) // hop
     return torch.from_numpy(np.log(np.maximum(mel[:, :frames], np.finfo(np.float32).eps)).T.astype(np.float32))
+
+
+#: frames computed per call of a front end; a long clip is done in pieces so the front end's temporaries stay small.
+_FBANK_PIECE = 4096
+
+
+def _by_pieces(wave: Tensor, cfg: AudioConfig, frontend: Any, reach: int | None = None) -> Tensor:
+    """Run a per-frame front end on consecutive pieces of ``_FBANK_PIECE`` frames and concatenate them.
+
+    Frame i reads samples [i·shift, i·shift + reach) (reach: the window, or the FFT size that a front end pads the
+    window to) and every step after the DC removal is per frame, so the result equals one call on the whole clip.
+    """
+    shift = int(cfg.sample_rate * cfg.frame_shift_ms / 1000)
+    window = cfg.window_samples
+    reach = reach or window
+    frames = 1 + (wave.shape[0] - window) // shift if wave.shape[0] >= window else 0
+    if frames <= _FBANK_PIECE:
+        return frontend(wave, cfg)
+    pieces = []
+    for first in range(0, frames, _FBANK_PIECE):
+        last = min(frames, first + _FBANK_PIECE)  # frames [first, last)
+        piece = frontend(wave[first * shift : (last - 1) * shift + reach], cfg)
+        pieces.append(piece[: last - first])
+    return torch.cat(pieces)
 
 
 def waveform_to_fbank(waveform: Tensor, cfg: AudioConfig) -> Tensor:
@@ -272,12 +380,20 @@ def normalize_fbank(fbank: Tensor, mean: float | None, std: float | None) -> Ten
 # ------------------------------------------------------------------------------------------------------ adapter
 
 
+def _all_finite(wave: Tensor, piece: int = 1 << 22) -> bool:
+    """Whether every sample is finite, checked piece by piece (``torch.isfinite`` on a whole long clip allocates
+    several times its size)."""
+    flat = wave.reshape(-1)
+    return all(bool(torch.isfinite(flat[i : i + piece]).all()) for i in range(0, flat.numel(), piece))
+
+
 class AudioMaps(NamedTuple):
     """Maps of one clip and what was done to it.
 
     Attributes:
         maps: Tensor[K, 1, H, W] (K = 1 unless the policy is ``chunk``).
-        num_frames: fbank frames of the clip before fitting to ``target_frames``.
+        num_frames: fbank frames of the clip before fitting to ``target_frames``; a clip longer than the map is cut
+            before resampling (to :attr:`AudioConfig.seconds_read`), so for it this counts only the frames read.
         policy: the length policy applied: ``none`` (exact length), ``pad``, ``crop``, ``repeat`` or ``chunk``.
     """
 
@@ -306,33 +422,58 @@ class AudioAdapter:
     def waveform(self, sample: AudioSample) -> Tensor:
         """Decode and validate a sample; return the mono waveform Tensor[S] at ``config.sample_rate``.
 
+        Only the seconds the map needs are decoded and resampled (:attr:`AudioConfig.seconds_read`), so memory follows
+        ``target_frames``, not the length or the rate the file declares.
+
         Raises:
-            InputError: undecodable, zero-length, shorter than one window, NaN/inf, or silent under
+            InputError: undecodable, a sample rate outside the configured range, zero-length, shorter than one window,
+                longer than ``max_seconds`` under ``chunk``, NaN/inf, a [samples, channels] array, or silent under
                 ``silence_policy='error'``.
         """
+        cfg = self.config
         name = sample_name(sample[0] if isinstance(sample, tuple) else sample)
+        limits = AudioLimits((cfg.min_sample_rate, cfg.max_sample_rate), cfg.seconds_read, mono=True)
         if isinstance(sample, tuple):
             data, rate = sample
         elif isinstance(sample, (np.ndarray, Tensor)):
-            data, rate = sample, self.config.sample_rate
+            data, rate = sample, cfg.sample_rate
         else:
-            data, rate = load_audio(sample)
+            data, rate = load_audio(sample, limits)
+        rate = int(rate)
+        if not cfg.min_sample_rate <= rate <= cfg.max_sample_rate:
+            raise InputError(
+                f"{name}: sample rate {rate} Hz is outside the accepted {cfg.min_sample_rate}-{cfg.max_sample_rate} "
+                "Hz; pass the waveform's true rate, or widen AudioConfig.min_sample_rate/max_sample_rate"
+            )
         array = data.numpy() if isinstance(data, Tensor) else np.asarray(data)
+        if array.ndim not in (1, 2) or array.size == 0:
+            raise InputError(f"{name}: waveform has shape {array.shape}; expected a non-empty [S] or [C, S]")
+        if array.ndim == 2 and array.shape[0] > array.shape[1]:
+            raise InputError(
+                f"{name}: waveform has shape {array.shape}, more channels than samples; expected [C, S]. Fix: pass "
+                "the transpose (soundfile and most readers give [S, C])"
+            )
+        if not (np.issubdtype(array.dtype, np.number) and not np.iscomplexobj(array)) or array.dtype == np.bool_:
+            raise InputError(f"{name}: waveform of dtype {array.dtype}; expected real numbers (float or PCM integers)")
+        array = array[..., : limits.max_frames(rate)]  # cut before resampling: memory follows the map, not the clip
+        if cfg.length_policy == "chunk" and array.shape[-1] > cfg.max_seconds * rate:
+            raise InputError(
+                f"{name}: clip is longer than max_seconds={cfg.max_seconds} s under length_policy='chunk'; "
+                "raise AudioConfig.max_seconds, or pick 'pad'/'crop' to use its start only"
+            )
         if np.issubdtype(array.dtype, np.integer):  # PCM integers (e.g. int16) -> [-1, 1)
             array = array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
-        wave = torch.as_tensor(array)
-        if wave.dim() not in (1, 2) or wave.numel() == 0:
-            raise InputError(f"{name}: waveform has shape {tuple(wave.shape)}; expected a non-empty [S] or [C, S]")
-        if not torch.isfinite(wave).all():
+        wave = torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32))
+        if not _all_finite(wave):
             raise InputError(f"{name}: waveform contains NaN or inf; expected finite samples")
-        wave = prepare_waveform(wave, int(rate), self.config.sample_rate)
-        if wave.shape[0] < self.config.window_samples:
+        wave = prepare_waveform(wave, rate, cfg.sample_rate)
+        if wave.shape[0] < cfg.window_samples:
             raise InputError(
-                f"{name}: clip has {wave.shape[0]} samples at {self.config.sample_rate} Hz, fewer than one analysis "
-                f"window ({self.config.window_samples}); pass a clip of at least {self.config.frame_length_ms} ms"
+                f"{name}: clip has {wave.shape[0]} samples at {cfg.sample_rate} Hz, fewer than one analysis "
+                f"window ({cfg.window_samples}); pass a clip of at least {cfg.frame_length_ms} ms"
             )
         if not wave.any():
-            if self.config.silence_policy == "error":
+            if cfg.silence_policy == "error":
                 raise InputError(f"{name}: clip is silent (all samples are 0); expected audible audio")
             logger.warning("%s: clip is silent (all samples are 0); its map is the constant log floor", name)
         return wave

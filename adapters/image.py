@@ -19,10 +19,10 @@ from torch import Tensor
 
 from unilk.adapters.common import stack_maps
 from unilk.adapters.config import AdapterConfig, check_choice, check_positive
-from unilk.adapters.io import PathLike, load_image, sample_name
+from unilk.adapters.io import DEFAULT_MAX_PIXELS, PathLike, image_to_array, load_image, sample_name
 from unilk.errors import ConfigError, InputError
 
-__all__ = ["ImageAdapter", "ImageConfig", "resize_crop"]
+__all__ = ["ImageAdapter", "ImageConfig", "reduce_factor", "resize_crop"]
 
 _INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
@@ -40,6 +40,7 @@ class ImageConfig(AdapterConfig):
         interpolation: ``bilinear``, ``bicubic`` or ``nearest``.
         mean: per-channel mean after scaling to [0, 1].
         std: per-channel std.
+        max_pixels: largest image file accepted (width × height, read from the header before decoding).
     """
 
     modality = "image"
@@ -50,6 +51,7 @@ class ImageConfig(AdapterConfig):
     interpolation: str = "bicubic"
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -60,6 +62,7 @@ class ImageConfig(AdapterConfig):
             raise ConfigError(f"{owner}.crop_pct: got {self.crop_pct}, expected 0 < crop_pct ≤ 1")
         check_choice(owner, "crop_mode", self.crop_mode, ("center", "squash"))
         check_choice(owner, "interpolation", self.interpolation, _INTERPOLATIONS)
+        check_positive(owner, "max_pixels", self.max_pixels)
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError(f"{owner}: mean={self.mean}, std={self.std}; expected 3 values each, std > 0")
 
@@ -111,6 +114,34 @@ def resize_crop(image: Tensor, cfg: ImageConfig) -> Tensor:
         raise ConfigError(f"ImageConfig.crop_mode: got {cfg.crop_mode!r}, expected 'center' or 'squash'")
 
 
+_INT_RANGES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def _array_to_tensor(array: np.ndarray, name: str) -> Tensor:
+    """[H, W, 3] pixels (uint8, uint16 or float in [0, 1]) -> float Tensor[3, H, W] in [0, 1]."""
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise InputError(f"{name}: array of shape {array.shape}; expected [H, W, 3] (uint8, uint16 or float in [0, 1])")
+    if array.dtype in _INT_RANGES:
+        scale = _INT_RANGES[array.dtype]
+    elif np.issubdtype(array.dtype, np.floating):
+        scale = 1.0
+    else:
+        raise InputError(f"{name}: array of dtype {array.dtype}; expected uint8, uint16 or float pixels")
+    # copy: PIL arrays are read-only
+    return torch.from_numpy(np.array(array, dtype=np.float32)).permute(2, 0, 1) / scale
+
+
+def reduce_factor(size: tuple[int, int], cfg: ImageConfig) -> int:
+    """Integer box-downscale factor for an image of ``size`` (W, H) that still leaves it at least twice the size the
+    resize step makes of it, so the antialiased resize does the rest (1: no reduction). Memory then follows the model
+    input, not the file: a 40-megapixel photo is never held as floats."""
+    _, out_h, out_w = cfg.input_size
+    width, height = size
+    pct = cfg.crop_pct if cfg.crop_mode == "center" else 1.0
+    ratio = min(width * pct / out_w, height * pct / out_h)  # original / resized, along the tighter side
+    return max(1, int(ratio // 2))
+
+
 class ImageAdapter:
     """Turns images (path, PIL image, uint8 array [H, W, 3] or float Tensor[3, H, W] in [0, 1]) into model inputs.
 
@@ -126,23 +157,29 @@ class ImageAdapter:
         self.config = config or ImageConfig()
 
     def _to_tensor(self, sample: ImageSample) -> Tensor:
-        """Decode a sample into float Tensor[3, H, W] in [0, 1]."""
+        """Decode a sample into float Tensor[3, H, W] in [0, 1].
+
+        Pixels are scaled by their type's range: uint8 by 255, uint16 by 65535, floats taken as [0, 1].
+        """
         name = sample_name(sample)
         if isinstance(sample, Tensor):
             if sample.dim() != 3 or sample.shape[0] != 3:
                 raise InputError(f"{name}: expected a Tensor[3, H, W] in [0, 1]")
             image = sample.to(torch.float32)
         else:
-            if not isinstance(sample, np.ndarray):
-                sample = load_image(sample) if not hasattr(sample, "convert") else sample.convert("RGB")
-            array = np.asarray(sample)
-            if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-                raise InputError(f"{name}: array of shape {array.shape}, {array.dtype}; expected uint8 [H, W, 3]")
-            image = (
-                torch.from_numpy(np.array(array)).permute(2, 0, 1).to(torch.float32) / 255.0
-            )  # copy: PIL arrays are read-only
+            if isinstance(sample, np.ndarray):
+                array = sample
+            else:
+                pil = sample if hasattr(sample, "convert") else load_image(sample, self.config.max_pixels)
+                array = image_to_array(pil, name, reduce_factor(pil.size, self.config))
+            image = _array_to_tensor(array, name)
         if min(image.shape[-2:]) == 0 or not torch.isfinite(image).all():
             raise InputError(f"{name}: image is empty or has NaN/inf pixels")
+        if image.numel() and (image.min() < 0 or image.max() > 1):
+            raise InputError(
+                f"{name}: pixel values in [{float(image.min()):g}, {float(image.max()):g}]; expected [0, 1] for float "
+                "images. Fix: scale the image to [0, 1] (or pass uint8/uint16 pixels)"
+            )
         return image
 
     def __call__(self, sample: ImageSample) -> Tensor:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import os
 import struct
 from collections.abc import Sequence
@@ -27,6 +28,9 @@ from unilk.errors import InputError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_RATE_RANGE",
+    "AudioLimits",
     "IMAGE_EXTENSIONS",
     "POINT_EXTENSIONS",
     "SERIES_EXTENSIONS",
@@ -35,6 +39,7 @@ __all__ = [
     "SeriesData",
     "VideoSource",
     "load_audio",
+    "image_to_array",
     "load_image",
     "load_points",
     "load_series",
@@ -106,21 +111,70 @@ def _wav_truncation(path: Path) -> str | None:
 
 _SOUNDFILE_FORMATS = {".wav": {"WAV", "WAVEX", "RF64"}, ".flac": {"FLAC"}, ".ogg": {"OGG"}}
 
+#: sample rates (Hz) accepted by default; a header outside them is a damaged or hostile file, not audio to resample.
+DEFAULT_RATE_RANGE = (1000, 192000)
+_BLOCK_FRAMES = 1 << 16
 
-def _read_soundfile(source: Path | io.BytesIO) -> tuple[np.ndarray, int]:
-    """Decode with soundfile; returns float32 [channels, samples] and the sample rate."""
+
+@dataclass(frozen=True)
+class AudioLimits:
+    """What :func:`load_audio` may decode, checked from the header before decoding.
+
+    Attributes:
+        rate_range: accepted sample rates ``(low, high)`` in Hz, inclusive.
+        max_seconds: decode at most this many seconds from the start (None: all); one more frame is read so the
+            caller can tell that the clip was longer.
+        mono: mix the channels down block by block while decoding, so memory does not grow with the channel count.
+    """
+
+    rate_range: tuple[int, int] = DEFAULT_RATE_RANGE
+    max_seconds: float | None = None
+    mono: bool = False
+
+    def max_frames(self, rate: int) -> int | None:
+        """Frames to decode at ``rate`` (one more than ``max_seconds`` holds), or None for all."""
+        return None if self.max_seconds is None else math.ceil(self.max_seconds * rate) + 1
+
+
+def _check_rate(rate: int, limits: AudioLimits, name: str) -> None:
+    low, high = limits.rate_range
+    if not low <= rate <= high:
+        raise InputError(
+            f"{name}: the header declares a sample rate of {rate} Hz, outside the accepted {low}-{high} Hz; the file "
+            "is damaged or mislabelled. Fix: re-export it, or widen AudioConfig.min_sample_rate/max_sample_rate"
+        )
+
+
+def _read_soundfile(source: Path | io.BytesIO, limits: AudioLimits, name: str) -> tuple[np.ndarray, int]:
+    """Decode with soundfile, block by block; returns float32 [channels, samples] and the sample rate."""
     import soundfile as sf
 
-    if isinstance(source, Path):
-        container = sf.info(str(source)).format
-        expected = _SOUNDFILE_FORMATS.get(source.suffix.lower(), set())
-        if container not in expected:
-            logger.warning("%s: the content is %s, not what the extension says; decoding it anyway", source, container)
-    data, rate = sf.read(source, dtype="float32", always_2d=True)
-    return np.ascontiguousarray(data.T), int(rate)
+    with sf.SoundFile(source if isinstance(source, io.BytesIO) else str(source)) as f:
+        if isinstance(source, Path):
+            expected = _SOUNDFILE_FORMATS.get(source.suffix.lower(), set())
+            if f.format not in expected:
+                logger.warning("%s: the content is %s, not what the extension says; decoding it anyway", name, f.format)
+        rate = int(f.samplerate)
+        _check_rate(rate, limits, name)
+        wanted = limits.max_frames(rate)
+        channels = 1 if limits.mono else f.channels
+        frames = -1 if wanted is None else min(wanted, f.frames) if f.frames > 0 else wanted
+        # decoded block by block into one array (no list of blocks to concatenate: half the peak memory)
+        data = np.empty((max(frames, 0), channels), np.float32) if frames >= 0 else None
+        blocks, filled = [], 0
+        for block in f.blocks(blocksize=_BLOCK_FRAMES, frames=frames, dtype="float32", always_2d=True):
+            block = block.mean(axis=1, keepdims=True) if limits.mono else block
+            if data is None:
+                blocks.append(block.copy())
+            else:
+                data[filled : filled + len(block)] = block
+            filled += len(block)
+    if data is None:
+        data = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
+    return np.ascontiguousarray(data[:filled].T), rate
 
 
-def _read_pyav_audio(source: Path | io.BytesIO) -> tuple[np.ndarray, int]:
+def _read_pyav_audio(source: Path | io.BytesIO, limits: AudioLimits, name: str) -> tuple[np.ndarray, int]:
     """Decode the first audio stream with PyAV; returns float32 [channels, samples] and the sample rate."""
     import av
 
@@ -128,35 +182,53 @@ def _read_pyav_audio(source: Path | io.BytesIO) -> tuple[np.ndarray, int]:
         if not container.streams.audio:
             raise ValueError("the container has no audio stream")
         stream = container.streams.audio[0]
-        rate = stream.codec_context.sample_rate or stream.rate
+        rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+        _check_rate(rate, limits, name)
+        wanted = limits.max_frames(rate)
         # Resample to planar float at the native rate and layout: decoders emit several sample formats.
         resampler = av.AudioResampler(format="fltp", rate=rate)
         chunks: list[np.ndarray] = []
+        count = 0
+
+        def keep(frames: list[Any]) -> None:
+            nonlocal count
+            for out in frames:
+                array = out.to_ndarray()
+                chunks.append(array.mean(axis=0, keepdims=True) if limits.mono else array)
+                count += array.shape[1]
+
         for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray())
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray())
+            keep(resampler.resample(frame))
+            if wanted is not None and count >= wanted:
+                break
+        else:
+            keep(resampler.resample(None))
     if not chunks:
-        return np.zeros((1, 0), dtype=np.float32), int(rate)
-    return np.concatenate(chunks, axis=1).astype(np.float32, copy=False), int(rate)
+        return np.zeros((1, 0), dtype=np.float32), rate
+    data = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+    return data if wanted is None else data[:, :wanted], rate
 
 
-def load_audio(source: PathLike | bytes) -> tuple[np.ndarray, int]:
+def load_audio(source: PathLike | bytes, limits: AudioLimits | None = None) -> tuple[np.ndarray, int]:
     """Decode an audio file (or the audio track of a video file).
 
     soundfile reads wav/flac/ogg; PyAV reads everything else and is the fallback when soundfile fails. A file whose
-    content does not match its extension (e.g. an mp3 saved as ``.wav``) is decoded with a warning.
+    content does not match its extension (e.g. an mp3 saved as ``.wav``) is decoded with a warning. The sample rate is
+    checked from the header before anything is decoded, and decoding stops after ``limits.max_seconds``, so memory
+    follows what the caller needs, not what the header declares.
 
     Args:
         source: a path, or the encoded bytes of a file.
+        limits: accepted rates, how much to decode and whether to mix down (default :class:`AudioLimits`).
 
     Returns:
         ``(waveform, sample_rate)``: float32 array [channels, samples] and the rate in Hz.
 
     Raises:
-        InputError: the file is missing, empty, truncated, of an unknown extension or cannot be decoded by any backend.
+        InputError: the file is missing, empty, truncated, of an unknown extension, declares a sample rate outside
+            ``limits.rate_range`` or cannot be decoded by any backend.
     """
+    limits = limits or AudioLimits()
     name = sample_name(source)
     if isinstance(source, (bytes, bytearray)):
         if len(source) == 0:
@@ -165,7 +237,9 @@ def load_audio(source: PathLike | bytes) -> tuple[np.ndarray, int]:
         errors = []
         for backend, reader in attempts:
             try:
-                return reader(io.BytesIO(bytes(source)))
+                return reader(io.BytesIO(bytes(source)), limits, name)
+            except InputError:
+                raise
             except Exception as err:  # any backend failure means "try the next one"
                 errors.append(f"{backend}: {err}")
         raise InputError(f"{name}: cannot decode audio ({'; '.join(errors)}); pass a valid audio file")
@@ -182,14 +256,16 @@ def load_audio(source: PathLike | bytes) -> tuple[np.ndarray, int]:
     errors = []
     for i, (backend, reader) in enumerate(order):
         try:
-            waveform, rate = reader(path)
+            waveform, rate = reader(path, limits, str(path))
+        except InputError:
+            raise
         except Exception as err:  # any backend failure means "try the next one"
             errors.append(f"{backend}: {err}")
             continue
         if i > 0:
             logger.warning("%s: decoded with %s after %s (is the extension wrong?)", path, backend, errors[-1])
         return waveform, rate
-    raise InputError(f"{path}: cannot decode audio ({'; '.join(errors)}); check that the file is complete and valid")
+    raise InputError(f"{path}: cannot decode audio ({'; '.join(errors)}); check the file is complete and valid")
 
 
 # ----------------------------------------------------------------------------------------------------------- video
@@ -468,6 +544,8 @@ def load_points(path: PathLike, mesh_points: int = 8192) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim != 2 or array.shape[1] < 3:
         raise InputError(f"{path}: points have shape {array.shape}; expected [N, 3] or more columns")
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise InputError(f"{path}: points of dtype {array.dtype}; expected real numbers (x, y, z columns)")
     return np.ascontiguousarray(array[:, :3], dtype=np.float32)
 
 
@@ -558,21 +636,92 @@ def _read_o3d_cloud(path: Path) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------- images
 
 
-def load_image(path: PathLike) -> Any:
-    """Read an image as an RGB ``PIL.Image``.
+#: largest image accepted by default, in pixels (checked from the header, before decoding).
+DEFAULT_MAX_PIXELS = 40_000_000
+
+# PIL modes whose pixels are not 8-bit: the numpy dtype they read as and the value that means "full intensity".
+_WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 2**31 - 1.0, "F": 1.0}
+
+
+def load_image(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
+    """Read an image file as a ``PIL.Image`` (RGB for 8-bit images; 16-bit, 32-bit and float images keep their mode,
+    see :func:`image_to_array`).
+
+    Args:
+        path: the file.
+        max_pixels: largest width × height accepted; checked from the header, before the pixels are decoded.
 
     Raises:
-        InputError: the file is missing, empty, of an unknown extension, truncated or not an image.
+        InputError: the file is missing, empty, of an unknown extension, larger than ``max_pixels``, truncated or not
+            an image.
     """
+    import warnings
+
     from PIL import Image
 
     path = _check_file(path, IMAGE_EXTENSIONS, "image")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own cap below is lower
+            image = Image.open(path)
     except Exception as err:  # PIL raises several types for bad files
         raise InputError(f"{path}: cannot decode image ({err}); check the file is a complete image") from err
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise InputError(
+                f"{path}: the header declares {width}x{height} = {width * height} pixels, above max_pixels="
+                f"{max_pixels}; expected a smaller image. Fix: downscale it, or raise ImageConfig.max_pixels"
+            )
+        try:
+            image.load()
+            return image.copy() if image.mode in _WIDE_MODES else image.convert("RGB")
+        except Exception as err:  # PIL raises several types for bad files
+            raise InputError(f"{path}: cannot decode image ({err}); check the file is a complete image") from err
+
+
+def image_to_array(image: Any, name: str, reduce: int = 1) -> np.ndarray:
+    """Pixels of a PIL image as RGB, scaled by the range of their type.
+
+    8-bit modes give uint8 [H, W, 3]. Wider modes give float32 [H, W, 3] in [0, 1]: 16-bit integers divided by 65535
+    (so a 16-bit image maps like its 8-bit twin), 32-bit integers by 2³¹ - 1, and float images taken as [0, 1].
+
+    Args:
+        image: a PIL image.
+        name: the sample's name, for messages.
+        reduce: an integer factor to box-downscale by first (each output pixel the mean of a reduce × reduce block),
+            so a huge image never exists in memory as floats.
+
+    Raises:
+        InputError: negative integer pixels, or float pixels outside [0, 1] or not finite.
+    """
+    if image.mode not in _WIDE_MODES:
+        rgb = image.convert("RGB")
+        return np.asarray(rgb.reduce(reduce) if reduce > 1 else rgb)
+    values = np.asarray(image).astype(np.float32)
+    if values.ndim != 2:
+        raise InputError(f"{name}: {image.mode} image of shape {values.shape}; expected one grey channel")
+    if not np.isfinite(values).all():
+        raise InputError(f"{name}: the image has NaN or inf pixels; expected finite values")
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if image.mode == "F" and (low < 0 or high > 1):
+        raise InputError(
+            f"{name}: float image with values in [{low:g}, {high:g}]; expected [0, 1]. Fix: rescale it to [0, 1] "
+            "(or save it as 8/16-bit)"
+        )
+    if low < 0:
+        raise InputError(f"{name}: {image.mode} image with negative pixels ({low:g}); expected values >= 0")
+    grey = _box_reduce(values, reduce) / _WIDE_MODES[image.mode]
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def _box_reduce(values: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of factor × factor blocks of a 2-D array (partial blocks at the edges are dropped)."""
+    if factor <= 1:
+        return values
+    height, width = values.shape[0] // factor, values.shape[1] // factor
+    blocks = values[: height * factor, : width * factor].reshape(height, factor, width, factor)
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------- series

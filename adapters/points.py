@@ -83,9 +83,11 @@ def normalize_points(points: Tensor) -> Tensor:
     Returns:
         Tensor[..., N, 3]. A cloud whose points all coincide is only centred (scale 1).
     """
-    centred = points - points.mean(dim=-2, keepdim=True)
+    # float64: float32 coordinates near its limit (3e38) overflow in the mean and the norm, which would give NaN
+    wide = points.to(torch.float64)
+    centred = wide - wide.mean(dim=-2, keepdim=True)
     radius = centred.norm(dim=-1).amax(dim=-1, keepdim=True).unsqueeze(-1)  # (..., 1, 1)
-    return centred / torch.where(radius > 0, radius, torch.ones_like(radius))
+    return (centred / torch.where(radius > 0, radius, torch.ones_like(radius))).to(points.dtype)
 
 
 def farthest_point_sample(points: Tensor, num_samples: int) -> Tensor:
@@ -216,12 +218,17 @@ class PointsAdapter:
             data: Any = sample
         else:
             data = load_points(sample, mesh_points=self.config.mesh_points)
-        pts = torch.as_tensor(np.asarray(data) if not isinstance(data, Tensor) else data)
+        array = data if isinstance(data, Tensor) else np.asarray(data)
+        if isinstance(array, np.ndarray) and (not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array)):
+            raise InputError(f"{name}: points of dtype {array.dtype}; expected real numbers (x, y, z columns)")
+        if isinstance(array, Tensor) and (array.is_complex() or array.dtype == torch.bool):
+            raise InputError(f"{name}: points of dtype {array.dtype}; expected real numbers (x, y, z columns)")
+        pts = torch.as_tensor(array)
         if pts.dim() != 2 or pts.shape[1] < 3:
             raise InputError(f"{name}: points have shape {tuple(pts.shape)}; expected [N, 3] (extra columns ignored)")
         if pts.shape[0] == 0:
             raise InputError(f"{name}: the cloud has no points; expected at least 1")
-        pts = pts[:, :3].to(torch.float32)
+        pts = pts[:, :3].to(torch.float32)  # values beyond float32's range become inf and are refused below
         if not torch.isfinite(pts).all():
             bad = int((~torch.isfinite(pts)).any(dim=1).sum())
             raise InputError(f"{name}: {bad} point(s) have NaN or inf coordinates; expected finite coordinates")

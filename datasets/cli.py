@@ -38,6 +38,6 @@ def synth(kind: str, root: str, seed: int, n_per_class: int | None) -> None:
         if kind not in _PER_CLASS:
             raise click.BadParameter(f"{kind} is not sized per class; choose one of {sorted(_PER_CLASS)}")
         kwargs["n_per_class"] = n_per_class
-    out = getattr(synthetic, _KINDS[kind])(root, **kwargs)
-    files = sum(1 for p in out.rglob("*") if p.is_file())
+    out = synthetic.generate_into(root, _KINDS[kind], kwargs)
+    files = sum(1 for p in out.rglob("*") if p.is_file() and p.name != synthetic.MARKER)
     click.echo(f"wrote {files} files of the synthetic {kind} dataset to {out}")

@@ -14,6 +14,10 @@ produces files that the loaders of :mod:`unilk.datasets` read unchanged:
 * ``make_corrformer``: a daily cycle per station, in ×10 units -> ``CorrformerWeather(root, variable, split)``.
 * ``make_image_folder``: stripes whose orientation is the class -> ``ImageFolder(root, split)``.
 
+Use :func:`generate_into` rather than calling a generator on a folder you own: it writes only into a new or empty
+folder, marks it (``.unilk_synthetic.json``, with the generator and its arguments), reuses it while the arguments are
+the same and regenerates it, with a log line, when they change. A folder without the mark is never written into.
+
 Sizes default to a few hundred small samples, generated in seconds. PLY files are written by a small built-in
 binary writer (open3d is optional and often lacks a system library); mp4 files by PyAV (MPEG-4 part 2, one thread).
 """
@@ -23,14 +27,19 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Sequence
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from unilk.errors import ConfigError
 
 __all__ = [
+    "MARKER",
+    "generate_into",
+    "generator_names",
     "make_audioset",
     "make_corrformer",
     "make_esc50",
@@ -48,6 +57,76 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SHAPES = ("sphere", "cube", "cylinder", "cone", "torus")
+
+#: the file that marks a folder as written by :func:`generate_into` (and says with which arguments).
+MARKER = ".unilk_synthetic.json"
+
+
+def generator_names() -> list[str]:
+    """The generators of this module (``make_*``)."""
+    return sorted(name for name in __all__ if name.startswith("make_"))
+
+
+def generate_into(root: str | Path, generator: str, kwargs: Mapping[str, Any] | None = None) -> Path:
+    """Write a synthetic dataset into ``root``, safely: never into a folder that holds anything but our own data.
+
+    ``root`` must not exist, be empty, or carry the :data:`MARKER` of an earlier call. With the same generator and
+    arguments the existing data is reused; with others the marked folder is deleted and regenerated (logged). The
+    marker is written first (incomplete) and completed last, so an interrupted generation is redone.
+
+    Args:
+        root: the dataset folder.
+        generator: a name from :func:`generator_names` (e.g. ``make_speech_commands``).
+        kwargs: the generator's keyword arguments.
+
+    Returns:
+        ``root``.
+
+    Raises:
+        ConfigError: an unknown generator, ``root`` is a file, or ``root`` is a folder with other content.
+    """
+    if generator not in generator_names():
+        raise ConfigError(f"synthetic generator: got {generator!r}, expected one of {generator_names()}")
+    root = Path(root)
+    wanted = {"generator": generator, "kwargs": json.loads(json.dumps(dict(kwargs or {}), default=str))}
+    marker = root / MARKER
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"synthetic data root {str(root)!r} is a file; expected a new or empty folder")
+    if marker.is_file():
+        found = _read_marker(marker)
+        if found.get("complete") and {k: found.get(k) for k in wanted} == wanted:
+            return root
+        logger.warning(
+            "%s: synthetic data made by %s %s; regenerating it for %s %s",
+            root,
+            found.get("generator"),
+            found.get("kwargs"),
+            generator,
+            wanted["kwargs"],
+        )
+        shutil.rmtree(root)
+    elif root.is_dir() and any(root.iterdir()):
+        raise ConfigError(
+            f"synthetic data root {str(root)!r} holds files that unilk's generator did not write (no {MARKER}); "
+            "refusing to write synthetic data into it. Fix: pick a new or empty folder for the synthetic data, or "
+            "train on this folder as data (drop data.synthetic)"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({**wanted, "complete": False}))
+    logger.info("generating synthetic dataset %s in %s", generator, root)
+    globals()[generator](root, **wanted["kwargs"])
+    marker.write_text(json.dumps({**wanted, "complete": True}))
+    return root
+
+
+def _read_marker(marker: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(marker.read_text())
+    except (OSError, ValueError):  # a damaged marker: the folder is still ours, so it is regenerated
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 MOTIONS = ("right", "left", "down", "up")
 _DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
 STRIPES = ("horizontal", "vertical", "diagonal", "checker")

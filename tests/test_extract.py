@@ -130,7 +130,8 @@ def test_extraction_records_errors_and_matches_direct_calls(tmp_path: Path) -> N
     # the optional .npy + ids copies hold the same rows as the parquet shards
     table = pq.read_table(tmp_path / "out" / "shards" / "part-00001.parquet")
     npy = np.load(tmp_path / "out" / "shards" / "part-00001.npy")
-    assert (tmp_path / "out" / "shards" / "part-00001.ids.txt").read_text().split() == table.column("id").to_pylist()
+    ids_lines = (tmp_path / "out" / "shards" / "part-00001.ids.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in ids_lines] == table.column("id").to_pylist()
     np.testing.assert_array_equal(npy, np.stack(table.column("embedding").to_pylist()).astype(np.float32))
     assert not list((tmp_path / "out").rglob(".*tmp-*"))
 

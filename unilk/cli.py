@@ -58,7 +58,11 @@ def cli(verbose: int) -> None:
 
 
 def main() -> None:
-    """Entry point of the ``unilk`` console script: a unilk error ends with its message and exit code 2."""
+    """Entry point of the ``unilk`` console script.
+
+    A unilk error ends with its message on one line and exit code 2; an operating-system error (disk full, permission
+    denied, a path that is a file) with its message and exit code 1. ``-v`` adds the traceback.
+    """
     try:
         cli(prog_name="unilk", standalone_mode=False)
     except click.exceptions.Abort:
@@ -68,5 +72,17 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except UnilkError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+        _fail(exc, 2)
+    except OSError as exc:
+        _fail(exc, 1)
+
+
+def _fail(exc: BaseException, code: int) -> None:
+    """Print ``Error: <message>`` on one line (and the traceback under ``-v``), then exit with ``code``."""
+    if logging.getLogger().isEnabledFor(logging.INFO):
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)

@@ -23,7 +23,7 @@ import numbers
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -43,6 +43,7 @@ __all__ = [
     "RandomWeightsWarning",
     "SamplePreparer",
     "encode",
+    "error_record",
 ]
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 #: the modalities :func:`encode` accepts, in the order results are returned.
 MODALITIES = ("audio", "image", "video", "points", "series")
 _POOLS = ("avg", "max")
+_ON_ERROR = ("raise", "record")
 _DEFAULT_MODEL = "unireplknet_a"
 
 _warned_random_weights = False
@@ -85,6 +87,8 @@ class Encoding:
         maps: with ``return_maps=True``, per input the final-stage feature maps Tensor[K_i, D, h, w] (float32, CPU);
             otherwise None.
         model: the trunk's name.
+        errors: with ``on_error="record"``, one ``{"id", "type", "error"}`` per input that failed (absent from
+            ``ids`` and ``embeddings``); empty otherwise.
     """
 
     modality: str
@@ -94,6 +98,7 @@ class Encoding:
     policy: list[str]
     maps: list[Tensor] | None
     model: str
+    errors: list[dict[str, str]] = field(default_factory=list)
 
 
 class Prepared(NamedTuple):
@@ -118,6 +123,22 @@ class SamplePreparer:
         self.adapter = adapter
 
     def __call__(self, sample: Any) -> Prepared:
+        """Adapt one sample.
+
+        Raises:
+            InputError: the adapter refused the sample, or its map has NaN or inf values (never embedded).
+        """
+        prepared = self._prepare(sample)
+        if not torch.isfinite(prepared.data).all():
+            from unilk.adapters.io import sample_name
+
+            raise InputError(
+                f"{sample_name(sample)}: the {self.modality} adapter made a map with NaN or inf values; expected "
+                "finite values. Fix: check the input for extreme or invalid values"
+            )
+        return prepared
+
+    def _prepare(self, sample: Any) -> Prepared:
         if isinstance(sample, Maps):
             maps = sample.tensor
             return Prepared((maps if maps.dim() == 4 else maps.unsqueeze(0)).float(), "maps")
@@ -147,11 +168,24 @@ def _seeded() -> Iterator[None]:
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
+    """``"auto"`` or a torch device string -> a usable device.
+
+    Raises:
+        ConfigError: an unknown device, or a CUDA device on a machine without one.
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"device: got {device!r} ({err}); expected 'auto', 'cpu', 'cuda' or 'cuda:N'.") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: got {device!r} but no CUDA GPU is available here; expected 'auto' or 'cpu'.")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ConfigError(f"device: got {device!r}; this machine has {torch.cuda.device_count()} CUDA device(s).")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device: got {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    return resolved
 
 
 def _warn_random_weights(model: str) -> None:
@@ -420,6 +454,7 @@ class Encoder:
         series: Any = None,
         *,
         return_maps: bool = False,
+        on_error: str = "raise",
     ) -> dict[str, Encoding]:
         """Embed inputs of one or more modalities.
 
@@ -434,40 +469,64 @@ class Encoder:
             points: point cloud input(s).
             series: time-series input(s).
             return_maps: also return each input's final-stage feature maps.
+            on_error: ``"raise"`` (a bad input raises, naming it) or ``"record"`` (a bad input is left out and
+                recorded in :attr:`Encoding.errors`; the others are embedded).
 
         Returns:
             ``{modality: Encoding}`` for each modality given, in :data:`MODALITIES` order.
 
         Raises:
-            InputError: no input given, or a bad sample (the message names it).
+            InputError: no input given, an ambiguous array, or (with ``on_error="raise"``) a bad sample.
         """
+        if on_error not in _ON_ERROR:
+            raise ConfigError(f"encode on_error: got {on_error!r}, expected one of {list(_ON_ERROR)}.")
         given = {"audio": audio, "image": image, "video": video, "points": points, "series": series}
         given = {m: v for m, v in given.items() if v is not None}
         if not given:
             raise InputError(
                 f"encode: no input given; pass at least one of {', '.join(MODALITIES)} (e.g. audio='a.wav')."
             )
-        return {m: self.encode_modality(m, v, return_maps=return_maps) for m, v in given.items()}
+        return {m: self.encode_modality(m, v, return_maps=return_maps, on_error=on_error) for m, v in given.items()}
 
-    def encode_modality(self, modality: str, inputs: Any, *, return_maps: bool = False) -> Encoding:
-        """Embed the inputs of one modality (see :meth:`encode` for what ``inputs`` may be).
+    def encode_modality(
+        self, modality: str, inputs: Any, *, return_maps: bool = False, on_error: str = "raise"
+    ) -> Encoding:
+        """Embed the inputs of one modality (see :meth:`encode` for what ``inputs`` and ``on_error`` may be).
 
         Returns:
             The :class:`Encoding`.
         """
         named = _name_inputs(modality, inputs)
         prepare = self.preparer(modality)
-        prepared = [prepare(sample) for _, sample in named]
-        stacks = self.to_maps(prepared)
-        emb, feats = self.embed_samples(stacks, return_maps=return_maps)
+        errors: list[dict[str, str]] = []
+        kept: list[tuple[str, Prepared]] = []
+        for name, sample in named:
+            try:
+                kept.append((name, prepare(sample)))
+            except Exception as err:  # one bad input is that input's error, whatever the adapter raised
+                if on_error == "raise":
+                    raise
+                errors.append(error_record(name, err))
+        stacks = self.to_maps([p for _, p in kept]) if kept else []
+        emb, feats = self.embed_samples(stacks, return_maps=return_maps) if stacks else (torch.zeros(0, 0), None)
+        finite = torch.isfinite(emb).all(dim=1).tolist()
+        for (name, _), ok in zip(kept, finite):
+            if ok:
+                continue
+            err = InputError(f"{name}: its embedding has NaN or inf values; expected finite values (not returned)")
+            if on_error == "raise":
+                raise err
+            errors.append(error_record(name, err))
+        keep = [i for i, ok in enumerate(finite) if ok]
         return Encoding(
             modality=modality,
-            ids=[name for name, _ in named],
-            embeddings=emb,
-            num_maps=[s.shape[0] for s in stacks],
-            policy=[p.policy for p in prepared],
-            maps=feats,
+            ids=[kept[i][0] for i in keep],
+            embeddings=emb[keep] if stacks else emb,
+            num_maps=[stacks[i].shape[0] for i in keep],
+            policy=[kept[i][1].policy for i in keep],
+            maps=None if feats is None else [feats[i] for i in keep],
             model=self.model_name,
+            errors=errors,
         )
 
 
@@ -489,6 +548,12 @@ def _shape_kwargs(model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in model_kwargs.items() if k not in ("drop_path_rate", "drop_rate", "grad_checkpointing")}
 
 
+def error_record(name: str, err: BaseException) -> dict[str, str]:
+    """What a batch job records for a failed input: ``{"id", "type", "error"}`` (the message on one line)."""
+    message = " ".join(str(err).split()) or type(err).__name__
+    return {"id": name, "type": type(err).__name__, "error": message}
+
+
 def _name_inputs(modality: str, inputs: Any) -> list[tuple[str, Any]]:
     """Turn every accepted input form into ``[(id, sample)]``; directories keep the modality's file types only."""
     from unilk.extract import list_inputs, modality_extensions
@@ -506,6 +571,7 @@ def _name_inputs(modality: str, inputs: Any) -> list[tuple[str, Any]]:
     if isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[1], numbers.Integral):
         return [(f"{modality}[0]", inputs)]  # one (waveform, sample_rate) pair
     if isinstance(inputs, (np.ndarray, Tensor)):
+        _refuse_ambiguous_array(modality, tuple(inputs.shape))
         return [(f"{modality}[0]", inputs)]
     if isinstance(inputs, Sequence) and inputs:
         return [(str(x) if isinstance(x, (str, os.PathLike)) else f"{modality}[{i}]", x) for i, x in enumerate(inputs)]
@@ -513,6 +579,31 @@ def _name_inputs(modality: str, inputs: Any) -> list[tuple[str, Any]]:
         f"encode({modality}=...): got {type(inputs).__name__}; expected a path, directory, glob, list of samples, "
         "{id: sample} mapping, array/tensor, or unilk.encoding.Maps."
     )
+
+
+#: the number of dimensions of one in-memory sample of each modality (audio: [S], or [C, S] see below).
+_SAMPLE_NDIM = {"audio": 1, "image": 3, "video": 4, "points": 2, "series": 2}
+
+
+def _refuse_ambiguous_array(modality: str, shape: tuple[int, ...]) -> None:
+    """Refuse a bare array whose shape could mean one sample or a batch of samples; never guess which.
+
+    Raises:
+        InputError: the array has one dimension more than a sample (a batch?), or is an audio [rows, S] array with
+            several rows (several clips, or one clip with several channels?).
+    """
+    ndim = _SAMPLE_NDIM[modality]
+    if modality == "audio" and len(shape) == 2 and shape[0] > 1:
+        raise InputError(
+            f"encode(audio=array of shape {shape}): ambiguous: {shape[0]} clips, or one clip with {shape[0]} "
+            "channels? Fix: pass a list of 1-D waveforms for several clips (list(array)), or (waveform, sample_rate) "
+            "for one multichannel clip"
+        )
+    if len(shape) == ndim + 1 and not (modality == "audio" and len(shape) == 2):
+        raise InputError(
+            f"encode({modality}=array of shape {shape}): one dimension more than one {modality} sample; is it a "
+            f"batch of {shape[0]}? Fix: pass a list of samples (list(array)), or unilk.encoding.Maps for ready maps"
+        )
 
 
 def encode(
@@ -531,6 +622,7 @@ def encode(
     return_maps: bool = False,
     adapters: Mapping[str, Any] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
+    on_error: str = "raise",
 ) -> dict[str, Encoding]:
     """Embed inputs of one or more modalities in one call (builds an :class:`Encoder`; reuse one for many calls).
 
@@ -549,6 +641,7 @@ def encode(
         return_maps: also return the final-stage feature maps.
         adapters: per modality an adapter config (object or dict) overriding the default one.
         model_kwargs: extra keywords for ``unilk.create_model`` (see :class:`Encoder`).
+        on_error: ``"raise"`` or ``"record"`` (bad inputs left out and listed in :attr:`Encoding.errors`).
 
     Returns:
         ``{modality: Encoding}``: per modality the ids, Tensor[N, D] embeddings and per-input policy.
@@ -567,4 +660,4 @@ def encode(
         batch_size=batch_size,
         pool=pool,
     )
-    return encoder.encode(audio, image, video, points, series, return_maps=return_maps)
+    return encoder.encode(audio, image, video, points, series, return_maps=return_maps, on_error=on_error)

@@ -7,12 +7,18 @@ shards: there is no ``DistributedSampler`` and therefore no padding with duplica
 Layout of the output directory::
 
     job.json                       what the job is (inputs fingerprint, shard size, model); a rerun must match it
-    shards/part-00000.parquet      columns ``id`` (string) and ``embedding`` (fixed-size list of float32)
+    shards/part-00000.parquet      columns ``id`` (string), ``id_bytes`` (the id's exact bytes, see below) and
+                                   ``embedding`` (fixed-size list of float32)
     shards/part-00000.npy          optional (``write_npy``): float32 [n, D], rows in the order of ...
-    shards/part-00000.ids.txt      ... these ids, one per line
+    shards/part-00000.ids.jsonl    ... these ids, one JSON string per line (so no character can break the lines)
     done/part-00000.json           the commit record of a shard: ids embedded and errors, written last
     manifest.json                  written once every shard is committed: shards, counts, dimension
-    errors.jsonl                   written with the manifest: one ``{"id", "path", "error"}`` per failed input
+    errors.jsonl                   written with the manifest: one ``{"id", "path", "type", "error"}`` per failed input
+
+Any exception while reading or adapting one input, and an embedding with NaN or inf values, is that input's recorded
+error; the job goes on. File names that are not valid UTF-8 are kept exactly: ``id`` shows their undecodable bytes as
+``\\xNN`` escapes, ``id_bytes`` holds the bytes, and :func:`read_embeddings` returns the ids as :func:`list_inputs`
+made them.
 
 Every file is written under a temporary name and renamed into place, so a reader never sees a partial file. A shard
 counts as finished only when its commit record exists, which is written after its data files, so a run killed at any
@@ -81,14 +87,15 @@ class ExtractSummary:
 
     Attributes:
         done: inputs embedded in this run.
-        failed: inputs that raised :class:`~unilk.errors.InputError` in this run (recorded in ``errors.jsonl``).
+        failed: inputs that failed in this run (recorded in ``errors.jsonl``).
         skipped: inputs of shards that an earlier run had already committed.
         shards_written: shards committed in this run.
         shards_skipped: shards found committed and left alone.
         complete: whether every shard of the job is now committed (then ``manifest.json`` exists).
         seconds: wall time of the run.
         out_dir: the output directory.
-        errors: once complete, every recorded error of the job (``{"id", "path", "error"}``), as in ``errors.jsonl``.
+        errors: once complete, every recorded error of the job (``{"id", "path", "type", "error"}``), as in
+            ``errors.jsonl``.
     """
 
     done: int = 0
@@ -317,14 +324,29 @@ def _write_shard(
     dim = emb.shape[1] if emb.ndim == 2 else 0
     values = pa.array(emb.reshape(-1), type=pa.float32())
     table = pa.table(
-        {"id": pa.array(ids, type=pa.string()), "embedding": pa.FixedSizeListArray.from_arrays(values, dim)}
+        {
+            "id": pa.array([_display_id(i) for i in ids], type=pa.string()),
+            "id_bytes": pa.array([os.fsencode(i) for i in ids], type=pa.binary()),
+            # a shard whose inputs all failed has no rows and no known width; Arrow needs a positive list size
+            "embedding": pa.FixedSizeListArray.from_arrays(values, dim or 1),
+        }
     )
     _atomic_write(out / "shards" / f"{name}.parquet", lambda f: pq.write_table(table, f))
     if npy:
         _atomic_write(out / "shards" / f"{name}.npy", lambda f: np.save(f, emb))
-        _atomic_write(out / "shards" / f"{name}.ids.txt", lambda f: f.write("".join(i + "\n" for i in ids)), mode="w")
+        _atomic_write(out / "shards" / f"{name}.ids.jsonl", lambda f: f.write(_id_lines(ids)), mode="w")
     record = {"shard": index, "ids": ids, "dim": dim, "errors": errors}
     _write_json(out / "done" / f"{name}.json", record)
+
+
+def _display_id(item_id: str) -> str:
+    """The id as valid UTF-8 text: bytes of a non-UTF-8 file name (surrogate escapes) shown as ``\\xNN``."""
+    return os.fsencode(item_id).decode("utf-8", errors="backslashreplace")
+
+
+def _id_lines(ids: Sequence[str]) -> str:
+    """One JSON string per id and line: newlines or any other character inside an id cannot shift the rows."""
+    return "".join(json.dumps(i) + "\n" for i in ids)
 
 
 def _read_record(out: Path, index: int) -> dict[str, Any] | None:
@@ -341,12 +363,47 @@ def _read_record(out: Path, index: int) -> dict[str, Any] | None:
 def _fingerprint(items: Sequence[Item]) -> str:
     digest = hashlib.sha256()
     for item in items:
-        digest.update(f"{item.id}\0{item.path}\n".encode())
+        digest.update(f"{item.id}\0{item.path}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
+
+
+#: a temporary file older than this is left over from a killed run (a live writer renames its file within seconds).
+_STALE_TEMP_S = 3600.0
+
+
+def _clean_stale_temps(out: Path, world_size: int) -> int:
+    """Remove temporary files that a killed run left (``.NAME.tmp-XXXX``); returns how many.
+
+    A single process owns the directory, so every temporary file there is stale; with several ranks another rank may
+    be writing one right now, so only those untouched for ``_STALE_TEMP_S`` are removed.
+    """
+    now, removed = time.time(), 0
+    for folder in (out, out / "shards", out / "done"):
+        for tmp in folder.glob(".*.tmp-*") if folder.is_dir() else []:
+            try:
+                if world_size == 1 or now - tmp.stat().st_mtime > _STALE_TEMP_S:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:  # another rank removed or renamed it first
+                continue
+    if removed:
+        logger.info("%s: removed %d temporary file(s) left by an interrupted run", out, removed)
+    return removed
+
+
+def _exclude_out_dir(items: Sequence[Item], out: Path) -> list[Item]:
+    """Drop inputs that lie inside the output directory (an ``--out`` inside the source would read its own files)."""
+    root = out.resolve()
+    kept = [item for item in items if not Path(item.path).resolve().is_relative_to(root)]
+    if len(kept) < len(items):
+        logger.info("left out %d input(s) inside the output directory %s", len(items) - len(kept), out)
+    return kept
 
 
 def _prepare_out_dir(out: Path, job: dict[str, Any]) -> None:
     """Create the layout and pin the job description; a different job in the same directory is refused."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output directory {str(out)!r} is a file; expected a directory. Fix: pick another --out.")
     (out / "shards").mkdir(parents=True, exist_ok=True)
     (out / "done").mkdir(exist_ok=True)
     job_path = out / "job.json"
@@ -394,7 +451,8 @@ def _finalize(out: Path, shards: list[range], items: Sequence[Item], job: dict[s
 
 
 class _LoadDataset:
-    """Map-style dataset of (item index, loaded sample or None, error or None); a bad input is data, not a crash."""
+    """Map-style dataset of (item index, loaded sample or None, error record or None); a bad input is data, not a
+    crash: any exception while reading or adapting one input becomes its ``{"type", "error"}`` record."""
 
     def __init__(self, items: Sequence[Item], load: Callable[[str], Any]) -> None:
         self.items = items
@@ -403,11 +461,17 @@ class _LoadDataset:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[int, Any, str | None]:
+    def __getitem__(self, index: int) -> tuple[int, Any, dict[str, str] | None]:
+        from unilk.encoding import error_record
+
+        item = self.items[index]
         try:
-            return index, self.load(self.items[index].path), None
-        except InputError as err:
-            return index, None, str(err)
+            return index, self.load(item.path), None
+        except Exception as err:  # one input's failure, whatever the decoder raised, must not end the job
+            record = error_record(item.id, err)
+            if not isinstance(err, InputError) and item.path not in record["error"]:
+                record["error"] = f"{_display_id(item.path)}: {record['error']}"
+            return index, None, {"type": record["type"], "error": record["error"]}
 
 
 def _keep_list(batch: list[Any]) -> list[Any]:
@@ -445,8 +509,7 @@ def extract_items(
         items: the inputs, in job order (e.g. from :func:`list_inputs`).
         out_dir: output directory (created).
         load: ``path -> sample``; runs in DataLoader workers and must be picklable when ``num_workers > 0`` under a
-            non-fork start method. An :class:`~unilk.errors.InputError` marks the input as failed; any other
-            exception stops the run (a bug must not be recorded as a bad file).
+            non-fork start method. Any exception marks that input as failed (its type and message are recorded).
         embed: ``list of samples -> [N, D]`` embeddings, one row per sample, in order.
         job_meta: what else identifies the job (model, checkpoint, modality...); stored in ``job.json`` and compared on
             resume.
@@ -455,7 +518,7 @@ def extract_items(
         num_workers: DataLoader worker processes (0: load in the main process).
         rank: this process's rank; default from an initialised process group or torchrun's ``RANK``.
         world_size: number of processes; default likewise from ``WORLD_SIZE``.
-        write_npy: also write ``part-XXXXX.npy`` + ``part-XXXXX.ids.txt`` per shard.
+        write_npy: also write ``part-XXXXX.npy`` + ``part-XXXXX.ids.jsonl`` per shard.
         retry_failed: redo committed shards that recorded errors (e.g. after fixing the files).
         progress: show a tqdm bar (items/s).
         engine: ``torch`` (DataLoader workers) or ``ray`` (Ray Data tasks decode; needs ray installed).
@@ -482,6 +545,7 @@ def extract_items(
     job = {"format": _FORMAT, "inputs_sha256": _fingerprint(items), "num_items": len(items), "shard_size": shard_size}
     job |= job_meta or {}
     _prepare_out_dir(out, job)
+    _clean_stale_temps(out, world_size)
 
     summary = ExtractSummary(out_dir=str(out))
     owned = []
@@ -516,11 +580,13 @@ def extract_items(
             rows = _to_numpy(embed([s for _, s in good])) if good else np.zeros((0, 0), np.float32)
             if len(rows) != len(good):
                 raise ConfigError(f"embed returned {len(rows)} rows for {len(good)} samples; expected one per sample.")
+            batch = _refuse_nonfinite_rows(batch, good, rows)
             for (i, _), row in zip(good, rows):
-                results[item_shard[i]][i] = row
+                if np.isfinite(row).all():
+                    results[item_shard[i]][i] = row
             for i, _, err in batch:
                 if err is not None:
-                    results[item_shard[i]][i] = {"id": items[i].id, "path": items[i].path, "error": err}
+                    results[item_shard[i]][i] = {"id": items[i].id, "path": items[i].path, **err}
             k = item_shard[batch[0][0]]
             if len(results[k]) == len(shards[k]):
                 done, failed = _commit(out, k, shards[k], items, results.pop(k), write_npy)
@@ -534,6 +600,15 @@ def extract_items(
     summary.errors = _read_errors(out) if summary.complete else []
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _refuse_nonfinite_rows(batch: list[Any], good: list[tuple[int, Any]], rows: np.ndarray) -> list[Any]:
+    """Mark the inputs whose embedding has NaN or inf as failed (their rows are never written); returns the batch."""
+    import numpy as np
+
+    bad = {i for (i, _), row in zip(good, rows) if not np.isfinite(row).all()}
+    message = "its embedding has NaN or inf values; expected finite values (not written)"
+    return [(i, s, {"type": "InputError", "error": message} if i in bad else err) for i, s, err in batch]
 
 
 def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -621,7 +696,10 @@ def read_embeddings(out_dir: str | os.PathLike[str]) -> tuple[list[str], np.ndar
     parts = []
     for shard in manifest["shards"]:
         table = pq.read_table(out / shard["file"])
-        ids.extend(table.column("id").to_pylist())
+        if "id_bytes" in table.column_names:  # exact ids, also for file names that are not valid UTF-8
+            ids.extend(os.fsdecode(b) for b in table.column("id_bytes").to_pylist())
+        else:
+            ids.extend(table.column("id").to_pylist())
         flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
         parts.append(flat.reshape(len(table), manifest["dim"]))
     embeddings = np.concatenate(parts) if parts else np.zeros((0, manifest["dim"]), np.float32)
@@ -673,6 +751,9 @@ def extract(
     if engine not in _ENGINES:
         raise ConfigError(f"extract engine: got {engine!r}, expected one of {list(_ENGINES)}.")
     items = list(source) if _is_item_list(source) else list_inputs(source, extensions=modality_extensions(modality))
+    items = _exclude_out_dir(items, Path(out_dir))
+    if not items:
+        raise InputError(f"input source {source!r} lists no inputs outside the output directory {str(out_dir)!r}.")
     encoder = Encoder(
         model,
         checkpoint=checkpoint,
@@ -684,6 +765,7 @@ def extract(
         pool=pool,
     )
     prepare = encoder.preparer(modality)
+    _build_before_writing(encoder, modality)
     config = getattr(encoder.adapter(modality), "config", None)
     job_meta = {
         "modality": modality,
@@ -704,6 +786,27 @@ def extract(
         engine=engine,
         **kwargs,
     )
+
+
+def _build_before_writing(encoder: Any, modality: str) -> None:
+    """Build the model now, so bad model options fail before ``job.json`` pins the job (a corrected rerun must run).
+
+    Raises:
+        ConfigError: the model cannot be built from these options.
+    """
+    from unilk.errors import CheckpointError
+
+    try:
+        if modality == "series":
+            encoder.series_stem()
+        encoder.trunk(encoder.adapter(modality).in_chans)
+    except (ConfigError, CheckpointError):
+        raise
+    except Exception as err:  # create_model raises TypeError/ValueError for bad keywords
+        raise ConfigError(
+            f"model {encoder.model_name!r} cannot be built with these options ({type(err).__name__}: {err}); "
+            "nothing was written. Fix: check --model-kwarg / model_kwargs."
+        ) from err
 
 
 def _is_item_list(source: Any) -> bool:

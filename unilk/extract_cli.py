@@ -103,20 +103,38 @@ def encode_command(
             batch_size=batch_size,
             pool=pool,
         )
-        result = encoder.encode(**groups)
+        result = encoder.encode(**groups, on_error="record")
     except UnilkError as err:
         raise click.ClickException(str(err)) from err
     arrays: dict[str, Any] = {}
     for name, enc in result.items():
         click.echo(f"{name}: {len(enc.ids)} input(s) -> embeddings {tuple(enc.embeddings.shape)} ({enc.model})")
+        for error in enc.errors:
+            click.echo(f"  failed {error['id']!a}: {error['type']}: {error['error']}", err=True)
         for input_id, count, policy in zip(enc.ids, enc.num_maps, enc.policy):
             if count > 1:
                 click.echo(f"  {input_id}: mean of {count} chunk embeddings ({policy})")
         arrays[f"{name}_ids"] = np.array(enc.ids)
         arrays[f"{name}_embeddings"] = enc.embeddings.numpy()
     if out_path:
-        np.savez(out_path, **arrays)
+        _save_npz_atomic(Path(out_path), arrays)
         click.echo(f"wrote {out_path}")
+    failed = sum(len(enc.errors) for enc in result.values())
+    if failed:  # the others were embedded (and written); the exit status still says that not all were
+        raise click.ClickException(f"{failed} input(s) could not be embedded (listed above)")
+
+
+def _save_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
+    """Write an ``.npz`` under a temporary name and rename it into place (no partial file, no added suffix)."""
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with tmp.open("wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @click.command("extract")
@@ -127,7 +145,7 @@ def encode_command(
 @click.option("--adapter", "adapter_kwargs", multiple=True, metavar="KEY=VALUE", help="Adapter config override.")
 @click.option("--shard-size", default=1024, show_default=True, help="Inputs per output shard.")
 @click.option("--num-workers", default=min(8, os.cpu_count() or 1), show_default=True, help="Decoding workers.")
-@click.option("--npy", "write_npy", is_flag=True, help="Also write .npy + .ids.txt per shard.")
+@click.option("--npy", "write_npy", is_flag=True, help="Also write .npy + .ids.jsonl per shard.")
 @click.option("--retry-failed", is_flag=True, help="Redo finished shards that recorded errors.")
 @click.option("--engine", type=click.Choice(["torch", "ray"]), default="torch", show_default=True)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")

@@ -22,6 +22,7 @@ from unilk.errors import CheckpointError
 __all__ = [
     "file_sha256",
     "unwrap_state_dict",
+    "refuse_nonfinite",
     "load_state_dict_file",
     "adapt_state_dict",
     "load_checkpoint",
@@ -61,6 +62,22 @@ def unwrap_state_dict(obj: Any, path: str | Path = "checkpoint") -> dict[str, An
     return dict(obj)
 
 
+def refuse_nonfinite(state_dict: Mapping[str, Any], where: str) -> None:
+    """Raise if a floating-point tensor holds NaN or inf (such weights give NaN outputs, never a working model).
+
+    Raises:
+        CheckpointError: naming the first tensors with non-finite values.
+    """
+    import torch
+
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"{where}: {len(bad)} tensor(s) hold NaN or inf values, e.g. {bad[:4]}; expected finite weights. "
+            "Fix: use an intact checkpoint (a diverged training run writes such weights)"
+        )
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint file safely and return a plain state_dict.
 
@@ -93,7 +110,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, Any]:
             f"cannot read checkpoint {str(path)!r}: {err}. unilk loads only safetensors or weights_only torch files; "
             "re-save the state_dict with torch.save(model.state_dict(), ...) or safetensors"
         ) from err
-    return unwrap_state_dict(obj, path)
+    state_dict = unwrap_state_dict(obj, path)
+    refuse_nonfinite(state_dict, f"checkpoint {str(path)!r}")
+    return state_dict
 
 
 def adapt_state_dict(state_dict: dict[str, Any], model: Any) -> tuple[dict[str, Any], list[str]]:

@@ -33,6 +33,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from unilk.errors import CheckpointError, ConfigError
+from unilk.hub import refuse_nonfinite
 
 __all__ = [
     "CONFIG_FILE",
@@ -235,6 +236,7 @@ def _from_training_checkpoint(data: dict[str, Any], path: Path, source: str, ema
             raise CheckpointError(f"{source!r} holds no EMA weights; load it with ema=False")
         use_ema = False
     state = dict(data["ema"] if use_ema else data["model"])
+    refuse_nonfinite(state, f"{source!r}")  # a diverged run's weights would give NaN for every input
     masks = (data.get("sparsity") or {}).get("masks") or {}
     for name, mask in masks.items():  # fold SLaK's masks: a pruned weight is exactly zero in the file's model
         if name not in state:

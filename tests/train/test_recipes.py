@@ -111,7 +111,7 @@ def test_recipe_builds_its_data_pipeline_on_a_standin(name, tmp_path):
     assert len(parts.train_set) > 0
     assert len(parts.eval_set) > 0
     trainer = Trainer(recipe, parts)
-    _, inputs, targets = trainer._collate([(i, parts.eval_set[i]) for i in range(2)])
+    _, inputs, targets, _ = trainer._collate([(i, parts.eval_set[i]) for i in range(2)])
     outputs = parts.model(*inputs)
     if recipe.task == "forecast":
         assert outputs.shape == targets.shape

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from unilk.errors import CheckpointError, ConfigError
-from unilk.hub import file_sha256
+from unilk.hub import file_sha256, refuse_nonfinite
 from unilk.identify import infer_model_name
 from unilk.loading import CONFIG_KEY, FORMAT
 
@@ -203,6 +203,7 @@ def convert_checkpoint(
         "unilk_version": __version__,
     }
     state = net.state_dict()
+    refuse_nonfinite(state, f"the converted {found.describe()}")
     with atomic_file(out) as tmp:
         save_checkpoint(state, tmp, config, fmt)
         reloaded = build(read_model_file(tmp))

@@ -7,7 +7,6 @@ This is the only place where the trainer composes adapters, datasets and models;
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,45 +17,57 @@ from torch.utils.data import Dataset
 
 from unilk.errors import ConfigError
 from unilk.train.config import Recipe
-from unilk.train.engine import TrainParts
+from unilk.train.engine import TrainParts, seed_everything
 
-__all__ = ["build_dataset", "build_model", "build_parts", "prepare_data_root"]
+__all__ = ["build_dataset", "build_model", "build_parts", "prepare_data_root", "validate_recipe"]
 
 logger = logging.getLogger(__name__)
-
-_MARKER = ".unilk_synthetic.json"
 
 
 def prepare_data_root(recipe: Recipe) -> Path:
     """The dataset path of the recipe; generates the synthetic dataset first when ``data.synthetic`` is set.
 
-    Generation happens once (a marker file records the generator's result) and, under DDP, on rank 0 only.
+    Generation goes through :func:`unilk.datasets.synthetic.generate_into`: only into a new, empty or unilk-marked
+    folder, once per set of generator arguments, and under DDP on rank 0 only.
 
     Raises:
-        ConfigError: no ``data.root``, or an unknown generator.
+        ConfigError: no ``data.root``, a missing root or file, an unknown generator, or a synthetic root that holds
+            other files.
     """
     data = recipe.data
     if not data.root:
         raise ConfigError("data.root: empty; set it to the dataset directory (or file), e.g. data.root=/data/sc")
     root = Path(data.root)
     if data.synthetic is None:
-        return root / data.file if data.file else root
+        return _existing_data_path(root, data.file)
     from unilk.datasets import synthetic
 
-    generator = getattr(synthetic, data.synthetic, None) if data.synthetic.startswith("make_") else None
-    if generator is None:
-        valid = sorted(n for n in dir(synthetic) if n.startswith("make_"))
-        raise ConfigError(f"data.synthetic: got {data.synthetic!r}, expected one of {valid}")
-    marker = root / _MARKER
+    if data.synthetic not in synthetic.generator_names():
+        raise ConfigError(f"data.synthetic: got {data.synthetic!r}, expected one of {synthetic.generator_names()}")
     rank0 = not dist.is_initialized() or dist.get_rank() == 0
-    if rank0 and not marker.is_file():
-        logger.info("generating synthetic dataset %s in %s", data.synthetic, root)
-        made = Path(generator(root, **data.synthetic_kwargs))
-        marker.write_text(json.dumps({"generator": data.synthetic, "path": str(made.resolve())}))
+    if rank0:
+        synthetic.generate_into(root, data.synthetic, data.synthetic_kwargs)
     if dist.is_initialized():
         dist.barrier()
-    made = Path(json.loads(marker.read_text())["path"])
-    return made / data.file if data.file else made
+    return _existing_data_path(root, data.file)
+
+
+def _existing_data_path(root: Path, file: str | None) -> Path:
+    """``root`` (a directory) or ``root / file``, checked to exist.
+
+    Raises:
+        ConfigError: the path is missing, or ``root`` is a file while ``data.file`` names a file inside it.
+    """
+    if file:
+        if not root.is_dir():
+            raise ConfigError(f"data.root: {str(root)!r} is not a directory; with data.file it must hold that file")
+        path = root / file
+        if not path.is_file():
+            raise ConfigError(f"data.file: {str(path)!r} does not exist; expected a file inside data.root")
+        return path
+    if not root.exists():
+        raise ConfigError(f"data.root: {str(root)!r} does not exist; set it to the dataset directory")
+    return root
 
 
 def _dataset_class(name: str) -> type[Dataset]:
@@ -133,6 +144,8 @@ def build_parts(recipe: Recipe, *, with_train: bool = True) -> TrainParts:
     else:
         raise ConfigError(f"data.dataset: {recipe.data.dataset} has no classes; task {recipe.task!r} needs them")
     adapter_config = adapter.config.to_dict()
+    # the seed covers the model's initial weights too: two runs of one recipe and seed start from the same model
+    seed_everything(recipe.train.seed, recipe.train.deterministic)
     model = build_model(recipe, num_classes, adapter_config)
     series_marks = recipe.modality == "series" and adapter.config.freq != "none"
     return TrainParts(
@@ -153,3 +166,46 @@ def build_parts(recipe: Recipe, *, with_train: bool = True) -> TrainParts:
         adapter=adapter_config,
         labels=labels,
     )
+
+
+def validate_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> None:
+    """Check what a run needs without building anything heavy (no model, no dataset, no data written).
+
+    Resolves the adapter config, the dataset class, the model, optimizer and scheduler names, the device, the data
+    path (or that the synthetic generator may write there) and the output directory.
+
+    Raises:
+        ConfigError: the first problem found, naming the key and the valid values.
+    """
+    from timm.optim import list_optimizers
+
+    from unilk.adapters import build_adapter
+    from unilk.datasets import synthetic
+    from unilk.models.registry import is_model, list_models
+    from unilk.train.engine import check_output_dir
+
+    build_adapter(recipe.modality, {**recipe.adapter, "modality": recipe.modality})
+    build_adapter(recipe.modality, {**recipe.adapter, **recipe.eval_adapter, "modality": recipe.modality})
+    _dataset_class(recipe.data.dataset)
+    if not is_model(recipe.model.arch):
+        raise ConfigError(f"model.arch: got {recipe.model.arch!r}, expected one of {list_models()}")
+    if recipe.optim.opt not in list_optimizers():
+        raise ConfigError(f"optim.opt: got {recipe.optim.opt!r}, expected a timm optimizer name")
+    if recipe.sched.sched not in ("cosine", "step", "constant"):
+        raise ConfigError(f"sched.sched: got {recipe.sched.sched!r}, expected 'cosine', 'step' or 'constant'")
+    if recipe.train.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: got 'cuda' but no GPU is visible; use train.device=cpu")
+    data = recipe.data
+    if not data.root:
+        raise ConfigError("data.root: empty; set it to the dataset directory (or file), e.g. data.root=/data/sc")
+    root = Path(data.root)
+    if data.synthetic is None:
+        _existing_data_path(root, data.file)
+    elif data.synthetic not in synthetic.generator_names():
+        raise ConfigError(f"data.synthetic: got {data.synthetic!r}, expected one of {synthetic.generator_names()}")
+    elif root.exists() and (not root.is_dir() or (any(root.iterdir()) and not (root / synthetic.MARKER).is_file())):
+        raise ConfigError(
+            f"data.root: {str(root)!r} exists and was not written by unilk's generator; synthetic data is written "
+            "only into a new or empty folder. Fix: pick another data.root, or drop data.synthetic to train on it"
+        )
+    check_output_dir(Path(recipe.output_dir), resume=resume, overwrite=overwrite)

@@ -15,8 +15,13 @@ __all__ = ["eval_command", "train_command"]
 @click.argument("recipe")
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
 @click.option("--resume", is_flag=True, help="Continue from <output_dir>/last.pt.")
-@click.option("--validate-only", is_flag=True, help="Check the recipe and print it; build and train nothing.")
-def train_command(recipe: str, overrides: tuple[str, ...], resume: bool, validate_only: bool) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace the files of an earlier run in output_dir.")
+@click.option(
+    "--validate-only",
+    is_flag=True,
+    help="Check the recipe (names, ranges, paths, device) and print it; build, write and train nothing.",
+)
+def train_command(recipe: str, overrides: tuple[str, ...], resume: bool, overwrite: bool, validate_only: bool) -> None:
     """Train with RECIPE (a YAML path or a shipped name like audio/speech_commands), with key=value overrides.
 
     Example: unilk train audio/quick_speech_commands optim.lr=1e-3 train.epochs=2 output_dir=runs/sc
@@ -24,18 +29,19 @@ def train_command(recipe: str, overrides: tuple[str, ...], resume: bool, validat
     """
     import yaml
 
-    from unilk.train.build import build_parts
+    from unilk.train.build import build_parts, validate_recipe
     from unilk.train.config import load_recipe
     from unilk.train.distributed import shutdown_process_group
     from unilk.train.engine import Trainer
 
     cfg = load_recipe(recipe, list(overrides))
+    validate_recipe(cfg, resume=resume, overwrite=overwrite)  # before anything is built or written
     if validate_only:
         click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return
     finished = False
     try:
-        summary = Trainer(cfg, build_parts(cfg)).fit(resume=resume)
+        summary = Trainer(cfg, build_parts(cfg)).fit(resume=resume, overwrite=overwrite)
         finished = True
     finally:
         shutdown_process_group(wait_for_peers=finished)

@@ -380,6 +380,8 @@ def _check_values(recipe: Recipe) -> None:
         ("train.ema_decay", recipe.train.ema_decay, 0.0 <= recipe.train.ema_decay < 1.0, "in [0, 1)"),
         ("optim.lr", recipe.optim.lr, recipe.optim.lr > 0, "> 0"),
         ("train.label_smoothing", recipe.train.label_smoothing, 0 <= recipe.train.label_smoothing < 1, "in [0, 1)"),
+        ("data.num_workers", recipe.data.num_workers, recipe.data.num_workers >= 0, ">= 0"),
+        ("output_dir", recipe.output_dir, bool(recipe.output_dir.strip()), "a directory path (not empty)"),
     ]
     for name, value, ok, expected in checks:
         if not ok:
@@ -454,7 +456,15 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Reci
         ConfigError: the file is missing, is not a mapping, or fails validation.
     """
     path = resolve_recipe_path(name_or_path)
-    data = yaml.safe_load(path.read_text())
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:  # syntax errors, and tags such as !!python/object that safe_load refuses
+        where = getattr(err, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"recipe {str(path)!r}{line}: not valid YAML ({' '.join(str(problem).split())})") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"recipe {str(path)!r}: cannot be read ({err})") from err
     if not isinstance(data, Mapping):
         raise ConfigError(f"recipe {str(path)!r}: expected a YAML mapping at top level, got {type(data).__name__}")
     return recipe_from_dict(apply_overrides(data, overrides))

@@ -18,13 +18,14 @@ import csv
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from unilk.errors import CheckpointError, ConfigError
+from unilk.errors import CheckpointError, ConfigError, InputError
 from unilk.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from unilk.train.config import Recipe
 from unilk.train.distributed import (
@@ -48,7 +49,7 @@ from unilk.train.metrics import MetricAccumulator, compute_metrics, metric_names
 from unilk.train.optim import LRSchedule, build_optimizer, effective_lr
 from unilk.train.sparse import DynamicSparsity, masked_ema_update, nonzero_param_count
 
-__all__ = ["TrainParts", "Trainer", "seed_everything"]
+__all__ = ["RUN_FILES", "TrainParts", "Trainer", "check_output_dir", "seed_everything", "write_text_atomic"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,39 @@ class TrainParts:
     labels: list[str] = field(default_factory=list)
 
 
+#: the files and folders a training run writes into its output_dir.
+RUN_FILES = ("last.pt", "best.pt", "log.csv", "metrics.json", "density.json", "data_errors.jsonl", "tb")
+
+
+def check_output_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an ``output_dir`` whose files a new run would overwrite.
+
+    Raises:
+        ConfigError: ``out_dir`` is a file, or holds files of an earlier run (:data:`RUN_FILES`) and neither
+            ``resume`` nor ``overwrite`` is set.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"output_dir: {str(out_dir)!r} is a file; expected a directory (new or of this run)")
+    if resume or overwrite:
+        return
+    found = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if found:
+        raise ConfigError(
+            f"output_dir {str(out_dir)!r} already holds {found} of an earlier run; resume it (--resume), replace it "
+            "(--overwrite) or pick another output_dir (output_dir=...)"
+        )
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``path`` under a temporary name and rename it into place (a reader never sees a partial file)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed Python, NumPy and torch; with ``deterministic`` also force deterministic kernels."""
     random.seed(seed)
@@ -89,7 +123,11 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 class _Indexed(Dataset):
-    """Yields ``(index, item)`` so evaluation can de-duplicate by dataset index."""
+    """Yields ``(index, item)`` so evaluation can de-duplicate by dataset index.
+
+    A sample that raises while it is read or adapted becomes ``(index, {"error": "Type: message"})``: it is left out
+    of its batch and recorded (``data_errors.jsonl``), and the run goes on.
+    """
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -98,7 +136,33 @@ class _Indexed(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> tuple[int, dict[str, Any]]:
-        return index, self.dataset[index]
+        try:
+            return index, self.dataset[index]
+        except Exception as err:  # one bad sample must not end a run; it is recorded instead
+            return index, {"error": f"{type(err).__name__}: {' '.join(str(err).split())}"}
+
+
+class _Batch(NamedTuple):
+    """A collated batch: dataset indices Tensor[B], model inputs, targets, and the samples that failed to load."""
+
+    indices: Tensor
+    inputs: list[Tensor]
+    targets: Tensor
+    failed: list[tuple[int, str]]
+
+
+def _merge_present(parts: list[tuple[Tensor, Any, Any]], num_samples: int) -> tuple[Tensor, Tensor]:
+    """:meth:`MetricAccumulator.merge` over the samples that loaded; parts whose outputs are None only mark indices
+    as covered (samples left out because they failed)."""
+    covered = torch.cat([p[0] for p in parts]).sort().values
+    if not torch.equal(covered, torch.arange(num_samples)):
+        raise RuntimeError(f"evaluation covered {covered.numel()} samples of {num_samples}")
+    present = [p for p in parts if p[1] is not None]
+    if not present:
+        raise InputError(f"evaluation: none of the {num_samples} samples could be read; check the dataset files")
+    indices = torch.cat([p[0] for p in present])
+    order = indices.argsort()
+    return torch.cat([p[1] for p in present])[order], torch.cat([p[2] for p in present])[order]
 
 
 def _stack_targets(targets: list[Any]) -> Tensor:
@@ -136,6 +200,7 @@ class Trainer:
         planned = tcfg.epochs * self.steps_per_epoch
         self.total_steps = min(planned, tcfg.max_steps) if tcfg.max_steps is not None else planned
         self.base_lr = effective_lr(recipe.optim, global_batch)
+        self.failed_samples: dict[tuple[str, int], str] = {}  # (split, dataset index) -> error, left out of batches
 
     # ----------------------------------------------------------------------------------------------- setup
     def _setup(self, resume: bool = False) -> None:
@@ -213,7 +278,7 @@ class Trainer:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.recipe.train.seed)
             batch = next(iter(sampler))  # augmentations draw from the forked RNG too
-            _, inputs, targets = self._collate([(i, self.parts.train_set[i]) for i in batch])
+            _, inputs, targets, _ = self._collate([_Indexed(self.parts.train_set)[i] for i in batch])
             inputs, targets = [x.to(self.info.device) for x in inputs], targets.to(self.info.device)
 
             def snip_loss(scout: nn.Module) -> Tensor:
@@ -255,12 +320,23 @@ class Trainer:
         raise ConfigError(f"train.loss: got {kind!r}, expected 'auto', 'ce', 'bce' or 'mse'")
 
     # ----------------------------------------------------------------------------------------------- loaders
-    def _collate(self, batch: list[tuple[int, dict[str, Any]]]) -> tuple[Tensor, list[Tensor], Tensor]:
+    def _collate(self, batch: list[tuple[int, dict[str, Any]]]) -> _Batch:
+        failed = [(i, item["error"]) for i, item in batch if "error" in item]
+        batch = [(i, item) for i, item in batch if "error" not in item]
+        if not batch:
+            return _Batch(torch.zeros(0, dtype=torch.long), [], torch.zeros(0), failed)
         indices = torch.tensor([i for i, _ in batch])
         inputs = [self.parts.collate_inputs([item["input"] for _, item in batch])]
         inputs += [torch.stack([item[key] for _, item in batch]) for key in self.parts.extra_inputs]
         targets = _stack_targets([item["target"] for _, item in batch])
-        return indices, inputs, targets
+        return _Batch(indices, inputs, targets, failed)
+
+    def _record_failed(self, failed: list[tuple[int, str]], split: str) -> None:
+        """Log and keep the samples a batch left out (written to ``data_errors.jsonl`` at the end of the run)."""
+        for index, error in failed:
+            if (split, index) not in self.failed_samples:
+                logger.warning("%s sample %d left out: %s", split, index, error)
+                self.failed_samples[(split, index)] = error
 
     def _train_loader(self, epoch: int, start_batch: int) -> DataLoader:
         sampler = GlobalBatchSampler(
@@ -311,13 +387,27 @@ class Trainer:
         was_training = model.training
         model.eval()
         acc = MetricAccumulator()
-        for indices, inputs, targets in self._eval_loader(dataset):
+        failed: list[int] = []
+        for indices, inputs, targets, left_out in self._eval_loader(dataset):
+            self._record_failed(left_out, "eval")
+            failed += [i for i, _ in left_out]
+            if not indices.numel():
+                continue
             with self._autocast():
                 outputs = model(*[x.to(self.info.device) for x in inputs])
             acc.add(indices, outputs, targets)
         model.train(was_training)
-        parts = all_gather_objects(acc.state(), self.info)
-        outputs, targets = MetricAccumulator.merge(parts, len(dataset))  # type: ignore[arg-type]
+        state = acc.state() if acc.indices else (torch.zeros(0, dtype=torch.long), None, None)
+        gathered = all_gather_objects((state, failed), self.info)
+        parts = [rank_state for rank_state, _ in gathered]
+        left_out = {i for _, rank_failed in gathered for i in rank_failed}
+        if left_out:
+            logger.warning(
+                "evaluation: %d of %d samples could not be read and are left out", len(left_out), len(dataset)
+            )  # type: ignore[arg-type]
+        # the failed samples count as covered, so the check that every sample appears exactly once still holds
+        parts.append((torch.tensor(sorted(left_out), dtype=torch.long), None, None))
+        outputs, targets = _merge_present(parts, len(dataset))  # type: ignore[arg-type]
         return compute_metrics(self.recipe.task, outputs, targets)
 
     # ------------------------------------------------------------------------------------------- checkpoints
@@ -446,28 +536,26 @@ class Trainer:
         return stop
 
     # ------------------------------------------------------------------------------------------------ train
-    def fit(self, resume: bool = False) -> dict[str, Any]:
+    def fit(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
         """Train until ``train.epochs`` / ``max_steps`` / ``max_minutes``; returns a summary.
 
         Args:
             resume: continue from ``<output_dir>/last.pt``.
+            overwrite: replace the files of an earlier run in ``output_dir`` (otherwise they are never overwritten).
 
         Returns:
-            ``{"step", "epoch", "completed", "minutes", "metrics", "best"}``.
+            ``{"step", "epoch", "completed", "minutes", "metrics", "best", "failed_samples"}`` (samples that could
+            not be read, left out and listed in ``data_errors.jsonl``).
 
         Raises:
-            ConfigError: ``output_dir`` already holds a checkpoint and ``resume`` is False.
+            ConfigError: ``output_dir`` is a file, or holds files of an earlier run and neither ``resume`` nor
+                ``overwrite`` is set.
             CheckpointError: the checkpoint to resume from is missing or does not fit.
         """
+        check_output_dir(self.out_dir, resume=resume, overwrite=overwrite)
         self._setup(resume=resume)
-        last = self.out_dir / "last.pt"
         if resume:
             self._resume()
-        elif last.exists():
-            raise ConfigError(
-                f"output_dir {str(self.out_dir)!r} already holds last.pt; resume it (--resume) or pick another "
-                "output_dir (output_dir=...)"
-            )
         self._open_logs(resumed=resume)
         start_time = time.monotonic()
         tcfg, accum = self.recipe.train, self.recipe.train.grad_accum_steps
@@ -484,9 +572,15 @@ class Trainer:
         while not completed and not stopped:
             loader = self._train_loader(self.epoch, self.batch_in_epoch)
             micro = 0
-            for _, inputs, targets in loader:
+            for _, inputs, targets, failed in loader:
                 if self.batch_in_epoch >= self.steps_per_epoch * accum:
                     break  # leftover micro-batches that do not fill an update
+                self._record_failed(failed, "train")
+                if not targets.numel():
+                    raise InputError(
+                        f"every sample of a training batch failed to load ({failed[0][1]} ...); "
+                        "check the dataset files (see the warnings above)"
+                    )
                 if micro == 0:
                     lr = self.schedule.set_step(self.step)
                 inputs, targets = [x.to(self.info.device) for x in inputs], targets.to(self.info.device)
@@ -548,8 +642,17 @@ class Trainer:
             "metrics": dict(self.metrics),
             "best": self.best,
         }
+        failures = {
+            key: error for rank in all_gather_objects(self.failed_samples, self.info) for key, error in rank.items()
+        }
+        summary["failed_samples"] = len(failures)
         if self.info.is_main:
-            (self.out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+            write_text_atomic(self.out_dir / "metrics.json", json.dumps(summary, indent=2))
+            if failures:
+                lines = [
+                    json.dumps({"split": split, "index": i, "error": e}) for (split, i), e in sorted(failures.items())
+                ]
+                write_text_atomic(self.out_dir / "data_errors.jsonl", "".join(f"{line}\n" for line in lines))
             if self.sparsity is not None:
                 self._write_density_report()
             if self.tb is not None:
@@ -588,7 +691,7 @@ class Trainer:
             "params_nonzero": nonzero,
             "layers": [dict(row, shape=list(row["shape"])) for row in self.sparsity.density_report()],
         }
-        (self.out_dir / "density.json").write_text(json.dumps(report, indent=2))
+        write_text_atomic(self.out_dir / "density.json", json.dumps(report, indent=2))
 
     def _evaluate_and_keep(self) -> None:
         """Evaluate, log, and write ``best.pt`` when the selection metric improves."""
