@@ -240,12 +240,12 @@ def test_items_with_surrogates_fingerprint_and_record(tmp_path: Path) -> None:
 
 
 def test_training_checkpoint_with_nan_weights_is_refused(tmp_path: Path) -> None:
-    from unilk.encoding import read_training_checkpoint
     from unilk.errors import CheckpointError
+    from unilk.loading import read_model_file
     from unilk.train.checkpoint import FORMAT
 
     arch = {"builder": "unilk.models.modal.create_modal_model", "modality": "audio", "task": "classification"}
     weights = {"trunk.stem.weight": torch.tensor([1.0, float("nan")]), "head.bias": torch.zeros(2)}
     torch.save({"format": FORMAT, "arch": {**arch, "trunk": MODEL}, "model": weights}, tmp_path / "diverged.pt")
     with pytest.raises(CheckpointError, match=r"NaN or inf values, e\.g\. \['trunk\.stem\.weight'\]"):
-        read_training_checkpoint(tmp_path / "diverged.pt")
+        read_model_file(tmp_path / "diverged.pt")
