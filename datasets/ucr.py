@@ -197,7 +197,11 @@ def _read_ts(path: Path) -> ArchiveSplit:
         if not line or line.startswith(("#", "%")):
             continue
         where = f"{path}:{lineno}"
-        *fields, label = line.split(":")
+        if timestamps:  # times hold ':' too, so dimensions split only between ')' and '('
+            body, _, label = line.rpartition(":")
+            fields = re.split(r"(?<=\))\s*:\s*(?=\()", body) if body else []
+        else:
+            *fields, label = line.split(":")
         if not fields:
             raise InputError(f"{where}: no ':' before the label; expected 'dim1:dim2:...:label'")
         if num_dims is None:
