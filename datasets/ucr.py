@@ -3,9 +3,9 @@ and ``.tsv``), univariate or multivariate, of equal or variable length, with the
 
 Formats read (one split per file):
 
-* ``.ts`` (sktime / aeon): ``#`` (or ``%``) comments, ``@`` header lines (``@classLabel true <labels>`` declares the classes in
-  order, ``@timeStamps true`` marks ``(time,value)`` tuples), then one case per line after ``@data``: dimensions
-  separated by ``:``, values by ``,``, the label last.
+* ``.ts`` (sktime / aeon): ``#`` (or ``%``) comments, ``@`` header lines (``@classLabel true <labels>`` declares the
+  classes in order, ``@timeStamps true`` marks ``(time,value)`` tuples), then one case per line after ``@data``:
+  dimensions separated by ``:``, values by ``,``, the label last.
 * ``.arff`` (Weka): ``%`` comments; univariate files list one numeric ``@attribute`` per step; multivariate files have
   one ``relational`` attribute whose quoted value holds the dimensions separated by ``\\n``. The last attribute is the
   nominal class ``{a,b,c}``, which gives the class order.
@@ -458,4 +458,3 @@ class SeriesClassification(SampleDataset):
                 "of class folders (<split>/<class>/<id>.csv)"
             )
         super().__init__(inner.samples, transform, inner.classes)
-

@@ -212,7 +212,8 @@ def test_revin_restores_the_forecast_scale() -> None:
 def test_station_position_embedding() -> None:
     cfg = SeriesConfig(seq_len=8, label_len=0, group_size=2, d_model=8, dropout=0.0, num_nodes=3, station_coords=2)
     stem = SeriesEmbedding(cfg)
-    assert stem.station_positions.shape == (3, 4) and stem.station_positions.requires_grad
+    assert stem.station_positions.shape == (3, 4)
+    assert stem.station_positions.requires_grad
     x = torch.zeros(2, 8, 6)
     before = stem.embed(x)
     coords = np.array([[10.0, 0], [20, 0], [30, 1], [40, 1], [50, 2], [60, 2]])  # 6 stations, (lat, lon)

@@ -34,7 +34,8 @@ def test_ts_univariate_variable_length_and_declared_class_order(tmp_path: Path) 
     assert train.targets == [1, 0, 1]
     np.testing.assert_array_equal(train.samples[2].source[:, 0], [7, 8, 9])
     item = train[1]
-    assert item["id"] == "Toy_TRAIN:1" and item["target"] == 0
+    assert item["id"] == "Toy_TRAIN:1"
+    assert item["target"] == 0
     assert len(UCRArchive(tmp_path, "test")) == 1
     assert train.name == "Toy"
 
@@ -71,7 +72,8 @@ def test_arff_univariate_and_relational(tmp_path: Path) -> None:
     split = read_archive_file(write(tmp_path / "M_TRAIN.arff", multi))
     np.testing.assert_array_equal(split.series[0], [[1, 4], [2, 5], [3, 6]])
     assert split.series[1].shape == (2, 2)
-    assert split.labels == ["Run", "Walk"] and split.classes == ["Walk", "Run"]
+    assert split.labels == ["Run", "Walk"]
+    assert split.classes == ["Walk", "Run"]
 
 
 def test_tsv_labels_as_written_and_nan_padding(tmp_path: Path) -> None:
@@ -113,7 +115,7 @@ def test_missing_policy() -> None:
         ("Bad_TRAIN.ts", "@classLabel true a\n", r"Bad_TRAIN.ts: no '@data' line"),
         ("Bad_TRAIN.ts", TS_HEADER.format(uni="true"), r"Bad_TRAIN.ts: no cases"),
         ("Bad_TRAIN.arff", "@relation R\n@attribute a numeric\n@attribute c {x}\n@data\n1,2,x\n", r"arff:5: 2 values"),
-        ("Bad_TRAIN.arff", "@relation R\n@attribute a numeric\n@attribute c numeric\n@data\n1,2\n", r"arff:3: the class"),
+        ("Bad_TRAIN.arff", "@relation R\n@attribute a numeric\n@attribute c real\n@data\n1,2\n", r"arff:3: the class"),
         ("Bad_TRAIN.tsv", "1\t2\t3\n4\n", r"Bad_TRAIN.tsv:2: no tab-separated values"),
         ("Bad_TRAIN.csv", "1,2\n", r"Bad_TRAIN.csv: unknown archive format"),
         ("Bad_TRAIN.tsv", "", r"Bad_TRAIN.tsv: archive file is empty"),
@@ -161,14 +163,16 @@ def test_series_classification_picks_the_layout(tmp_path: Path) -> None:
     (tmp_path / "archive").mkdir()
     archive = write_ts_pair(tmp_path / "archive", "1,2,3:a\n", "1,2:b\n")
     ds = SeriesClassification(archive, "train")
-    assert ds.layout == "archive" and ds.classes == ["b", "a"]
+    assert ds.layout == "archive"
+    assert ds.classes == ["b", "a"]
     folders = tmp_path / "folders"
     for split in ("train", "test"):
         for label in ("down", "up"):
             (folders / split / label).mkdir(parents=True)
             np.save(folders / split / label / "s0.npy", np.arange(6.0).reshape(3, 2))
     ds = SeriesClassification(folders, "test", transform=lambda path: Path(path).parent.name)
-    assert ds.layout == "folders" and ds.classes == ["down", "up"]
+    assert ds.layout == "folders"
+    assert ds.classes == ["down", "up"]
     assert [item["input"] for item in ds] == ["down", "up"]
     with pytest.raises(InputError, match="neither archive files"):
         SeriesClassification(tmp_path, "train")

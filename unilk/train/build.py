@@ -136,7 +136,7 @@ def build_parts(recipe: Recipe, *, with_train: bool = True) -> TrainParts:
     model = build_model(recipe, num_classes, adapter_config)
     series_marks = recipe.modality == "series" and adapter.config.freq != "none"
     if series_marks and recipe.task != "forecast":
-        raise ConfigError(f"adapter.freq: {adapter.config.freq!r}; series {recipe.task} takes no time marks, use 'none'")
+        raise ConfigError(f"adapter.freq: {adapter.config.freq!r}; series {recipe.task} uses no time marks, set 'none'")
     stations = getattr(train_set, "station_positions", None)
     if stations is not None and getattr(model.stem, "station_positions", None) is not None:
         model.stem.set_station_positions(stations)
