@@ -1,13 +1,18 @@
-"""Time-series adapter: windowing and scaling (:class:`SeriesAdapter`) and the learned stem (:class:`SeriesEmbedding`).
+"""Time-series adapter: length and normalisation policies (:class:`SeriesAdapter`) and the learned stem
+(:class:`SeriesEmbedding`).
 
 Following Corrformer as used by UniRepLKNet (spec §5.4): the D channels of a series are split into nodes of
 ``group_size`` consecutive channels (stations); every node is one sample. A node's window (L, group_size) is embedded
-by a circular token Conv1d (k = 3, no bias), plus a linear embedding of calendar time features and a fixed sinusoidal
-position embedding, then dropout, giving (L, d_model); its row-major flattening is reshaped into a 1×H×W map with
-H·W = L·d_model (square when L·d_model is a square, e.g. 48·768 = 192², else the factor pair closest to square).
+by a circular token Conv1d (k = 3, no bias), plus a fixed sinusoidal position embedding, a linear embedding of calendar
+time features (optional) and Corrformer's station-position embedding (optional: a Linear over the standardised
+coordinates of the node's stations), then dropout, giving (L, d_model); its row-major flattening is reshaped into a
+1×H×W map with H·W = L·d_model (square when L·d_model is a square, e.g. 48·768 = 192², else the factor pair closest
+to square). With ``revin`` the stem normalises each window by its own statistics (Corrformer's per-window
+normalisation with a per-channel affine) and :meth:`SeriesEmbedding.restore` maps forecasts back.
 
-Unlike the other adapters the map is made by a learned module: :class:`SeriesAdapter` returns the scaled window
-Tensor[L, D] and :class:`SeriesEmbedding` (the stem of a modal model) turns a batch of windows into maps.
+Unlike the other adapters the map is made by a learned module: :class:`SeriesAdapter` fits a series to ``seq_len``
+steps (``length``: resample, pad or truncate), normalises it (``norm``: per series, a fitted scaler, or none) and
+returns Tensor[L, D]; :class:`SeriesEmbedding` (the stem of a modal model) turns a batch of windows into maps.
 """
 
 from __future__ import annotations
