@@ -21,7 +21,7 @@ from unilk.train.config import load_recipe
 pytestmark = pytest.mark.filterwarnings("ignore:UniRepLKNet.*smaller than the reach:UserWarning")
 
 # a smaller map and fewer steps than the recipe, so the run takes seconds
-FAST = ["adapter.seq_len=64", "adapter.d_model=16", "train.epochs=300", "train.max_steps=80", "log.progress=false"]
+FAST = ["adapter.seq_len=64", "adapter.d_model=16", "train.epochs=300", "train.max_steps=150", "log.progress=false"]
 
 
 def _train(root: Path, out: Path, *extra: str) -> dict:
