@@ -25,24 +25,28 @@ FAST = ["adapter.seq_len=64", "adapter.d_model=16", "train.epochs=300", "train.m
 
 
 def _train(root: Path, out: Path, *extra: str) -> dict:
-    torch.set_num_threads(1)
-    result = CliRunner().invoke(
-        train_command, ["series/quick_classify", f"data.root={root}", f"output_dir={out}", *FAST, *extra]
-    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a loaded machine makes two spinning threads slower than one
+    try:
+        args = ["series/quick_classify", f"data.root={root}", f"output_dir={out}", *FAST, *extra]
+        result = CliRunner().invoke(train_command, args)
+    finally:
+        torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     return json.loads((out / "metrics.json").read_text())
 
 
 def test_quick_classify_learns_a_variable_length_multivariate_archive(tmp_path: Path) -> None:
-    # 2 classes x 16 series, 2 channels, 40..100 steps, 2 % missing values; half of each class is the test split
+    # 2 classes x 24 series, 2 channels, 40..100 steps, 2 % missing values; half of each class is the test split
     data = synthetic.make_series_archive(
-        tmp_path / "archive", num_classes=2, n_per_class=16, min_length=40, max_length=100, missing_fraction=0.02
+        tmp_path / "archive", num_classes=2, n_per_class=24, min_length=40, max_length=100, missing_fraction=0.02
     )
     summary = _train(data, tmp_path / "run")
     metrics = summary["metrics"]
     assert set(metrics) >= {"acc", "bacc"}
-    assert metrics["acc"] >= 0.8, metrics  # chance is 1/2
-    assert metrics["bacc"] >= 0.8, metrics
+    # a short run on 24 training series: well above chance (1/2; 18 of 24 right by chance has p ≈ 0.01)
+    assert metrics["acc"] >= 0.75, metrics
+    assert metrics["bacc"] >= 0.75, metrics
     checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True, map_location="cpu")
     assert checkpoint["labels"] == ["k0", "k1"]  # the labels as written in the file
 
