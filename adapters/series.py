@@ -1,13 +1,18 @@
-"""Time-series adapter: windowing and scaling (:class:`SeriesAdapter`) and the learned stem (:class:`SeriesEmbedding`).
+"""Time-series adapter: length and normalisation policies (:class:`SeriesAdapter`) and the learned stem
+(:class:`SeriesEmbedding`).
 
 Following Corrformer as used by UniRepLKNet (spec §5.4): the D channels of a series are split into nodes of
 ``group_size`` consecutive channels (stations); every node is one sample. A node's window (L, group_size) is embedded
-by a circular token Conv1d (k = 3, no bias), plus a linear embedding of calendar time features and a fixed sinusoidal
-position embedding, then dropout, giving (L, d_model); its row-major flattening is reshaped into a 1×H×W map with
-H·W = L·d_model (square when L·d_model is a square, e.g. 48·768 = 192², else the factor pair closest to square).
+by a circular token Conv1d (k = 3, no bias), plus a fixed sinusoidal position embedding, a linear embedding of calendar
+time features (optional) and Corrformer's station-position embedding (optional: a Linear over the standardised
+coordinates of the node's stations), then dropout, giving (L, d_model); its row-major flattening is reshaped into a
+1×H×W map with H·W = L·d_model (square when L·d_model is a square, e.g. 48·768 = 192², else the factor pair closest
+to square). With ``revin`` the stem normalises each window by its own statistics (Corrformer's per-window
+normalisation with a per-channel affine) and :meth:`SeriesEmbedding.restore` maps forecasts back.
 
-Unlike the other adapters the map is made by a learned module: :class:`SeriesAdapter` returns the scaled window
-Tensor[L, D] and :class:`SeriesEmbedding` (the stem of a modal model) turns a batch of windows into maps.
+Unlike the other adapters the map is made by a learned module: :class:`SeriesAdapter` fits a series to ``seq_len``
+steps (``length``: resample, pad or truncate), normalises it (``norm``: per series, a fitted scaler, or none) and
+returns Tensor[L, D]; :class:`SeriesEmbedding` (the stem of a modal model) turns a batch of windows into maps.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from unilk.adapters.config import AdapterConfig, check_choice, check_positive
@@ -32,7 +38,9 @@ __all__ = [
     "SeriesConfig",
     "SeriesEmbedding",
     "StandardScaler",
+    "instance_normalize",
     "map_shape",
+    "resample",
     "sinusoidal_positions",
     "time_features",
 ]
@@ -52,6 +60,10 @@ TIME_FEATURES: dict[str, tuple[str, ...]] = {
 
 SeriesSample = PathLike | np.ndarray | Tensor | SeriesData
 
+NORMS = ("instance", "fitted", "none")
+LENGTH_POLICIES = ("resample", "pad", "truncate")
+_EPS = 1e-5
+
 
 @dataclasses.dataclass(frozen=True)
 class SeriesConfig(AdapterConfig):
@@ -59,14 +71,24 @@ class SeriesConfig(AdapterConfig):
 
     Attributes:
         seq_len: input window L.
-        label_len: steps of the decoder window that overlap the input's end.
-        pred_len: steps to forecast.
-        group_size: channels per node (Corrformer's ``enc_in``; 11 stations for Global Temp); D must be a multiple.
+        label_len: steps of the decoder window that overlap the input's end (forecasting only).
+        pred_len: steps to forecast (forecasting only; 0 when the config only classifies or encodes).
+        group_size: channels per node (Corrformer's ``enc_in``; 11 stations for Global Temp). A series whose channel
+            count D is not a multiple gets zero channels appended (after normalisation) up to the next multiple.
         d_model: embedding width D′; the map has H·W = seq_len·d_model.
         freq: sampling frequency for time features: ``s``, ``t`` (minute), ``h``, ``d``, ``b``, ``w``, ``m``, or
             ``none`` (no time features).
         dropout: dropout after the embedding sum.
-        scale: standardise with statistics fitted on the training split.
+        norm: how the adapter normalises a series: ``instance`` (each series by its own per-channel mean and std, no
+            fitting), ``fitted`` (the :class:`StandardScaler` fitted on the training split), or ``none``.
+        length: how a series becomes ``seq_len`` steps: ``resample`` (linear interpolation of the whole series),
+            ``pad`` (zeros appended after normalisation; a longer series keeps its first ``seq_len`` steps) or
+            ``truncate`` (the last ``seq_len`` steps; a shorter series is an error).
+        revin: RevIN-style forecasting: the stem normalises each window by its own per-channel statistics, with a
+            learned per-channel affine, and the forecast is mapped back to the window's scale.
+        num_nodes: nodes with a station-position embedding (Corrformer's ``node_num``); 0 for none. Then D must be
+            ``num_nodes·group_size``.
+        station_coords: coordinates per station (e.g. 3) of the station-position embedding.
     """
 
     modality = "series"
@@ -76,19 +98,27 @@ class SeriesConfig(AdapterConfig):
     pred_len: int = 24
     group_size: int = 11
     d_model: int = 768
-    freq: str = "h"
+    freq: str = "none"
     dropout: float = 0.05
-    scale: bool = True
+    norm: str = "instance"
+    length: str = "resample"
+    revin: bool = False
+    num_nodes: int = 0
+    station_coords: int = 3
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
-        for name in ("seq_len", "pred_len", "group_size", "d_model"):
+        for name in ("seq_len", "group_size", "d_model", "station_coords"):
             check_positive(owner, name, getattr(self, name))
+        if self.pred_len < 0 or self.num_nodes < 0:
+            raise ConfigError(f"{owner}: pred_len={self.pred_len}, num_nodes={self.num_nodes}; expected both >= 0")
         if not 0 <= self.label_len <= self.seq_len:
             raise ConfigError(f"{owner}.label_len: got {self.label_len}, expected 0 ≤ label_len ≤ seq_len")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{owner}.dropout: got {self.dropout}, expected a probability in [0, 1)")
         check_choice(owner, "freq", self.freq, [*TIME_FEATURES, "none"])
+        check_choice(owner, "norm", self.norm, NORMS)
+        check_choice(owner, "length", self.length, LENGTH_POLICIES)
 
     @property
     def map_shape(self) -> tuple[int, int]:
@@ -149,6 +179,31 @@ def sinusoidal_positions(length: int, dim: int) -> Tensor:
     return table
 
 
+def instance_normalize(values: np.ndarray) -> np.ndarray:
+    """Standardise each channel of one series by its own mean and std over time (a constant channel maps to 0).
+
+    Args:
+        values: array [T, D].
+
+    Returns:
+        float32 array [T, D].
+    """
+    values = np.asarray(values, dtype=np.float64)
+    std = values.std(axis=0)
+    return ((values - values.mean(axis=0)) / np.where(std > 0, std, 1.0)).astype(np.float32)
+
+
+def resample(values: np.ndarray, length: int) -> np.ndarray:
+    """Linear interpolation of every channel of [T, D] to [length, D]; the first and last steps are kept."""
+    steps = values.shape[0]
+    if steps == length:
+        return values
+    if steps == 1:
+        return np.repeat(values, length, axis=0)
+    where = np.linspace(0.0, steps - 1, length)
+    return np.stack([np.interp(where, np.arange(steps), values[:, j]) for j in range(values.shape[1])], axis=1)
+
+
 class StandardScaler:
     """Per-channel standardisation fitted on the training split, with an inverse transform.
 
@@ -206,10 +261,12 @@ class SeriesEmbedding(nn.Module):
     """The learned stem: windows Tensor[B, L, D] (+ time marks) -> maps Tensor[B·n, 1, H, W], n = D / group_size.
 
     Node j holds channels ``j·group_size … (j+1)·group_size − 1``; maps are ordered sample-major (sample b, node j at
-    b·n + j).
+    b·n + j). With ``revin`` the windows are first normalised per sample and channel (:meth:`restore` maps forecasts
+    back); with ``num_nodes`` every node adds the embedding of its stations' positions (:meth:`set_station_positions`).
 
     Args:
-        config: the series config (``seq_len``, ``group_size``, ``d_model``, ``freq``, ``dropout``).
+        config: the series config (``seq_len``, ``group_size``, ``d_model``, ``freq``, ``dropout``, ``revin``,
+            ``num_nodes``, ``station_coords``).
 
     Example:
         >>> stem = SeriesEmbedding(SeriesConfig(seq_len=8, label_len=4, group_size=2, d_model=8, freq="none"))
@@ -227,14 +284,70 @@ class SeriesEmbedding(nn.Module):
         num_marks = 0 if config.freq == "none" else len(TIME_FEATURES[config.freq])
         self.time_linear = nn.Linear(num_marks, config.d_model, bias=False) if num_marks else None
         self.register_buffer("positions", sinusoidal_positions(config.seq_len, config.d_model), persistent=False)
+        if config.revin:
+            # one affine per channel of a node, shared by all nodes (Corrformer's affine_weight / affine_bias)
+            self.revin_weight = nn.Parameter(torch.ones(config.group_size))
+            self.revin_bias = nn.Parameter(torch.zeros(config.group_size))
+        if config.num_nodes:
+            # Corrformer's geo-position embedding: a Linear over the standardised coordinates of a node's stations.
+            # Learned positions stand in until set_station_positions loads the real coordinates.
+            width = config.group_size * config.station_coords
+            self.station_positions = nn.Parameter(torch.empty(config.num_nodes, width))
+            nn.init.xavier_uniform_(self.station_positions)
+            self.station_embedding = nn.Linear(width, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
         self.map_shape = config.map_shape
+
+    @torch.no_grad()
+    def set_station_positions(self, coords: np.ndarray | Tensor) -> None:
+        """Use the stations' real coordinates (standardised over stations) and stop learning them.
+
+        Args:
+            coords: [stations, station_coords] in the channel order of the data (station s is channel s).
+
+        Raises:
+            InputError: a shape that does not match ``num_nodes·group_size`` stations, or non-finite coordinates.
+        """
+        cfg = self.config
+        coords = np.asarray(coords, dtype=np.float64)
+        expected = (cfg.num_nodes * cfg.group_size, cfg.station_coords)
+        if cfg.num_nodes == 0 or coords.shape != expected or not np.isfinite(coords).all():
+            raise InputError(
+                f"SeriesEmbedding: station coordinates of shape {coords.shape}; expected finite values of shape "
+                f"{expected} (num_nodes·group_size stations, station_coords each; num_nodes must be > 0)"
+            )
+        standard = StandardScaler().fit(coords).transform(coords)
+        nodes = rearrange(torch.as_tensor(standard, dtype=torch.float32), "(n g) c -> n (g c)", g=cfg.group_size)
+        self.station_positions.copy_(nodes)
+        self.station_positions.requires_grad_(False)
+
+    def _window_stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-sample, per-channel mean and std over time of Tensor[B, L, D], each Tensor[B, 1, D] (no gradient)."""
+        mean = x.mean(dim=1, keepdim=True).detach()
+        std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + _EPS).detach()
+        return mean, std
+
+    def _affine(self, channels: int) -> tuple[Tensor, Tensor]:
+        nodes = channels // self.config.group_size
+        return repeat(self.revin_weight, "g -> (n g)", n=nodes), repeat(self.revin_bias, "g -> (n g)", n=nodes)
+
+    def restore(self, forecast: Tensor, x: Tensor) -> Tensor:
+        """Map a forecast Tensor[B, H, D] made from windows ``x`` Tensor[B, L, D] back to the windows' scale.
+
+        The identity without ``revin``.
+        """
+        if not self.config.revin:
+            return forecast
+        mean, std = self._window_stats(x)
+        weight, bias = self._affine(x.shape[-1])
+        return (forecast - bias) / (weight + 1e-10) * std + mean
 
     def embed(self, x: Tensor, marks: Tensor | None = None) -> Tensor:
         """Embed windows per node.
 
         Args:
-            x: Tensor[B, L, D] with L = seq_len, D a multiple of group_size.
+            x: Tensor[B, L, D] with L = seq_len, D a multiple of group_size (``num_nodes·group_size`` with station
+                positions).
             marks: Tensor[B, L, k] time features (required unless ``freq='none'``).
 
         Returns:
@@ -251,35 +364,48 @@ class SeriesEmbedding(nn.Module):
                 f"multiple of group_size={cfg.group_size}"
             )
         nodes = chans // cfg.group_size
-        # (B, L, n·g) -> (B·n, g, L): one sample per node, channels first for the conv
-        per_node = x.reshape(batch, length, nodes, cfg.group_size).permute(0, 2, 3, 1)
-        per_node = per_node.reshape(batch * nodes, cfg.group_size, length)
-        out = self.token_conv(per_node).transpose(1, 2) + self.positions  # (B·n, L, d_model)
+        if cfg.num_nodes and nodes != cfg.num_nodes:
+            raise InputError(
+                f"SeriesEmbedding: {chans} channels make {nodes} nodes of {cfg.group_size}; the station-position "
+                f"embedding has num_nodes={cfg.num_nodes}"
+            )
+        if cfg.revin:
+            mean, std = self._window_stats(x)
+            weight, bias = self._affine(chans)
+            x = (x - mean) / std * weight + bias
+        per_node = rearrange(x, "b l (n g) -> (b n) g l", g=cfg.group_size)  # one sample per node, channels first
+        out = rearrange(self.token_conv(per_node), "bn d l -> bn l d") + self.positions
+        if cfg.num_nodes:
+            stations = self.station_embedding(self.station_positions)  # (n, d_model), the same at every step
+            out = out + repeat(stations, "n d -> (b n) 1 d", b=batch)
         if self.time_linear is not None:
             if marks is None or marks.shape != (batch, length, self.time_linear.in_features):
                 raise InputError(
                     f"SeriesEmbedding: time marks of shape {None if marks is None else tuple(marks.shape)}; expected "
                     f"[{batch}, {length}, {self.time_linear.in_features}] for freq={cfg.freq!r} (or use freq='none')"
                 )
-            out = out + self.time_linear(marks).repeat_interleave(nodes, dim=0)  # same calendar for every node
+            out = out + repeat(self.time_linear(marks), "b l d -> (b n) l d", n=nodes)  # one calendar for all nodes
         return self.dropout(out)
 
     def forward(self, x: Tensor, marks: Tensor | None = None) -> Tensor:
         """Embed and reshape to maps: Tensor[B, L, D] -> Tensor[B·n, 1, H, W] with H·W = L·d_model."""
-        emb = self.embed(x, marks)  # (B·n, L, d_model)
-        return emb.reshape(emb.shape[0], 1, *self.map_shape)
+        flat = rearrange(self.embed(x, marks), "bn l d -> bn 1 (l d)")  # row-major: step by step
+        return rearrange(flat, "bn c (h w) -> bn c h w", h=self.map_shape[0])
 
 
 # ------------------------------------------------------------------------------------------------------ adapter
 
 
 class SeriesAdapter:
-    """Windows and scales series for :class:`SeriesEmbedding`.
+    """Normalises series and fits them to ``seq_len`` steps for :class:`SeriesEmbedding`.
 
-    ``__call__`` takes one input window (a file, array [T, D] or :class:`SeriesData`; its last ``seq_len`` steps are
-    used) and returns the scaled Tensor[seq_len, D]; training code uses :meth:`window` over a whole split instead.
-    ``in_chans`` is 1, the channel count of the maps the embedding makes. With ``freq`` other than ``none`` the
-    embedding also needs time marks: :meth:`window` returns them, and :meth:`marks` computes them for a series.
+    ``__call__`` takes one series (a file, array [T] or [T, D], or :class:`SeriesData`) of any length and any channel
+    count and returns Tensor[seq_len, D'] (D' = D rounded up to a multiple of ``group_size``): the ``length`` policy
+    fits the steps, the ``norm`` policy scales them (``instance`` needs no fitting), and zero channels fill D'. This
+    is what classification and encoding use. Forecasting datasets window the data themselves (:meth:`window` does
+    the same over a whole split). ``in_chans`` is 1, the channel count of the maps the embedding makes. With ``freq``
+    other than ``none`` the embedding also needs time marks: :meth:`window` returns them, and :meth:`marks` computes
+    them for a series.
     """
 
     in_chans = 1
@@ -305,8 +431,8 @@ class SeriesAdapter:
             data = SeriesData(values, tuple(f"c{i}" for i in range(values.shape[-1])), None)
         else:
             data = load_series(sample)
-        if data.values.ndim != 2 or data.values.shape[0] == 0:
-            raise InputError(f"{name}: series has shape {data.values.shape}; expected [T, D] with T ≥ 1")
+        if data.values.ndim != 2 or data.values.shape[0] == 0 or data.values.shape[1] == 0:
+            raise InputError(f"{name}: series has shape {data.values.shape}; expected [T, D] with T, D ≥ 1")
         bad = ~np.isfinite(data.values)
         if bad.any():
             rows = np.nonzero(bad.any(axis=1))[0]
@@ -317,15 +443,60 @@ class SeriesAdapter:
         return data
 
     def fit_scaler(self, train: SeriesSample) -> StandardScaler:
-        """Fit the scaler on the training split (never on validation or test data); returns it."""
+        """Fit the scaler on the training split (never on validation or test data); returns it (``norm='fitted'``)."""
         self.scaler.fit(self.load(train).values)
         return self.scaler
 
-    def _scaled(self, values: np.ndarray) -> np.ndarray:
-        return self.scaler.transform(values) if self.config.scale else values
+    def normalize(self, values: np.ndarray) -> np.ndarray:
+        """Apply the ``norm`` policy to one series [T, D]; returns float32 [T, D]."""
+        norm = self.config.norm
+        if norm == "instance":
+            return instance_normalize(values)
+        elif norm == "fitted":
+            return np.asarray(self.scaler.transform(values), dtype=np.float32)
+        elif norm == "none":
+            return np.asarray(values, dtype=np.float32)
+        else:
+            raise ConfigError(f"SeriesAdapter: norm={norm!r}; expected one of {list(NORMS)}")
+
+    def fit_length(self, values: np.ndarray, name: str) -> np.ndarray:
+        """Apply the ``length`` policy to [T, D]: [min(T, seq_len), D] for ``pad``, [seq_len, D] otherwise.
+
+        Raises:
+            InputError: ``truncate`` with fewer than ``seq_len`` steps.
+        """
+        cfg = self.config
+        steps = values.shape[0]
+        if cfg.length == "resample":
+            return resample(values, cfg.seq_len)
+        elif cfg.length == "pad":
+            return values[: cfg.seq_len]
+        elif cfg.length == "truncate":
+            if steps < cfg.seq_len:
+                raise InputError(
+                    f"{name}: series has {steps} steps, fewer than seq_len={cfg.seq_len}; use length='resample' or "
+                    "'pad' for shorter series"
+                )
+            return values[-cfg.seq_len :]
+        else:
+            raise ConfigError(f"SeriesAdapter: length={cfg.length!r}; expected one of {list(LENGTH_POLICIES)}")
 
     def marks(self, data: SeriesData) -> np.ndarray | None:
-        """Time features of every step (None when ``freq='none'``); InputError when they are needed but missing."""
+        """Time features of every step (None when ``freq='none'``).
+
+        Raises:
+            InputError: marks are needed but the series has no timestamps, or the ``length`` policy moves steps (a
+                series of other than ``seq_len`` steps with ``resample`` or ``pad``), so no step keeps its time.
+        """
+        cfg = self.config
+        if cfg.freq != "none" and cfg.length != "truncate" and data.values.shape[0] != cfg.seq_len:
+            raise InputError(
+                f"series with {data.values.shape[0]} steps: time marks (freq={cfg.freq!r}) need length='truncate' "
+                f"or exactly seq_len={cfg.seq_len} steps"
+            )
+        return self._all_marks(data)
+
+    def _all_marks(self, data: SeriesData) -> np.ndarray | None:
         if self.config.freq == "none":
             return None
         if data.timestamps is None:
@@ -343,6 +514,9 @@ class SeriesAdapter:
     def window(self, data: SeriesData, index: int) -> dict[str, Tensor]:
         """Window ``index`` of a split (Time-Series-Library layout).
 
+        With ``norm='fitted'`` the split is scaled by the fitted scaler; with ``instance`` both windows are scaled by
+        the input window's own statistics (so the target is in the scale the model sees).
+
         Returns:
             ``{"x": [seq_len, D], "y": [label_len + pred_len, D], "x_mark": [seq_len, k], "y_mark": [...]}``, scaled
             float32 tensors; the mark keys are absent when ``freq='none'``. ``y`` starts ``label_len`` steps before
@@ -351,10 +525,15 @@ class SeriesAdapter:
         cfg = self.config
         if not 0 <= index < self.num_windows(data):
             raise InputError(f"window {index} out of range; the split has {self.num_windows(data)} windows")
-        marks = self.marks(data)
-        values = self._scaled(data.values)
+        marks = self._all_marks(data)
         x_end = index + cfg.seq_len
         y_start, y_end = x_end - cfg.label_len, x_end + cfg.pred_len
+        values = data.values.astype(np.float32)
+        if cfg.norm == "fitted":
+            values = self.normalize(values)
+        elif cfg.norm == "instance":
+            stats = StandardScaler().fit(values[index:x_end])
+            values = stats.transform(values)
         out = {"x": torch.from_numpy(values[index:x_end]), "y": torch.from_numpy(values[y_start:y_end])}
         if marks is not None:
             out["x_mark"] = torch.from_numpy(marks[index:x_end])
@@ -362,18 +541,19 @@ class SeriesAdapter:
         return out
 
     def __call__(self, sample: SeriesSample) -> Tensor:
-        """The scaled last ``seq_len`` steps of a sample: Tensor[seq_len, D] float32.
+        """One series fitted to the model: Tensor[seq_len, D'] float32 (see the class doc).
 
         Raises:
-            InputError: a bad series (see :meth:`load`) or one shorter than ``seq_len``.
+            InputError: a bad series (see :meth:`load`) or one the ``length`` policy cannot fit.
         """
+        cfg = self.config
         data = self.load(sample)
-        if data.values.shape[0] < self.config.seq_len:
-            raise InputError(
-                f"{sample_name(sample)}: series has {data.values.shape[0]} steps, fewer than seq_len="
-                f"{self.config.seq_len}"
-            )
-        return torch.from_numpy(np.ascontiguousarray(self._scaled(data.values[-self.config.seq_len :]), np.float32))
+        values = self.normalize(self.fit_length(data.values, sample_name(sample)))
+        missing_steps = cfg.seq_len - values.shape[0]
+        missing_chans = -values.shape[1] % cfg.group_size
+        # zeros after normalisation: a padded step or channel sits at the series' mean
+        values = np.pad(values, ((0, missing_steps), (0, missing_chans)))
+        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
 
     def collate(self, windows: list[Tensor]) -> Tensor:
         """Stack windows: list of Tensor[L, D] -> Tensor[N, L, D] (the input of :class:`SeriesEmbedding`)."""

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 from unilk.adapters.common import stack_maps
@@ -241,11 +242,10 @@ def normalize_frames(frames: Tensor, mean: tuple[float, ...], std: tuple[float, 
 
 def tile_grid(frames: Tensor, rows: int, cols: int) -> Tensor:
     """Mosaic: frame t goes to cell (t // cols, t % cols). Tensor[T, C, H, W] -> Tensor[C, rows·H, cols·W]."""
-    count, chans, height, width = frames.shape
+    count = frames.shape[0]
     if count != rows * cols:
         raise ValueError(f"tile_grid: {count} frames do not fill a {rows}×{cols} grid")
-    grid = frames.reshape(rows, cols, chans, height, width)  # (r, c, C, H, W)
-    return grid.permute(2, 0, 3, 1, 4).reshape(chans, rows * height, cols * width)  # (C, r·H, c·W)
+    return rearrange(frames, "(r c) ch h w -> ch (r h) (c w)", r=rows, c=cols)
 
 
 def tile_official(frames: Tensor, rows: int, cols: int) -> Tensor:
@@ -253,11 +253,12 @@ def tile_official(frames: Tensor, rows: int, cols: int) -> Tensor:
 
     Tensor[T, C, H, W] -> Tensor[C, rows·H, cols·W]; T must equal rows·cols.
     """
-    count, chans, height, width = frames.shape
+    count, _, height, width = frames.shape
     if count != rows * cols:
         raise ValueError(f"tile_official: {count} frames do not fill {rows}×{cols}")
-    clip = frames.permute(1, 0, 2, 3).contiguous()  # (C, T, H, W), the official memory order
-    return clip.reshape(chans, rows * height, cols * width)
+    # the clip's memory order (C, T, H, W) is kept and re-read as rows of cols·W pixels: frames are not kept whole
+    flat = rearrange(frames, "t ch h w -> ch (t h w)")
+    return rearrange(flat, "ch (y x) -> ch y x", y=rows * height, x=cols * width)
 
 
 # ------------------------------------------------------------------------------------------------------ adapter

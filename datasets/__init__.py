@@ -23,6 +23,7 @@ from unilk.datasets.modelnet import ModelNet40, ModelNet40H5, ModelNet40Resample
 from unilk.datasets.registry import DATASETS, build_dataset
 from unilk.datasets.scanobjectnn import SCANOBJECTNN_CLASSES, ScanObjectNN
 from unilk.datasets.tslib import TSLibDataset, time_features
+from unilk.datasets.ucr import SeriesClassification, UCRArchive
 
 __all__ = [
     "DATASETS",
@@ -41,9 +42,11 @@ __all__ = [
     "Sample",
     "SampleDataset",
     "ScanObjectNN",
+    "SeriesClassification",
     "SeriesFolder",
     "SpeechCommands",
     "TSLibDataset",
+    "UCRArchive",
     "VideoList",
     "balanced_sample_weights",
     "build_dataset",

@@ -15,13 +15,22 @@ _KINDS = {
     "modelnet": "make_modelnet",
     "modelnet-h5": "make_modelnet_h5",
     "series-classification": "make_series_classification",
+    "series-archive": "make_series_archive",
     "forecasting": "make_forecasting",
     "corrformer": "make_corrformer",
     "image-folder": "make_image_folder",
 }
 
 #: generators whose size is set per class rather than per split.
-_PER_CLASS = {"speech-commands", "esc50", "kinetics", "modelnet", "series-classification", "image-folder"}
+_PER_CLASS = {
+    "speech-commands",
+    "esc50",
+    "kinetics",
+    "modelnet",
+    "series-classification",
+    "series-archive",
+    "image-folder",
+}
 
 
 @click.command("synth")

@@ -8,6 +8,11 @@ standardise the values. The stored values are the NCEI values ×10, so the repor
 Windows follow Time-Series-Library: ``input`` rows [i, i + seq_len), ``target`` rows [i + seq_len, ... + pred_len),
 ``target_window`` starting ``label_len`` rows before the forecast. Stations and features are flattened station-major
 into D = stations × features columns, as Corrformer does before splitting D into nodes.
+
+Station positions for the stem's station-position embedding are read, when present, from
+``root/station_positions.npy`` shaped (stations, coordinates) (e.g. latitude, longitude, elevation), in the stations'
+order of the data files; :attr:`CorrformerWeather.station_positions` repeats them per feature (one row per column).
+Without the file the embedding learns the positions.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class CorrformerWeather(ForecastWindows):
         timeenc: 1 (``timeF``) or 0 (calendar integers) for the hourly time marks.
         allow_pickle: the published timestamp files may be object arrays, which numpy can only read by unpickling:
             set True only for files from a source you trust.
+        positions: the station-coordinate file in ``root`` (optional: absent means no known positions).
         transform: applied to the input window Tensor[seq_len, D].
 
     Raises:
@@ -63,6 +69,7 @@ class CorrformerWeather(ForecastWindows):
         features: str = "S",
         timeenc: int = 1,
         allow_pickle: bool = False,
+        positions: str = "station_positions.npy",
         transform: Transform | None = None,
     ) -> None:
         root = require_dir(Path(root), "Corrformer data")
@@ -91,10 +98,23 @@ class CorrformerWeather(ForecastWindows):
         except (ValueError, TypeError) as err:
             raise InputError(f"{time_path}: timestamps cannot be read as dates ({err})") from err
         self.num_stations, self.num_features = raw.shape[1], raw.shape[2]
+        self.station_positions = self._read_positions(root / positions, raw.shape[1], raw.shape[2])
         self.values = torch.as_tensor(raw.reshape(raw.shape[0], -1).astype(np.float32))
         self.marks = torch.as_tensor(time_features(timestamps, "h", timeenc))
         self.seq_len, self.label_len, self.pred_len = seq_len, label_len, pred_len
         self.name, self.split, self.transform = f"{variable}_global", split, transform
+
+    @staticmethod
+    def _read_positions(path: Path, stations: int, features: int) -> np.ndarray | None:
+        """Station coordinates [stations·features, k] (one row per data column), or None without the file."""
+        if not path.is_file():
+            logger.info("%s: not found; the station-position embedding learns the positions", path)
+            return None
+        coords = _load_npy(path, allow_pickle=False)
+        if coords.ndim != 2 or coords.shape[0] != stations or not np.isfinite(coords).all():
+            raise InputError(f"{path}: shape {coords.shape}; expected finite (stations={stations}, coordinates)")
+        # columns are station-major (station s, feature f at s·features + f), so each station's row repeats
+        return np.repeat(coords.astype(np.float64), features, axis=0)
 
     def inverse_transform(self, values: Any) -> Any:
         """Identity: Corrformer does not scale (kept so every forecasting dataset offers the same method)."""

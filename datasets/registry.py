@@ -15,6 +15,7 @@ from unilk.datasets.kinetics import Kinetics, VideoList
 from unilk.datasets.modelnet import ModelNet40, ModelNet40H5, ModelNet40Resampled
 from unilk.datasets.scanobjectnn import ScanObjectNN
 from unilk.datasets.tslib import TSLibDataset
+from unilk.datasets.ucr import SeriesClassification, UCRArchive
 from unilk.errors import ConfigError, unknown_keys_error
 
 __all__ = ["DATASETS", "build_dataset"]
@@ -35,6 +36,8 @@ DATASETS: dict[str, type[Dataset]] = {
     "corrformer": CorrformerWeather,
     "image_folder": ImageFolder,
     "series_folder": SeriesFolder,
+    "ucr_archive": UCRArchive,
+    "series_classification": SeriesClassification,
     "class_folder": ClassFolder,
 }
 

@@ -10,6 +10,8 @@ produces files that the loaders of :mod:`unilk.datasets` read unchanged:
 * ``make_modelnet``: primitive shapes, noise, random pose, ``.ply`` -> ``ModelNet40(root, split, extension=".ply")``.
 * ``make_modelnet_h5``: the same shapes in PointNet's HDF5 files -> ``ModelNet40H5(root, split)``.
 * ``make_series_classification``: series whose period depends on the class -> ``SeriesFolder(root, split)``.
+* ``make_series_archive``: variable-length series whose cycle count is the class, in a UCR/UEA ``.ts`` archive ->
+  ``UCRArchive(root, split)``.
 * ``make_forecasting``: sums of sines per channel plus noise -> ``TSLibDataset(root / name, split)``.
 * ``make_corrformer``: a daily cycle per station, in ×10 units -> ``CorrformerWeather(root, variable, split)``.
 * ``make_image_folder``: stripes whose orientation is the class -> ``ImageFolder(root, split)``.
@@ -48,6 +50,7 @@ __all__ = [
     "make_kinetics",
     "make_modelnet",
     "make_modelnet_h5",
+    "make_series_archive",
     "make_series_classification",
     "make_speech_commands",
     "tone_clip",
@@ -607,6 +610,74 @@ def make_series_classification(
             split = "test" if i < n_test else "train"
             path = root / split / f"class_{k}" / f"s{i:04d}.csv"
             _write_series_csv(path, dates, [f"c{c}" for c in range(channels)], values)
+    return root
+
+
+def make_series_archive(
+    root: str | Path,
+    *,
+    name: str = "Synthetic",
+    num_classes: int = 3,
+    n_per_class: int = 20,
+    seed: int = 0,
+    min_length: int = 60,
+    max_length: int = 120,
+    channels: int = 2,
+    test_fraction: float = 0.5,
+    missing_fraction: float = 0.0,
+) -> Path:
+    """A UCR/UEA archive: ``root/<name>_TRAIN.ts`` and ``root/<name>_TEST.ts``, labels ``k0``, ``k1``, ...
+
+    A series of class k holds ``k + 2`` sine cycles over its length (drawn from ``[min_length, max_length]``), with
+    random phase, amplitude, offset and noise per channel, so the class survives resampling to any length.
+
+    Args:
+        root: output folder.
+        name: the problem name.
+        num_classes: classes.
+        n_per_class: series per class (both splits).
+        seed: random seed.
+        min_length, max_length: range of the series lengths.
+        channels: dimensions per series.
+        test_fraction: share of each class in the test split (at least one).
+        missing_fraction: share of values written as missing (``?``), never a whole step of a series' ends.
+
+    Returns:
+        ``root``.
+    """
+    _check_sizes("make_series_archive", num_classes=num_classes, n_per_class=n_per_class, channels=channels)
+    if not 8 <= min_length <= max_length:
+        raise ConfigError(f"make_series_archive: lengths {min_length}..{max_length}; expected 8 <= min <= max")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n_test = max(1, round(n_per_class * test_fraction))
+    lines: dict[str, list[str]] = {"TRAIN": [], "TEST": []}
+    for i in range(n_per_class):
+        for k in range(num_classes):
+            length = int(rng.integers(min_length, max_length + 1))
+            t = np.linspace(0.0, 1.0, length)[:, None]
+            phase, amp = rng.uniform(0, 2 * np.pi, channels), rng.uniform(0.5, 2.0, channels)
+            values = amp * np.sin(2 * np.pi * (k + 2) * t + phase) + rng.normal(0, 1, channels)
+            values = values + 0.2 * rng.standard_normal((length, channels))
+            cells = np.vectorize(lambda v: f"{v:.5f}")(values).astype(object)
+            inner = cells[1:-1]
+            inner[rng.random(inner.shape) < missing_fraction] = "?"
+            dims = ":".join(",".join(cells[:, c]) for c in range(channels))
+            lines["TEST" if i < n_test else "TRAIN"].append(f"{dims}:k{k}")
+    labels = " ".join(f"k{k}" for k in range(num_classes))
+    for split, rows in lines.items():
+        header = [
+            f"@problemName {name}",
+            "@timeStamps false",
+            f"@missing {str(missing_fraction > 0).lower()}",
+            f"@univariate {str(channels == 1).lower()}",
+            f"@dimensions {channels}",
+            f"@equalLength {str(min_length == max_length).lower()}",
+            f"@classLabel true {labels}",
+            "@data",
+        ]
+        (root / f"{name}_{split}.ts").write_text("\n".join([*header, *rows]) + "\n")
     return root
 
 

@@ -25,7 +25,7 @@ ADAPTERS = {
     "video": {"num_frames": 4, "frame_stride": 1, "short_side": 24, "crop_size": 24},
     "points": {"num_points": 256, "image_size": 32},
     "series": {"seq_len": 8, "label_len": 4, "pred_len": 4, "group_size": 2, "d_model": 8}
-    | {"freq": "none", "scale": False},
+    | {"freq": "none", "norm": "none", "length": "truncate"},
 }
 
 

@@ -346,12 +346,17 @@ class Encoder:
         if not windows:
             return [p.data for p in prepared]
         stem = self.series_stem()
-        x = torch.stack([p.data for p in windows]).to(self.device)  # (B, L, D)
-        marks = None if windows[0].marks is None else torch.stack([p.marks for p in windows]).to(self.device)
-        with torch.inference_mode():
-            maps = stem(x, marks).cpu()  # (B·n, 1, H, W), sample-major
-        per_window = iter(maps.split(maps.shape[0] // len(windows)))
-        return [next(per_window) if p.policy == "window" else p.data for p in prepared]
+        maps_of: dict[int, Tensor] = {}
+        # windows with different channel counts make different numbers of maps: one stem call per window shape
+        for shape in {tuple(p.data.shape) for p in windows}:
+            group = [i for i, p in enumerate(prepared) if p.policy == "window" and tuple(p.data.shape) == shape]
+            x = torch.stack([prepared[i].data for i in group]).to(self.device)  # (B, L, D)
+            has_marks = prepared[group[0]].marks is not None
+            marks = torch.stack([prepared[i].marks for i in group]).to(self.device) if has_marks else None
+            with torch.inference_mode():
+                maps = stem(x, marks).cpu()  # (B·n, 1, H, W), sample-major
+            maps_of.update(zip(group, maps.split(maps.shape[0] // len(group))))
+        return [maps_of.get(i, p.data) for i, p in enumerate(prepared)]
 
     def trunk(self, in_chans: int) -> nn.Module:
         """The deploy-form trunk of one profile (maps with ``in_chans`` channels), built on first use."""

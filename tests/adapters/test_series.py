@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from unilk.adapters import SeriesAdapter, SeriesConfig, SeriesEmbedding, StandardScaler
-from unilk.adapters.io import load_series
+from unilk.adapters.io import SeriesData, load_series
 from unilk.adapters.series import map_shape, time_features
-from unilk.errors import InputError
+from unilk.errors import ConfigError, InputError
 
-CFG = SeriesConfig(seq_len=12, label_len=6, pred_len=4, group_size=2, d_model=12, freq="h", dropout=0.0)
+CFG = SeriesConfig(seq_len=12, label_len=6, pred_len=4, group_size=2, d_model=12, freq="h", dropout=0.0, norm="fitted")
 
 
 def write_csv(path: Path, steps: int = 40, channels: int = 4, bad: str | None = None) -> Path:
@@ -49,7 +49,7 @@ def test_csv_and_npy_windows_and_scaler(tmp_path: Path) -> None:
     raw = scaler.inverse_transform(w["y"])
     torch.testing.assert_close(raw, torch.from_numpy(data.values[9:19]))
     np.save(tmp_path / "s.npy", data.values)
-    from_npy = SeriesAdapter(CFG.replace(freq="none"), scaler)(tmp_path / "s.npy")
+    from_npy = SeriesAdapter(CFG.replace(freq="none", length="truncate"), scaler)(tmp_path / "s.npy")
     torch.testing.assert_close(from_npy, scaler.transform(torch.from_numpy(data.values[-12:])))
     np.save(tmp_path / "corr.npy", data.values.reshape(40, 2, 2))  # Corrformer layout (T, stations, features)
     np.testing.assert_array_equal(load_series(tmp_path / "corr.npy").values, data.values)
@@ -115,7 +115,7 @@ def test_nan_or_inf_in_series(tmp_path: Path, cell: str) -> None:
 
 
 def test_bad_series_files(tmp_path: Path) -> None:
-    adapter = SeriesAdapter(CFG.replace(scale=False))
+    adapter = SeriesAdapter(CFG.replace(norm="none", length="truncate"))
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(InputError, match="empty"):
         adapter(tmp_path / "empty.csv")
@@ -133,3 +133,102 @@ def test_bad_series_files(tmp_path: Path) -> None:
         adapter(np.zeros((5, 4), np.float32))
     with pytest.raises(InputError, match="no timestamps"):
         SeriesAdapter(CFG).window(SeriesAdapter(CFG).load(np.zeros((30, 4), np.float32)), 0)
+
+
+# ------------------------------------------------------------------------------------------- length and norm policies
+
+POLICY = SeriesConfig(seq_len=8, label_len=0, pred_len=0, group_size=1, d_model=8, dropout=0.0)
+
+
+def test_instance_norm_needs_no_fitting_and_takes_any_channel_count() -> None:
+    rng = np.random.default_rng(0)
+    for channels in (1, 3, 7):
+        values = rng.normal(5.0, 3.0, size=(8, channels))
+        window = SeriesAdapter(POLICY.replace(group_size=4))(values)
+        # channels rounded up to a multiple of group_size with zero channels
+        assert window.shape == (8, 4 * -(-channels // 4))
+        torch.testing.assert_close(window[:, :channels].mean(0), torch.zeros(channels), atol=1e-5, rtol=0)
+        torch.testing.assert_close(window[:, :channels].std(0, unbiased=False), torch.ones(channels), atol=1e-4, rtol=0)
+        assert window[:, channels:].abs().sum() == 0
+    constant = SeriesAdapter(POLICY)(np.full((8, 1), 3.0))
+    assert constant.abs().sum() == 0  # a constant channel maps to 0, not NaN
+    with pytest.raises(ConfigError, match="not fitted"):
+        SeriesAdapter(POLICY.replace(norm="fitted"))(np.zeros((8, 1)))
+
+
+def test_length_policies() -> None:
+    ramp = np.arange(15, dtype=np.float64)[:, None]  # 0, 1, ..., 14
+    raw = {"norm": "none"}
+    resampled = SeriesAdapter(POLICY.replace(length="resample", **raw))(ramp)
+    torch.testing.assert_close(resampled[:, 0], torch.linspace(0, 14, 8))  # the whole series, first and last kept
+    short = SeriesAdapter(POLICY.replace(length="resample", **raw))(ramp[:3])
+    torch.testing.assert_close(short[:, 0], torch.linspace(0, 2, 8))
+    padded = SeriesAdapter(POLICY.replace(length="pad", **raw))(ramp[:5] + 1)
+    torch.testing.assert_close(padded[:, 0], torch.tensor([1.0, 2, 3, 4, 5, 0, 0, 0]))
+    cut = SeriesAdapter(POLICY.replace(length="pad", **raw))(ramp)
+    torch.testing.assert_close(cut[:, 0], torch.arange(8.0))  # longer: the first seq_len steps
+    last = SeriesAdapter(POLICY.replace(length="truncate", **raw))(ramp)
+    torch.testing.assert_close(last[:, 0], torch.arange(7.0, 15.0))
+    with pytest.raises(InputError, match="fewer than seq_len"):
+        SeriesAdapter(POLICY.replace(length="truncate"))(ramp[:5])
+    # pad normalises over the observed steps only, then pads with zeros (the series' mean)
+    padded_norm = SeriesAdapter(POLICY.replace(length="pad"))(ramp[:4])
+    torch.testing.assert_close(padded_norm[:4, 0].mean(), torch.tensor(0.0))
+    assert padded_norm[4:].abs().sum() == 0
+    with pytest.raises(ConfigError, match="length"):
+        SeriesConfig(length="stretch")
+    with pytest.raises(ConfigError, match="norm"):
+        SeriesConfig(norm="minmax")
+
+
+def test_marks_need_truncate_when_steps_move() -> None:
+    data = SeriesAdapter(CFG).load(
+        SeriesData(np.zeros((20, 2), np.float32), ("a", "b"), np.arange(20).astype("datetime64[h]"))
+    )
+    with pytest.raises(InputError, match="truncate"):
+        SeriesAdapter(CFG.replace(length="resample")).marks(data)
+    assert SeriesAdapter(CFG.replace(length="truncate")).marks(data).shape == (20, 4)
+
+
+def test_revin_restores_the_forecast_scale() -> None:
+    cfg = SeriesConfig(seq_len=12, label_len=0, pred_len=4, group_size=2, d_model=12, dropout=0.0, revin=True)
+    stem = SeriesEmbedding(cfg)
+    with torch.no_grad():
+        stem.revin_weight.copy_(torch.tensor([2.0, 0.5]))
+        stem.revin_bias.copy_(torch.tensor([1.0, -1.0]))
+    x = torch.randn(3, 12, 4) * torch.tensor([1.0, 10.0, 100.0, 0.1]) + torch.tensor([5.0, -50.0, 0.0, 3.0])
+    # the stem sees every window normalised: shifting and scaling a window does not change its maps
+    # (up to the eps under the square root, which weighs on the channel of std 0.1)
+    torch.testing.assert_close(stem(x * 7.0 + 3.0), stem(x), atol=2e-3, rtol=1e-3)
+    # a forecast in the normalised space (here: the normalised window's last step) comes back in the window's units
+    mean, std = x.mean(1, keepdim=True), x.std(1, keepdim=True, unbiased=False)
+    weight, bias = torch.tensor([2.0, 0.5, 2.0, 0.5]), torch.tensor([1.0, -1.0, 1.0, -1.0])
+    normalised_last = ((x[:, -1:] - mean) / std) * weight + bias
+    torch.testing.assert_close(stem.restore(normalised_last, x), x[:, -1:], atol=1e-3, rtol=1e-4)
+    plain = SeriesEmbedding(cfg.replace(revin=False))
+    assert plain.restore(normalised_last, x) is normalised_last
+
+
+def test_station_position_embedding() -> None:
+    cfg = SeriesConfig(seq_len=8, label_len=0, group_size=2, d_model=8, dropout=0.0, num_nodes=3, station_coords=2)
+    stem = SeriesEmbedding(cfg)
+    assert stem.station_positions.shape == (3, 4)
+    assert stem.station_positions.requires_grad
+    x = torch.zeros(2, 8, 6)
+    before = stem.embed(x)
+    coords = np.array([[10.0, 0], [20, 0], [30, 1], [40, 1], [50, 2], [60, 2]])  # 6 stations, (lat, lon)
+    stem.set_station_positions(coords)
+    assert not stem.station_positions.requires_grad
+    standard = (coords - coords.mean(0)) / coords.std(0)
+    # node j holds stations 2j and 2j+1, flattened station-major
+    torch.testing.assert_close(stem.station_positions[1], torch.tensor(standard[2:4].reshape(-1), dtype=torch.float32))
+    after = stem.embed(x)
+    # every step of a node gets the same position term; nodes differ
+    delta = after - before
+    torch.testing.assert_close(delta[:, :1].expand_as(delta), delta)
+    assert not torch.allclose(delta[0], delta[1])
+    torch.testing.assert_close(delta[:3], delta[3:])  # the same for every sample
+    with pytest.raises(InputError, match="num_nodes"):
+        stem(torch.zeros(1, 8, 4))
+    with pytest.raises(InputError, match="station coordinates"):
+        stem.set_station_positions(coords[:4])

@@ -129,3 +129,21 @@ def test_corrformer_errors(tmp_path: Path) -> None:
         CorrformerWeather(root, "temp", "test")
     with pytest.raises(ConfigError, match="variable"):
         CorrformerWeather(root, "rain")
+
+
+def test_corrformer_station_positions(tmp_path: Path) -> None:
+    from unilk.datasets import synthetic
+
+    steps = {"train": 40, "val": 40, "test": 40}
+    synthetic.make_corrformer(tmp_path, steps=steps, stations=4, features=2)
+    assert CorrformerWeather(tmp_path, seq_len=8, label_len=4, pred_len=4).station_positions is None
+    coords = np.arange(12.0).reshape(4, 3)
+    np.save(tmp_path / "station_positions.npy", coords)
+    single = CorrformerWeather(tmp_path, seq_len=8, label_len=4, pred_len=4)
+    np.testing.assert_array_equal(single.station_positions, coords)  # features S: one column per station
+    both = CorrformerWeather(tmp_path, seq_len=8, label_len=4, pred_len=4, features="M")
+    # columns are station-major: station s, feature f at s·2 + f
+    np.testing.assert_array_equal(both.station_positions[[0, 1, 6, 7]], coords[[0, 0, 3, 3]])
+    np.save(tmp_path / "station_positions.npy", coords[:3])
+    with pytest.raises(InputError, match=r"station_positions.npy: shape \(3, 3\)"):
+        CorrformerWeather(tmp_path, seq_len=8, label_len=4, pred_len=4)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from unilk.datasets import synthetic
 from unilk.recipes import list_recipes
 from unilk.train.build import build_parts
 from unilk.train.config import load_recipe
@@ -43,6 +44,8 @@ def _repeat_last_mse(dataset) -> float:
 @pytest.mark.usefixtures("_one_thread")
 def test_quick_recipe_learns_within_five_minutes(name, tmp_path):
     recipe = load_recipe(name, [f"output_dir={tmp_path}/run", f"data.root={tmp_path}/data", "log.progress=false"])
+    if recipe.data.synthetic is None:  # a recipe for the user's own folder (series/quick_classify): write one
+        synthetic.make_series_archive(tmp_path / "data", n_per_class=50, min_length=100, max_length=300)
     parts = build_parts(recipe)
     cpu_start = time.process_time()
     summary = Trainer(recipe, parts).fit()

@@ -46,8 +46,13 @@ def _scanobjectnn(root: Path) -> None:
             handle["label"] = np.array([0, 1, len(SCANOBJECTNN_CLASSES) - 1], dtype=np.int64)
 
 
-def _standin(dataset: str, data_kwargs: dict, root: Path) -> None:
-    if dataset == "SpeechCommands":
+def _standin(dataset: str, data_kwargs: dict, root: Path, adapter: dict) -> Path:
+    """Write a small stand-in of ``dataset`` under ``root``; returns the ``data.root`` to use."""
+    if dataset == "TSLibDataset":  # data.root is the CSV itself
+        return synthetic.make_forecasting(root, length=600) / "synthetic.csv"
+    elif dataset == "SeriesClassification":
+        synthetic.make_series_archive(root, n_per_class=3, min_length=20, max_length=40)
+    elif dataset == "SpeechCommands":
         synthetic.make_speech_commands(root, words=("no", "yes"), n_per_class=3)
     elif dataset == "ESC50":
         synthetic.make_esc50(root, categories=("dog", "rain"), n_per_class=5)
@@ -61,11 +66,16 @@ def _standin(dataset: str, data_kwargs: dict, root: Path) -> None:
         _scanobjectnn(root)
     elif dataset == "CorrformerWeather":
         steps = {"train": 80, "val": 80, "test": 80}
-        synthetic.make_corrformer(root, variable=data_kwargs["variable"], steps=steps, stations=11, features=1)
+        # as many stations as the recipe's station-position embedding has, with their coordinates
+        stations = adapter.get("num_nodes", 1) * adapter["group_size"]
+        synthetic.make_corrformer(root, variable=data_kwargs["variable"], steps=steps, stations=stations, features=1)
+        coords = np.random.default_rng(0).uniform(-90, 90, size=(stations, adapter.get("station_coords", 3)))
+        np.save(root / "station_positions.npy", coords)
     elif dataset == "ImageFolder":
         synthetic.make_image_folder(root, n_per_class=2, size=40)
     else:
         raise AssertionError(f"no stand-in for {dataset}; add one to this test")
+    return root
 
 
 def test_recipes_are_shipped():
@@ -102,7 +112,7 @@ def test_recipe_builds_its_data_pipeline_on_a_standin(name, tmp_path):
     tiny = ["model.arch=test_unireplknet", "model.pretrained=false", "model.kwargs={}", f"output_dir={tmp_path}/run"]
     root = tmp_path / "data"
     if recipe.data.synthetic is None:
-        _standin(recipe.data.dataset, recipe.data.kwargs, root)
+        root = _standin(recipe.data.dataset, recipe.data.kwargs, root, recipe.adapter)
     else:  # quick recipes generate their own data: keep it small here
         small = {"n_per_class": 3, "length": 400}
         tiny += [f"data.synthetic_kwargs.{k}={v}" for k, v in small.items() if k in recipe.data.synthetic_kwargs]

@@ -118,7 +118,8 @@ class ModalModel(nn.Module):
         if self.task == "forecast":
             out = self.head(feats)  # (B·n, H, g)
             # node j holds channels j·g … (j+1)·g − 1, so nodes go back side by side on the channel axis
-            return out.view(batch, nodes, *out.shape[1:]).permute(0, 2, 1, 3).reshape(batch, out.shape[1], -1)
+            out = out.view(batch, nodes, *out.shape[1:]).permute(0, 2, 1, 3).reshape(batch, out.shape[1], -1)
+            return self.stem.restore(out, x)  # back to the windows' scale when the stem normalised them (RevIN)
         elif self.task in ("classification", "multilabel"):
             return self.head(feats.view(batch, nodes, -1).mean(1))
         else:

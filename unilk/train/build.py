@@ -83,13 +83,13 @@ def _dataset_class(name: str) -> type[Dataset]:
 def build_dataset(recipe: Recipe, split: str, adapter: Any, path: Path) -> Dataset:
     """One split of the recipe's dataset, transformed by ``adapter``.
 
-    Series datasets window and scale the data themselves, so they get no transform; their window lengths come from
-    the adapter config unless ``data.kwargs`` sets them.
+    Series forecasting datasets window and scale the data themselves, so they get no transform; their window lengths
+    come from the adapter config unless ``data.kwargs`` sets them. Series classification datasets get the adapter.
     """
     cls = _dataset_class(recipe.data.dataset)
     params = inspect.signature(cls).parameters
     kwargs = dict(recipe.data.kwargs)
-    if recipe.modality == "series":
+    if recipe.modality == "series" and recipe.task == "forecast":
         for key in ("seq_len", "label_len", "pred_len"):
             if key in params and key not in kwargs:
                 kwargs[key] = getattr(adapter.config, key)
@@ -148,6 +148,11 @@ def build_parts(recipe: Recipe, *, with_train: bool = True) -> TrainParts:
     seed_everything(recipe.train.seed, recipe.train.deterministic)
     model = build_model(recipe, num_classes, adapter_config)
     series_marks = recipe.modality == "series" and adapter.config.freq != "none"
+    if series_marks and recipe.task != "forecast":
+        raise ConfigError(f"adapter.freq: {adapter.config.freq!r}; series {recipe.task} uses no time marks, set 'none'")
+    stations = getattr(train_set, "station_positions", None)
+    if stations is not None and getattr(model.stem, "station_positions", None) is not None:
+        model.stem.set_station_positions(stations)
     return TrainParts(
         model=model,
         train_set=train_set,

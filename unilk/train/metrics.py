@@ -14,7 +14,7 @@ from torch import Tensor
 
 from unilk.errors import ConfigError
 
-__all__ = ["MetricAccumulator", "compute_metrics", "metric_names"]
+__all__ = ["MetricAccumulator", "balanced_accuracy", "compute_metrics", "metric_names"]
 
 
 def metric_names(task: str) -> list[str]:
@@ -24,7 +24,7 @@ def metric_names(task: str) -> list[str]:
         ConfigError: unknown task.
     """
     if task == "classification":
-        return ["eval_loss", "acc", "acc5"]
+        return ["eval_loss", "acc", "acc5", "bacc"]
     if task == "multilabel":
         return ["eval_loss", "mAP"]
     if task == "forecast":
@@ -53,6 +53,7 @@ def compute_metrics(task: str, outputs: Tensor, targets: Tensor) -> dict[str, fl
             "eval_loss": F.cross_entropy(outputs, targets.long()).item(),
             "acc": accuracy(outputs, targets),
             "acc5": accuracy(outputs, targets, topk=k),
+            "bacc": balanced_accuracy(outputs, targets),
         }
     if task == "multilabel":
         return {
@@ -63,6 +64,13 @@ def compute_metrics(task: str, outputs: Tensor, targets: Tensor) -> dict[str, fl
         scores = forecast_metrics(outputs, targets.float())
         return {"eval_loss": scores["mse"], **scores}
     raise ConfigError(f"task: got {task!r}, expected 'classification', 'multilabel' or 'forecast'")
+
+
+def balanced_accuracy(outputs: Tensor, targets: Tensor) -> float:
+    """Mean per-class recall over the classes present in ``targets`` (logits Tensor[N, K], class ids Tensor[N])."""
+    predicted, targets = outputs.argmax(dim=1), targets.long()
+    recalls = [(predicted[targets == c] == c).float().mean() for c in targets.unique()]
+    return torch.stack(recalls).mean().item()
 
 
 @dataclass
