@@ -10,7 +10,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from unilk.adapters import AudioAdapter, AudioConfig
 from unilk.datasets import SpeechCommands, synthetic
-from unilk.models.heads import accuracy
+from unilk.train.metrics import accuracy
 from unilk.models.modal import create_modal_model
 
 

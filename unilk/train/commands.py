@@ -20,7 +20,8 @@ def train_command(recipe: str, overrides: tuple[str, ...], resume: bool, validat
     """Train with RECIPE (a YAML path or a shipped name like audio/speech_commands), with key=value overrides.
 
     Example: unilk train audio/quick_speech_commands optim.lr=1e-3 train.epochs=2 output_dir=runs/sc
-    Under torchrun (torchrun --nproc_per_node=2 -m unilk train ...) it trains with DDP.
+    Under torchrun (torchrun --nproc_per_node=2 -m unilk train ...) it trains with DDP. A recipe with
+    evaluation.folds trains once per fold and prints the mean and std over folds.
     """
     import yaml
 
@@ -35,7 +36,12 @@ def train_command(recipe: str, overrides: tuple[str, ...], resume: bool, validat
         return
     finished = False
     try:
-        summary = Trainer(cfg, build_parts(cfg)).fit(resume=resume)
+        if cfg.evaluation.folds:  # cross-validation: one run per fold, then mean ± std (evaluation.folds)
+            from unilk.train.folds import run_folds
+
+            summary = run_folds(cfg, resume=resume)
+        else:
+            summary = Trainer(cfg, build_parts(cfg)).fit(resume=resume)
         finished = True
     finally:
         shutdown_process_group(wait_for_peers=finished)
