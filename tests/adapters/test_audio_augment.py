@@ -27,8 +27,11 @@ def test_spec_augment_masks_one_band_per_axis_within_the_width() -> None:
         assert torch.equal(masked, masked.all(1, keepdim=True) | masked.all(0, keepdim=True))  # whole bands only
     assert torch.equal(fbank, torch.ones(100, 64))  # the input is not modified
     # torchaudio's rule: width floor(u · max) in [0, max - 1]; over 200 draws both ends of the range show up
-    assert max(rows) <= 29 and max(cols) <= 19
-    assert max(rows) >= 25 and max(cols) >= 15 and min(rows) == 0
+    assert max(rows) <= 29
+    assert max(cols) <= 19
+    assert max(rows) >= 25
+    assert max(cols) >= 15
+    assert min(rows) == 0
 
 
 def test_spec_augment_band_count_value_and_axes() -> None:

@@ -77,7 +77,8 @@ def test_audio_transform_masks_with_the_raw_zero_and_is_seeded() -> None:
     assert torch.allclose(out[changed], torch.full_like(out[changed], fill))
     time_rows = changed[0].all(dim=1).sum().item()
     freq_cols = changed[0].all(dim=0).sum().item()
-    assert time_rows <= 19 and freq_cols <= 11
+    assert time_rows <= 19
+    assert freq_cols <= 11
 
 
 def test_audio_noise_is_added_after_normalising() -> None:
@@ -86,7 +87,8 @@ def test_audio_noise_is_added_after_normalising() -> None:
     clean = adapter(_wave())
     torch.manual_seed(1)
     diff = transform(_wave()) - clean
-    assert diff.min() >= 0 and 0 < diff.max() < 0.1
+    assert diff.min() >= 0
+    assert 0 < diff.max() < 0.1
 
 
 def _image() -> np.ndarray:
@@ -101,7 +103,9 @@ def test_image_transform_is_timms_pipeline_and_seeded() -> None:
     )
     transform = build_train_transform(adapter, aug)
     names = [type(t).__name__ for t in transform.pipeline.transforms]
-    assert names[0] == "RandomResizedCropAndInterpolation" and "RandAugment" in names and "RandomErasing" in names
+    assert names[0] == "RandomResizedCropAndInterpolation"
+    assert "RandAugment" in names
+    assert "RandomErasing" in names
     torch.manual_seed(0)
     first = transform(_image())
     torch.manual_seed(0)
@@ -139,7 +143,8 @@ def test_video_transform_temporal_jitter_and_flip() -> None:
         out = transform(video)
         assert out.shape == centre.shape
         starts.add(round(out[0, 0, 0].item() * 255 / 10))
-    assert len(starts) > 3 and max(starts) <= 16  # random starts within the video (20 frames, clip of 4)
+    assert len(starts) > 3  # random starts within the video (20 frames, clip of 4)
+    assert max(starts) <= 16
 
 
 def _cloud() -> torch.Tensor:
@@ -179,5 +184,5 @@ def test_points_transform_and_votes() -> None:
     assert torch.equal(views[0], adapter(_cloud()))  # the first vote is the plain cloud
     assert torch.equal(votes(_cloud()), views)  # deterministic
     assert not torch.equal(views[1], views[2])
-    with pytest.raises(ConfigError, match="augment.scale"):
+    with pytest.raises(ConfigError, match=r"augment\.scale"):
         PointsVotes(adapter, PointsAugment(), votes=3)

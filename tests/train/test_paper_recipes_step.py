@@ -11,8 +11,8 @@ import math
 
 import pytest
 import torch
-
 from test_recipes import _standin
+
 from unilk.datasets import SPEECH_COMMANDS_V2_CLASSES
 from unilk.recipes import list_recipes
 from unilk.train.build import build_parts
