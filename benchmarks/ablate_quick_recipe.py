@@ -18,22 +18,40 @@ from pathlib import Path
 
 import torch
 
+_RAW: dict[str, torch.Tensor] = {}  # audio: un-normalised maps by source, shared by every variant
+
 
 def _memoize_adapter(parts: object) -> None:
-    """Cache ``adapter(source)`` of the training and evaluation transforms by source (a path)."""
+    """Cache ``adapter(source)`` of the training and evaluation transforms by source (a path).
+
+    Audio maps are cached before normalisation and normalised per variant: the normalisation is affine and comes last
+    in the adapter (padding included), so variants with other statistics share the expensive fbanks exactly.
+    """
+    from unilk.adapters.audio import AudioAdapter, normalize_fbank
+
     for dataset in (parts.train_set, parts.eval_set):  # type: ignore[attr-defined]
         transform = dataset.transform
         holder = transform if hasattr(transform, "adapter") else None
         adapter = holder.adapter if holder is not None else transform
-        cache: dict[str, torch.Tensor] = {}
+        cfg = adapter.config
+        if cfg.modality == "audio":
+            raw_adapter = AudioAdapter(cfg.replace(mean=None, std=None))
 
-        def cached(source, adapter=adapter, cache=cache):
-            if source not in cache:
-                cache[source] = adapter(source)
-            return cache[source]
+            def cached(source, raw_adapter=raw_adapter, cfg=cfg):
+                if source not in _RAW:
+                    _RAW[source] = raw_adapter(source)
+                return normalize_fbank(_RAW[source], cfg.mean, cfg.std)
+
+        else:
+            cache: dict[str, torch.Tensor] = {}
+
+            def cached(source, adapter=adapter, cache=cache):
+                if source not in cache:
+                    cache[source] = adapter(source)
+                return cache[source]
 
         if holder is not None:
-            holder.adapter = type("Cached", (), {"__call__": staticmethod(cached), "config": adapter.config})()
+            holder.adapter = type("Cached", (), {"__call__": staticmethod(cached), "config": cfg})()
         else:
             dataset.transform = cached
 

@@ -215,3 +215,23 @@ def test_auto_statistics_fall_back_when_the_data_is_read_only(tmp_path):
     assert len(list((tmp_path / "fallback").glob("audio-*.json"))) == 1
     with pytest.raises(ConfigError, match="points"):
         resolve_auto_stats("points", {"mean": "auto"}, SpeechCommands(root, "train"), root, tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------- recipe validation
+
+
+@pytest.mark.parametrize(
+    ("section", "match"),
+    [
+        ({"augment": {"freqm": 48}}, "freqm"),
+        ({"augment": {"time_mask": "wide"}}, "time_mask"),
+        ({"evaluation": {"votes": 5}}, "points"),
+        ({"evaluation": {"multiview": True}}, "video"),
+        ({"evaluation": {"folds": [1, 1]}}, "distinct"),
+        ({"evaluation": {"folds": "1-5"}}, "list"),
+        ({"data": {"sampler": "weighted"}}, "sampler"),
+    ],
+)
+def test_recipes_reject_bad_protocol_and_augmentation_fields(section, match):
+    with pytest.raises(ConfigError, match=match):
+        recipe_from_dict({"modality": "audio", **section})

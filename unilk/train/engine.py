@@ -268,7 +268,8 @@ class Trainer:
         """The recipe's training sampler (``data.sampler``)."""
         data, seed, rank, world = self.recipe.data, self.recipe.train.seed, self.info.rank, self.info.world_size
         if data.sampler == "uniform":
-            return GlobalBatchSampler(len(self.parts.train_set), data.batch_size, seed, rank, world)  # type: ignore[arg-type]
+            size = len(self.parts.train_set)  # type: ignore[arg-type]
+            return GlobalBatchSampler(size, data.batch_size, seed, rank, world)
         elif data.sampler == "balanced":
             from unilk.train.samplers import BalancedBatchSampler, label_balanced_weights
 
