@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--root", required=True, help="data.root of the (synthetic) dataset")
     parser.add_argument("--out", required=True, help="folder for the runs")
     parser.add_argument("--variant", action="append", required=True, help="NAME=OVERRIDES (space-separated)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (1: steady on a shared machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

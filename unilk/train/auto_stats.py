@@ -20,11 +20,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from unilk.errors import ConfigError, InputError
 
-__all__ = ["AUTO", "fingerprint", "resolve_auto_stats"]
+__all__ = ["AUTO", "check_auto_modality", "fingerprint", "resolve_auto_stats"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +38,19 @@ _STATS_INPUTS = {
 }
 
 
+def check_auto_modality(modality: str) -> None:
+    """Raise ConfigError unless ``modality`` has dataset statistics that ``auto`` can compute."""
+    if modality not in _STATS_INPUTS:
+        raise ConfigError(f"adapter.mean/std: 'auto' is supported for {sorted(_STATS_INPUTS)}, not {modality!r}")
+
+
 def _file_key(source: Any) -> list[Any]:
     """What identifies one input: its path, size and mtime (an in-memory array: its bytes' hash)."""
     if isinstance(source, (str, os.PathLike)):
         stat = os.stat(source)
         return [str(source), stat.st_size, stat.st_mtime_ns]
-    array = source.numpy() if isinstance(source, torch.Tensor) else source
-    return [hashlib.sha256(memoryview(array).tobytes()).hexdigest()]
+    array = source.numpy() if isinstance(source, torch.Tensor) else np.asarray(source)
+    return [hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()]
 
 
 def fingerprint(modality: str, settings: Mapping[str, Any], ids: Sequence[str], sources: Sequence[Any]) -> str:
@@ -118,8 +125,7 @@ def resolve_auto_stats(
     wanted = [k for k in ("mean", "std") if adapter_fields.get(k) == AUTO]
     if not wanted:
         return dict(adapter_fields)
-    if modality not in _STATS_INPUTS:
-        raise ConfigError(f"adapter.{wanted[0]}: 'auto' is supported for audio and image, not {modality!r}")
+    check_auto_modality(modality)
     samples = getattr(train_set, "samples", None)
     if samples is None:
         raise ConfigError(f"adapter.{wanted[0]}=auto: {type(train_set).__name__} does not list its samples")

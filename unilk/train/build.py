@@ -129,11 +129,12 @@ def build_parts(recipe: Recipe, *, with_train: bool = True) -> TrainParts:
     """
     from unilk.adapters import build_adapter
     from unilk.adapters.augment import augment_config, build_train_transform
-    from unilk.train.auto_stats import resolve_auto_stats
+    from unilk.train.auto_stats import check_auto_modality, resolve_auto_stats
 
     path = prepare_data_root(recipe)
     fields = dict(recipe.adapter)
     if "auto" in (fields.get("mean"), fields.get("std")):
+        check_auto_modality(recipe.modality)
         raw_train = build_dataset(recipe, recipe.data.train_split, None, path, transform=None)
         data_dir = path if path.is_dir() else path.parent
         fields = resolve_auto_stats(recipe.modality, fields, raw_train, data_dir, Path(recipe.output_dir) / "stats")
