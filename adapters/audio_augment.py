@@ -1,28 +1,20 @@
-"""Training augmentations of the audio recipes (AST / UniRepLKNet): SpecAugment masks, noise, time roll, mixup.
+"""Training augmentations of the audio recipes (AST / UniRepLKNet): SpecAugment masks, additive noise and time roll.
 
-All randomness comes from a passed ``torch.Generator``, so a seeded run is reproducible.
+They act on one normalised map. Randomness comes from a passed ``torch.Generator`` (seeded tests) or, when None, from
+the global torch RNG (training: the engine seeds it per rank, so a run is reproducible). Mixup on maps with mixed
+labels is a batch operation of the trainer (``train.mixup``, :mod:`unilk.train.mixup`).
 """
 
 from __future__ import annotations
 
-import math
+import functools
 
 import torch
 from torch import Tensor
 
-__all__ = ["add_noise_and_roll", "mix_waveforms", "sample_beta", "spec_augment"]
+from unilk.adapters.common import with_generator
 
-
-def _mask(map_: Tensor, dim: int, max_width: int, generator: torch.Generator | None) -> Tensor:
-    """Zero one band of width U{0..max_width} at a uniform start along ``dim`` (torchaudio's masking rule)."""
-    size = map_.shape[dim]
-    width = int(torch.randint(0, min(max_width, size) + 1, (1,), generator=generator))
-    if width == 0:
-        return map_.clone()
-    start = int(torch.randint(0, size - width + 1, (1,), generator=generator))
-    out = map_.clone()
-    out.narrow(dim, start, width).zero_()
-    return out
+__all__ = ["add_noise_and_roll", "spec_augment"]
 
 
 def spec_augment(
@@ -32,21 +24,41 @@ def spec_augment(
     generator: torch.Generator | None = None,
     *,
     time_dim: int = 0,
+    freq_masks: int = 1,
+    time_masks: int = 1,
+    mask_value: float = 0.0,
 ) -> Tensor:
-    """One frequency mask and one time mask set to 0 (applied to the normalised map, as AST does).
+    """SpecAugment: ``freq_masks`` frequency bands and ``time_masks`` time bands set to ``mask_value``.
+
+    Each band is torchaudio's ``mask_along_axis`` (AST's ``FrequencyMasking`` / ``TimeMasking``): width
+    ``floor(u · max_width)`` with u ~ U(0, 1), so at most ``max_width - 1``, at a uniform start.
 
     Args:
-        fbank: Tensor[T, F] (``time_dim=0``) or Tensor[F, T] (``time_dim=1``).
-        freq_mask: maximum mask width in bins (SC recipe: 48).
-        time_mask: maximum mask width in frames (SC recipe: 48).
-        generator: randomness.
-        time_dim: which axis is time.
+        fbank: Tensor[T, F] (``time_dim=0``) or Tensor[F, T] (``time_dim=1``); a leading channel axis is allowed.
+        freq_mask: maximum band width in bins (AST: Speech Commands 48, AudioSet 48, ESC-50 24); 0 disables.
+        time_mask: maximum band width in frames (Speech Commands 48, AudioSet 192, ESC-50 96); 0 disables.
+        generator: randomness (None: the global RNG).
+        time_dim: which of the last two axes is time (0: the first of them).
+        freq_masks: number of frequency bands.
+        time_masks: number of time bands.
+        mask_value: value written into the bands (AST masks the raw fbank with 0; on a normalised map that is
+            ``-mean / (2·std)``).
 
     Returns:
         A masked copy, same shape.
     """
-    out = _mask(fbank, 1 - time_dim, freq_mask, generator)
-    return _mask(out, time_dim, time_mask, generator)
+    import torchaudio.functional as AF
+
+    if time_dim not in (0, 1):
+        raise ValueError(f"spec_augment: time_dim {time_dim!r}, expected 0 or 1")
+    time_axis = fbank.dim() - 2 + time_dim
+    freq_axis = fbank.dim() - 1 - time_dim
+    out = fbank.clone()
+    for axis, width, count in ((freq_axis, freq_mask, freq_masks), (time_axis, time_mask, time_masks)):
+        width = min(width, fbank.shape[axis])  # a band never exceeds the map
+        for _ in range(count if width > 0 else 0):
+            out = with_generator(generator, functools.partial(AF.mask_along_axis, out, width, mask_value, axis))
+    return out
 
 
 def add_noise_and_roll(
@@ -56,10 +68,10 @@ def add_noise_and_roll(
     frames along time.
 
     Args:
-        fbank: Tensor[T, F] or Tensor[F, T] (see ``time_dim``).
-        generator: randomness.
+        fbank: Tensor[T, F] or Tensor[F, T] (see ``time_dim``); a leading channel axis is allowed.
+        generator: randomness (None: the global RNG).
         max_roll: largest shift in frames.
-        time_dim: which axis is time.
+        time_dim: which of the last two axes is time.
 
     Returns:
         A new tensor, same shape.
@@ -67,50 +79,4 @@ def add_noise_and_roll(
     level = float(torch.rand((), generator=generator)) / 10.0
     noisy = fbank + torch.rand(fbank.shape, generator=generator) * level
     shift = int(torch.randint(-max_roll, max_roll + 1, (1,), generator=generator))
-    return torch.roll(noisy, shifts=shift, dims=time_dim)
-
-
-def _sample_gamma(shape: float, generator: torch.Generator | None) -> float:
-    """Marsaglia-Tsang gamma sampler driven by ``generator``."""
-    if shape < 1.0:  # boost: Gamma(a) = Gamma(a + 1) · U^(1/a)
-        u = float(torch.rand((), generator=generator))
-        return _sample_gamma(shape + 1.0, generator) * u ** (1.0 / shape)
-    d = shape - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    while True:
-        x = float(torch.randn((), generator=generator))
-        v = (1.0 + c * x) ** 3
-        if v <= 0:
-            continue
-        u = float(torch.rand((), generator=generator))
-        if math.log(max(u, 1e-300)) < 0.5 * x * x + d - d * v + d * math.log(v):
-            return d * v
-
-
-def sample_beta(alpha: float, beta: float, generator: torch.Generator | None = None) -> float:
-    """A draw from Beta(alpha, beta) (mixup's λ; the audio recipe uses Beta(10, 10))."""
-    a = _sample_gamma(alpha, generator)
-    b = _sample_gamma(beta, generator)
-    return a / (a + b)
-
-
-def mix_waveforms(first: Tensor, second: Tensor, lam: float) -> Tensor:
-    """Waveform mixup ``lam·first + (1 − lam)·second``, the second clip cut or zero-padded to the first's length,
-    both mean-removed first (as AST). Labels mix with the same ``lam``.
-
-    Args:
-        first: Tensor[S] mono.
-        second: Tensor[S2] mono.
-        lam: mixing weight in [0, 1].
-
-    Returns:
-        Tensor[S].
-    """
-    first = first - first.mean()
-    second = second - second.mean()
-    if second.shape[0] >= first.shape[0]:
-        second = second[: first.shape[0]]
-    else:
-        second = torch.nn.functional.pad(second, (0, first.shape[0] - second.shape[0]))
-    mixed = lam * first + (1.0 - lam) * second
-    return mixed - mixed.mean()
+    return torch.roll(noisy, shifts=shift, dims=fbank.dim() - 2 + time_dim)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 from torch import Tensor
 
 from unilk.errors import InputError
 
-__all__ = ["stack_maps"]
+__all__ = ["draw_generator", "stack_maps", "with_generator"]
+
+_T = TypeVar("_T")
 
 
 def stack_maps(maps: list[Tensor], modality: str) -> Tensor:
@@ -29,3 +34,20 @@ def stack_maps(maps: list[Tensor], modality: str) -> Tensor:
     if len(shapes) != 1:
         raise InputError(f"{modality}: cannot collate maps of different shapes {sorted(shapes)}; expected one shape")
     return torch.stack(maps)
+
+
+def draw_generator() -> torch.Generator:
+    """A fresh generator seeded from the global torch RNG: per-sample randomness that a global seed reproduces."""
+    return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+
+
+def with_generator(generator: torch.Generator | None, fn: Callable[[], _T]) -> _T:
+    """Run ``fn``, which draws from the global RNG (torchaudio, torchvision), on a stream seeded from ``generator``.
+
+    The global RNG is left as it was; with ``generator`` None, ``fn`` simply draws from the global RNG.
+    """
+    if generator is None:
+        return fn()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        return fn()

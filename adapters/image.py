@@ -156,6 +156,14 @@ class ImageAdapter:
     def __init__(self, config: ImageConfig | None = None) -> None:
         self.config = config or ImageConfig()
 
+    def decode(self, sample: ImageSample) -> Tensor:
+        """Decode and validate a sample, without resizing: float Tensor[3, H, W] in [0, 1].
+
+        Raises:
+            InputError: unreadable or malformed image.
+        """
+        return self._to_tensor(sample)
+
     def _to_tensor(self, sample: ImageSample) -> Tensor:
         """Decode a sample into float Tensor[3, H, W] in [0, 1].
 

@@ -333,6 +333,19 @@ class VideoAdapter:
         frames = torch.as_tensor(np.asarray(raw) if not isinstance(raw, Tensor) else raw).permute(0, 3, 1, 2)
         return resize_short_side(frames, self.config.short_side)
 
+    def resized_frames(self, sample: VideoSample, generator: torch.Generator | None = None) -> Tensor:
+        """The frames of one clip, resized but not cropped: uint8 Tensor[T, 3, H', W'] with min(H', W') = short side.
+
+        Without a generator the centre clip; with one a random clip start (or random frame per segment).
+        """
+        count, read = self._open(sample)
+        return self._prepare(read(self._indices(sample_name(sample), count, 0, 1, generator)))
+
+    def finish(self, frames: Tensor) -> Tensor:
+        """Normalise and tile cropped frames: Tensor[T, 3, S, S] (uint8 or float in [0, 1]) -> Tensor[3, rows·S,
+        cols·S]."""
+        return self._tile(normalize_frames(frames, self.config.mean, self.config.std))
+
     def clip(self, sample: VideoSample, generator: torch.Generator | None = None) -> Tensor:
         """One clip, cropped and normalised, before tiling: Tensor[T, 3, S, S] float32.
 
@@ -340,8 +353,7 @@ class VideoAdapter:
         frame per segment) and a random crop position (training).
         """
         cfg = self.config
-        count, read = self._open(sample)
-        frames = self._prepare(read(self._indices(sample_name(sample), count, 0, 1, generator)))
+        frames = self.resized_frames(sample, generator)
         if generator is None:
             cropped = crop_frames(frames, cfg.crop_size, "center")
         else:

@@ -26,7 +26,7 @@ from unilk.datasets import (
     TSLibDataset,
     synthetic,
 )
-from unilk.models.heads import forecast_metrics, mean_average_precision
+from unilk.train.metrics import forecast_metrics, mean_average_precision
 
 
 @pytest.fixture(autouse=True, scope="module")

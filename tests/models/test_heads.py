@@ -7,14 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from unilk.errors import ConfigError, InputError
-from unilk.models.heads import (
-    ClassificationHead,
-    ForecastHead,
-    MultiLabelHead,
-    accuracy,
-    forecast_metrics,
-    mean_average_precision,
-)
+from unilk.models.heads import ClassificationHead, ForecastHead, MultiLabelHead
+from unilk.train.metrics import accuracy, forecast_metrics, mean_average_precision
 
 
 def test_classification_head_label_smoothing() -> None:

@@ -10,8 +10,8 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from unilk.adapters import AudioAdapter, AudioConfig
 from unilk.datasets import SpeechCommands, synthetic
-from unilk.models.heads import accuracy
 from unilk.models.modal import create_modal_model
+from unilk.train.metrics import accuracy
 
 
 @pytest.mark.slow  # about 8 s of training on one busy core

@@ -1,16 +1,14 @@
 """Task heads on pooled trunk features: classification, multi-label classification and forecasting.
 
 Each head maps the pooled embedding Tensor[N, D] (``trunk.forward_head(x, pre_logits=True)``) to task outputs and
-owns its loss; the metrics beside them are plain functions. The classification heads are LayerNorm + Linear, the
+owns its loss; the metrics are in :mod:`unilk.train.metrics`. The classification heads are LayerNorm + Linear, the
 ``mlp_head`` of UniRepLKNet's audio and point code.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
@@ -21,9 +19,6 @@ __all__ = [
     "ClassificationHead",
     "ForecastHead",
     "MultiLabelHead",
-    "accuracy",
-    "forecast_metrics",
-    "mean_average_precision",
 ]
 
 logger = logging.getLogger(__name__)
@@ -159,60 +154,3 @@ class ForecastHead(nn.Module):
         if pred.shape != target.shape:
             raise InputError(f"ForecastHead.loss: prediction {tuple(pred.shape)} vs target {tuple(target.shape)}")
         return F.mse_loss(pred, target.to(pred.dtype))
-
-
-def accuracy(logits: Tensor, target: Tensor, topk: int = 1) -> float:
-    """Top-k accuracy in [0, 1] of logits Tensor[N, K] against class indices Tensor[N]."""
-    top = logits.topk(topk, dim=1).indices
-    return (top == target.view(-1, 1)).any(dim=1).float().mean().item()
-
-
-def mean_average_precision(scores: Tensor, targets: Tensor) -> float:
-    """Mean over classes of the average precision (AudioSet's mAP; the area under the stepwise PR curve).
-
-    Classes without a positive in ``targets`` are left out of the mean (their AP is undefined).
-
-    Args:
-        scores: Tensor[N, K], higher means more likely.
-        targets: Tensor[N, K] of 0/1.
-
-    Returns:
-        mAP in [0, 1].
-
-    Raises:
-        InputError: shapes differ, or no class has a positive.
-    """
-    if scores.shape != targets.shape or scores.dim() != 2:
-        raise InputError(f"mean_average_precision: scores {tuple(scores.shape)} vs targets {tuple(targets.shape)}")
-    order = scores.argsort(dim=0, descending=True)
-    hits = targets.gather(0, order).to(torch.float64)  # (N, K): positives in rank order per class
-    ranks = torch.arange(1, hits.shape[0] + 1, dtype=torch.float64).unsqueeze(1)
-    precision_at_hit = hits.cumsum(0) / ranks * hits
-    positives = hits.sum(0)
-    valid = positives > 0
-    if not valid.any():
-        raise InputError("mean_average_precision: no class has a positive target; AP is undefined")
-    return (precision_at_hit.sum(0)[valid] / positives[valid]).mean().item()
-
-
-def forecast_metrics(
-    pred: Tensor, target: Tensor, inverse_transform: Callable[[Tensor], Tensor] | None = None, unit_scale: float = 1.0
-) -> dict[str, float]:
-    """MSE and MAE in the data's original units.
-
-    Args:
-        pred: forecasts Tensor[N, H, C] in scaled units.
-        target: truth Tensor[N, H, C] in scaled units.
-        inverse_transform: undoes the dataset scaling (``dataset.inverse_transform``); None if unscaled.
-        unit_scale: the stored values are ``unit_scale`` × the physical units (Corrformer weather: 10), so the
-            reported MSE is divided by ``unit_scale**2`` and the MAE by ``unit_scale``.
-
-    Returns:
-        ``{"mse": float, "mae": float}``.
-    """
-    if pred.shape != target.shape:
-        raise InputError(f"forecast_metrics: prediction {tuple(pred.shape)} vs target {tuple(target.shape)}")
-    if inverse_transform is not None:
-        pred, target = inverse_transform(pred), inverse_transform(target)
-    err = (pred.to(torch.float64) - target.to(torch.float64)) / unit_scale
-    return {"mse": err.pow(2).mean().item(), "mae": err.abs().mean().item()}

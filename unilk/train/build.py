@@ -80,8 +80,8 @@ def _dataset_class(name: str) -> type[Dataset]:
     return cls
 
 
-def build_dataset(recipe: Recipe, split: str, adapter: Any, path: Path) -> Dataset:
-    """One split of the recipe's dataset, transformed by ``adapter``.
+def build_dataset(recipe: Recipe, split: str, adapter: Any, path: Path, transform: Any = "adapter") -> Dataset:
+    """One split of the recipe's dataset, transformed by ``transform`` (by default ``adapter``; None: raw sources).
 
     Series forecasting datasets window and scale the data themselves, so they get no transform; their window lengths
     come from the adapter config unless ``data.kwargs`` sets them. Series classification datasets get the adapter.
@@ -94,10 +94,21 @@ def build_dataset(recipe: Recipe, split: str, adapter: Any, path: Path) -> Datas
             if key in params and key not in kwargs:
                 kwargs[key] = getattr(adapter.config, key)
     else:
-        kwargs["transform"] = adapter
+        kwargs["transform"] = adapter if isinstance(transform, str) and transform == "adapter" else transform
     if "split" in params:
         kwargs["split"] = split
     return cls(path, **kwargs)
+
+
+def _eval_transform(recipe: Recipe, eval_adapter: Any, augment: Any) -> Any:
+    """The adapter, or the multi-view transform of the recipe's evaluation protocol (Tensor[V, C, H, W] per item)."""
+    if recipe.evaluation.multiview:
+        return eval_adapter.views
+    if recipe.evaluation.votes > 1:
+        from unilk.adapters.augment import PointsVotes
+
+        return PointsVotes(eval_adapter, augment, recipe.evaluation.votes, recipe.evaluation.vote_seed)
+    return eval_adapter
 
 
 def build_model(recipe: Recipe, num_classes: int | None, adapter_config: dict[str, Any]) -> torch.nn.Module:
@@ -128,14 +139,28 @@ def build_parts(recipe: Recipe, *, with_train: bool = True) -> TrainParts:
         ConfigError: a bad dataset name, adapter field or model setting.
     """
     from unilk.adapters import build_adapter
+    from unilk.adapters.augment import augment_config, build_train_transform
+    from unilk.train.auto_stats import check_auto_modality, resolve_auto_stats
 
-    adapter = build_adapter(recipe.modality, {**recipe.adapter, "modality": recipe.modality})
-    eval_adapter = build_adapter(
-        recipe.modality, {**recipe.adapter, **recipe.eval_adapter, "modality": recipe.modality}
-    )
     path = prepare_data_root(recipe)
-    eval_set = build_dataset(recipe, recipe.data.eval_split, eval_adapter, path)
-    train_set = build_dataset(recipe, recipe.data.train_split, adapter, path) if with_train else eval_set
+    fields = dict(recipe.adapter)
+    if "auto" in (fields.get("mean"), fields.get("std")):
+        check_auto_modality(recipe.modality)
+        raw_train = build_dataset(recipe, recipe.data.train_split, None, path, transform=None)
+        data_dir = path if path.is_dir() else path.parent
+        fields = resolve_auto_stats(recipe.modality, fields, raw_train, data_dir, Path(recipe.output_dir) / "stats")
+    adapter = build_adapter(recipe.modality, {**fields, "modality": recipe.modality})
+    eval_adapter = build_adapter(recipe.modality, {**fields, **recipe.eval_adapter, "modality": recipe.modality})
+    augment = augment_config(recipe.modality, recipe.augment)
+    eval_set = build_dataset(
+        recipe, recipe.data.eval_split, eval_adapter, path, _eval_transform(recipe, eval_adapter, augment)
+    )
+    if with_train:
+        train_set = build_dataset(
+            recipe, recipe.data.train_split, adapter, path, build_train_transform(adapter, augment)
+        )
+    else:
+        train_set = eval_set
     labels = list(getattr(train_set, "classes", []) or [])
     if recipe.task == "forecast":
         num_classes = None

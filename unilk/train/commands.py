@@ -25,7 +25,8 @@ def train_command(recipe: str, overrides: tuple[str, ...], resume: bool, overwri
     """Train with RECIPE (a YAML path or a shipped name like audio/speech_commands), with key=value overrides.
 
     Example: unilk train audio/quick_speech_commands optim.lr=1e-3 train.epochs=2 output_dir=runs/sc
-    Under torchrun (torchrun --nproc_per_node=2 -m unilk train ...) it trains with DDP.
+    Under torchrun (torchrun --nproc_per_node=2 -m unilk train ...) it trains with DDP. A recipe with
+    evaluation.folds trains once per fold and prints the mean and std over folds.
     """
     import yaml
 
@@ -41,7 +42,12 @@ def train_command(recipe: str, overrides: tuple[str, ...], resume: bool, overwri
         return
     finished = False
     try:
-        summary = Trainer(cfg, build_parts(cfg)).fit(resume=resume, overwrite=overwrite)
+        if cfg.evaluation.folds:  # cross-validation: one run per fold, then mean ± std (evaluation.folds)
+            from unilk.train.folds import run_folds
+
+            summary = run_folds(cfg, resume=resume, overwrite=overwrite)
+        else:
+            summary = Trainer(cfg, build_parts(cfg)).fit(resume=resume, overwrite=overwrite)
         finished = True
     finally:
         shutdown_process_group(wait_for_peers=finished)

@@ -29,6 +29,7 @@ from unilk.train.sparse import SparsityConfig
 __all__ = [
     "CheckpointConfig",
     "DataConfig",
+    "EvalConfig",
     "LogConfig",
     "ModelConfig",
     "OptimConfig",
@@ -84,6 +85,8 @@ class DataConfig:
         batch_size: global training batch (split evenly across DDP ranks).
         eval_batch_size: per-process evaluation batch.
         num_workers: DataLoader workers per process (exact mid-epoch resume needs 0).
+        sampler: ``uniform`` (a seeded permutation per epoch) or ``balanced`` (AST's label-frequency weighted draws
+            with replacement, :class:`~unilk.train.samplers.BalancedBatchSampler`; AudioSet).
     """
 
     dataset: str = ""
@@ -97,6 +100,7 @@ class DataConfig:
     batch_size: int = 32
     eval_batch_size: int = 64
     num_workers: int = 0
+    sampler: Literal["uniform", "balanced"] = "uniform"
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,30 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation protocols.
+
+    Attributes:
+        multiview: video: evaluate every clip on the adapter's ``test_clips`` × ``test_crops`` views and average
+            them (Kinetics: 5 × 3).
+        votes: points: the voting test, ``votes`` copies per cloud (the first as is, the others scaled and shifted
+            with ``augment.scale``/``shift``/``anisotropic``), averaged (ModelNet: 10); 1: off.
+        vote_seed: seed of the vote copies (the test is deterministic).
+        reduce: how views are averaged: ``softmax`` (class probabilities, VideoMAE) or ``logits`` (Point-BERT).
+        folds: cross-validation: train and evaluate once per value of ``data.kwargs[fold_key]`` and report the mean
+            and std over folds (ESC-50: [1, 2, 3, 4, 5]); empty: one run.
+        fold_key: the dataset argument that selects the held-out fold.
+    """
+
+    multiview: bool = False
+    votes: int = 1
+    vote_seed: int = 0
+    reduce: Literal["softmax", "logits"] = "softmax"
+    folds: list[int] = field(default_factory=list)
+    fold_key: str = "test_fold"
+
+
+@dataclass(frozen=True)
 class CheckpointConfig:
     """When checkpoints are written (always atomically, to ``<output_dir>``).
 
@@ -241,7 +269,10 @@ class Recipe:
         output_dir: where checkpoints and logs go.
         model: see :class:`ModelConfig`.
         adapter: adapter config (the fields of the modality's adapter config; ``modality`` is filled in).
-        eval_adapter: overrides of ``adapter`` for evaluation (e.g. augmentation switched off).
+        eval_adapter: overrides of ``adapter`` for evaluation.
+        augment: training augmentations, the fields of the modality's augmentation config
+            (:mod:`unilk.adapters.augment`); all off when absent.
+        evaluation: see :class:`EvalConfig`.
         data: see :class:`DataConfig`.
         optim: see :class:`OptimConfig`.
         sched: see :class:`SchedConfig`.
@@ -259,6 +290,8 @@ class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     adapter: dict[str, Any] = field(default_factory=dict)
     eval_adapter: dict[str, Any] = field(default_factory=dict)
+    augment: dict[str, Any] = field(default_factory=dict)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
@@ -317,6 +350,11 @@ def _coerce(where: str, value: Any, tp: Any) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{where}: got {value!r}, expected a list of {len(args)} values")
         return tuple(_coerce(f"{where}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: got {value!r}, expected a list")
+        (item,) = get_args(tp)
+        return [_coerce(f"{where}[{i}]", v, item) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: got {value!r}, expected a mapping")
@@ -388,6 +426,25 @@ def _check_values(recipe: Recipe) -> None:
             raise ConfigError(f"{name}: got {value!r}, expected {expected}")
     if recipe.task == "forecast" and (recipe.train.mixup > 0 or recipe.train.cutmix > 0):
         raise ConfigError("train.mixup/cutmix: mixup and cutmix apply to classification only; set them to 0")
+    _check_evaluation(recipe)
+    from unilk.adapters.augment import augment_config
+
+    augment_config(recipe.modality, recipe.augment)  # unknown keys and bad values fail here, not mid-build
+
+
+def _check_evaluation(recipe: Recipe) -> None:
+    """The protocols fit the modality and task."""
+    ev = recipe.evaluation
+    if ev.votes < 1:
+        raise ConfigError(f"evaluation.votes: got {ev.votes}, expected >= 1 (1: no voting)")
+    if ev.votes > 1 and recipe.modality != "points":
+        raise ConfigError(f"evaluation.votes: the voting test is for points, got modality {recipe.modality!r}")
+    if ev.multiview and recipe.modality != "video":
+        raise ConfigError(f"evaluation.multiview: clips × crops are for video, got modality {recipe.modality!r}")
+    if (ev.multiview or ev.votes > 1) and recipe.task != "classification":
+        raise ConfigError(f"evaluation: multi-view averaging is for classification, got task {recipe.task!r}")
+    if len(set(ev.folds)) != len(ev.folds):
+        raise ConfigError(f"evaluation.folds: got {ev.folds}, expected distinct fold numbers")
 
 
 def _parse_value(text: str) -> Any:

@@ -45,7 +45,7 @@ from unilk.train.distributed import (
     init_distributed,
     maybe_sync_batchnorm,
 )
-from unilk.train.metrics import MetricAccumulator, compute_metrics, metric_names
+from unilk.train.metrics import MetricAccumulator, compute_metrics, metric_names, reduce_views
 from unilk.train.optim import LRSchedule, build_optimizer, effective_lr
 from unilk.train.sparse import DynamicSparsity, masked_ema_update, nonzero_param_count
 
@@ -249,10 +249,11 @@ class Trainer:
         tcfg = self.recipe.train
         if tcfg.mixup <= 0 and tcfg.cutmix <= 0:
             return None
-        if self.recipe.task != "classification":
+        if self.recipe.task not in ("classification", "multilabel"):
             raise ConfigError(f"train.mixup/cutmix: supported for classification, got task {self.recipe.task!r}")
         from timm.data import Mixup
 
+        # multi-hot targets (AudioSet) mix as they are: timm's multi_label mode
         return Mixup(
             mixup_alpha=tcfg.mixup,
             cutmix_alpha=tcfg.cutmix,
@@ -260,6 +261,7 @@ class Trainer:
             switch_prob=tcfg.mixup_switch_prob,
             label_smoothing=tcfg.label_smoothing,
             num_classes=len(self.parts.labels),
+            multi_label=self.recipe.task == "multilabel",
         )
 
     def _init_masks(self) -> None:
@@ -338,14 +340,27 @@ class Trainer:
                 logger.warning("%s sample %d left out: %s", split, index, error)
                 self.failed_samples[(split, index)] = error
 
+    def _batch_sampler(self) -> GlobalBatchSampler:
+        """The recipe's training sampler (``data.sampler``)."""
+        data, seed, rank, world = self.recipe.data, self.recipe.train.seed, self.info.rank, self.info.world_size
+        if data.sampler == "uniform":
+            size = len(self.parts.train_set)  # type: ignore[arg-type]
+            return GlobalBatchSampler(size, data.batch_size, seed, rank, world)
+        elif data.sampler == "balanced":
+            from unilk.train.samplers import BalancedBatchSampler, label_balanced_weights
+
+            targets = getattr(self.parts.train_set, "targets", None)
+            if targets is None:
+                raise ConfigError(
+                    f"data.sampler=balanced: {type(self.parts.train_set).__name__} does not list its targets"
+                )
+            weights = label_balanced_weights(targets, len(self.parts.labels))
+            return BalancedBatchSampler(weights, data.batch_size, seed, rank, world)
+        else:
+            raise ConfigError(f"data.sampler: got {data.sampler!r}, expected 'uniform' or 'balanced'")
+
     def _train_loader(self, epoch: int, start_batch: int) -> DataLoader:
-        sampler = GlobalBatchSampler(
-            len(self.parts.train_set),  # type: ignore[arg-type]
-            self.recipe.data.batch_size,
-            seed=self.recipe.train.seed,
-            rank=self.info.rank,
-            world_size=self.info.world_size,
-        )
+        sampler = self._batch_sampler()
         sampler.set_position(epoch, start_batch)
         # A private generator: the loader's worker seeds must not consume the global RNG (exact resume).
         gen = torch.Generator().manual_seed(self.recipe.train.seed * 100_003 + epoch)
@@ -393,8 +408,14 @@ class Trainer:
             failed += [i for i, _ in left_out]
             if not indices.numel():
                 continue
+            inputs = [x.to(self.info.device) for x in inputs]
+            views = inputs[0].shape[1] if inputs[0].dim() == 5 else 0  # multi-view protocol: Tensor[N, V, C, H, W]
+            if views:
+                inputs[0] = inputs[0].flatten(0, 1)
             with self._autocast():
-                outputs = model(*[x.to(self.info.device) for x in inputs])
+                outputs = model(*inputs)
+            if views:
+                outputs = reduce_views(outputs.unflatten(0, (-1, views)), self.recipe.evaluation.reduce)
             acc.add(indices, outputs, targets)
         model.train(was_training)
         state = acc.state() if acc.indices else (torch.zeros(0, dtype=torch.long), None, None)

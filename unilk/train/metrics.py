@@ -1,20 +1,133 @@
-"""Evaluation metrics per task, computed on the full (gathered, de-duplicated) set of predictions.
+"""Evaluation metrics per task (torchmetrics), computed on the full (gathered, de-duplicated) set of predictions.
 
 Predictions are collected with their dataset index so that, under DDP, the gathered set is checked for exactly one
-prediction per sample before any metric is computed.
+prediction per sample before any metric is computed. Multi-view protocols (video clips × crops, point-cloud votes)
+reduce their views to one output per sample first (:func:`reduce_views`).
 """
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unilk.errors import ConfigError
+from unilk.errors import ConfigError, InputError
 
-__all__ = ["MetricAccumulator", "balanced_accuracy", "compute_metrics", "metric_names"]
+__all__ = [
+    "MetricAccumulator",
+    "accuracy",
+    "balanced_accuracy",
+    "compute_metrics",
+    "forecast_metrics",
+    "mean_average_precision",
+    "mean_std",
+    "metric_names",
+    "reduce_views",
+]
+
+
+def accuracy(logits: Tensor, target: Tensor, topk: int = 1) -> float:
+    """Top-k accuracy in [0, 1] of logits Tensor[N, K] against class indices Tensor[N] (torchmetrics)."""
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    if logits.dim() != 2 or target.shape != logits.shape[:1]:
+        raise InputError(f"accuracy: logits {tuple(logits.shape)} vs targets {tuple(target.shape)}")
+    if logits.shape[1] == 1:  # one class: every prediction is right (torchmetrics needs K >= 2)
+        return 1.0
+    return multiclass_accuracy(
+        logits.float(), target.long(), num_classes=logits.shape[1], top_k=min(topk, logits.shape[1]), average="micro"
+    ).item()
+
+
+def mean_average_precision(scores: Tensor, targets: Tensor) -> float:
+    """Mean over classes of the average precision (AudioSet's mAP; torchmetrics' per-class AP).
+
+    Classes without a positive in ``targets`` are left out of the mean (their AP is undefined).
+
+    Args:
+        scores: Tensor[N, K], higher means more likely.
+        targets: Tensor[N, K] of 0/1.
+
+    Returns:
+        mAP in [0, 1].
+
+    Raises:
+        InputError: shapes differ, or no class has a positive.
+    """
+    from torchmetrics.functional.classification import binary_average_precision, multilabel_average_precision
+
+    if scores.shape != targets.shape or scores.dim() != 2:
+        raise InputError(f"mean_average_precision: scores {tuple(scores.shape)} vs targets {tuple(targets.shape)}")
+    valid = targets.sum(0) > 0
+    if not valid.any():
+        raise InputError("mean_average_precision: no class has a positive target; AP is undefined")
+    with warnings.catch_warnings():  # torchmetrics warns about the classes without positives, left out below
+        warnings.simplefilter("ignore", UserWarning)
+        if scores.shape[1] == 1:
+            return binary_average_precision(scores[:, 0].float(), targets[:, 0].long()).item()
+        per_class = multilabel_average_precision(
+            scores.float(), targets.long(), num_labels=scores.shape[1], average=None
+        )
+    return per_class[valid].mean().item()
+
+
+def forecast_metrics(
+    pred: Tensor, target: Tensor, inverse_transform: Callable[[Tensor], Tensor] | None = None, unit_scale: float = 1.0
+) -> dict[str, float]:
+    """MSE and MAE (torchmetrics) in the data's original units.
+
+    Args:
+        pred: forecasts Tensor[N, H, C] in scaled units.
+        target: truth Tensor[N, H, C] in scaled units.
+        inverse_transform: undoes the dataset scaling (``dataset.inverse_transform``); None if unscaled.
+        unit_scale: the stored values are ``unit_scale`` × the physical units (Corrformer weather: 10), so the
+            reported MSE is divided by ``unit_scale**2`` and the MAE by ``unit_scale``.
+
+    Returns:
+        ``{"mse": float, "mae": float}``.
+    """
+    from torchmetrics.functional import mean_absolute_error, mean_squared_error
+
+    if pred.shape != target.shape:
+        raise InputError(f"forecast_metrics: prediction {tuple(pred.shape)} vs target {tuple(target.shape)}")
+    if inverse_transform is not None:
+        pred, target = inverse_transform(pred), inverse_transform(target)
+    pred, target = pred.to(torch.float64) / unit_scale, target.to(torch.float64) / unit_scale
+    return {"mse": mean_squared_error(pred, target).item(), "mae": mean_absolute_error(pred, target).item()}
+
+
+def reduce_views(outputs: Tensor, mode: str) -> Tensor:
+    """One output per sample from the outputs of its views (multi-view test).
+
+    Args:
+        outputs: logits Tensor[N, V, K].
+        mode: ``softmax`` (VideoMAE: average the class probabilities; returns their log, so cross-entropy and
+            accuracy read it like logits) or ``logits`` (Point-BERT's voting: average the logits).
+
+    Returns:
+        Tensor[N, K].
+    """
+    if mode == "softmax":
+        return outputs.float().softmax(-1).mean(1).clamp_min(1e-12).log()
+    elif mode == "logits":
+        return outputs.float().mean(1)
+    else:
+        raise ConfigError(f"evaluation.reduce: got {mode!r}, expected 'softmax' or 'logits'")
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n − 1; 0 for one value) of per-fold results."""
+    if not values:
+        raise ConfigError("mean_std: no values")
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def metric_names(task: str) -> list[str]:
@@ -43,16 +156,12 @@ def compute_metrics(task: str, outputs: Tensor, targets: Tensor) -> dict[str, fl
     Returns:
         ``{name: value}`` with the names of :func:`metric_names`; accuracies and mAP in [0, 1].
     """
-    # imported here: the heads module pulls in the model zoo, which DDP workers need not load twice
-    from unilk.models.heads import accuracy, forecast_metrics, mean_average_precision
-
     outputs = outputs.float()
     if task == "classification":
-        k = min(5, outputs.shape[1])
         return {
             "eval_loss": F.cross_entropy(outputs, targets.long()).item(),
             "acc": accuracy(outputs, targets),
-            "acc5": accuracy(outputs, targets, topk=k),
+            "acc5": accuracy(outputs, targets, topk=5),
             "bacc": balanced_accuracy(outputs, targets),
         }
     if task == "multilabel":
