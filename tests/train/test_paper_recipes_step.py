@@ -44,7 +44,7 @@ def test_the_paper_recipes_carry_their_augmentations():
 def test_paper_recipe_runs_one_step(name, tmp_path):
     recipe = load_recipe(name)
     root = tmp_path / "data"
-    _standin(recipe.data.dataset, recipe.data.kwargs, root)
+    root = _standin(recipe.data.dataset, recipe.data.kwargs, root, recipe.adapter)
     recipe = recipe.replace(
         [
             *_SMALL[recipe.modality],
