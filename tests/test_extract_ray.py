@@ -1,0 +1,190 @@
+"""The Ray Data engine on a local cluster: same output as the torch engine, and exactly once through killed processes.
+
+One local cluster (2 CPUs, no dashboard) serves the whole module; its workers find the stand-ins through PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from _extract_standins import SlowLoad, embed_with, make_embed, write_inputs
+
+from unilk.extract import extract, extract_items, list_inputs, read_embeddings, read_table
+
+ray = pytest.importorskip("ray", reason="the Ray engine needs the optional ray package (pip install 'unilk[ray]')")
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:UniRepLKNet.*smaller than the reach:UserWarning"),
+    pytest.mark.filterwarnings("ignore::unilk.encoding.RandomWeightsWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # Ray Data's own, about its own settings
+]
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+STANDINS = TESTS / "_extract_standins.py"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    """A local Ray cluster for the module; returns its address (for drivers started in subprocesses)."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "RAY_USAGE_STATS_ENABLED")}
+    # workers inherit the raylet's environment: they need the stand-ins importable to unpickle them
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(REPO), *filter(None, [saved["PYTHONPATH"]])])
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # no network
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _standins(src: Path, out: Path, engine: str, pid_dir: Path | None = None, delay: float = 0.0):
+    return extract_items(
+        list_inputs(src),
+        out,
+        load=SlowLoad(delay, None if pid_dir is None else str(pid_dir)),
+        embed=embed_with(make_embed(), None if pid_dir is None else str(pid_dir)),
+        shard_size=4,
+        batch_size=2,
+        progress=False,
+        engine=engine,
+    )
+
+
+def _pids(pid_dir: Path, role: str) -> set[int]:
+    return {int(p.name.split("-")[1]) for p in pid_dir.glob(f"{role}-*")}
+
+
+def _same_output(a: Path, b: Path) -> None:
+    ids_a, emb_a = read_embeddings(a)
+    ids_b, emb_b = read_embeddings(b)
+    assert ids_a == ids_b
+    assert len(set(ids_a)) == len(ids_a)
+    np.testing.assert_allclose(emb_a, emb_b, atol=1e-6, rtol=0)
+    assert (a / "errors.jsonl").read_text() == (b / "errors.jsonl").read_text()
+
+
+# ------------------------------------------------------------------------------------------- a real trunk, 240 images
+
+
+def _write_images(root: Path, n: int, corrupt: tuple[int, ...]) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    for i in range(n):
+        path = root / ("a" if i % 2 else "b") / f"img{i:04d}.png"
+        if i in corrupt:
+            path.write_bytes(b"not a png")
+        else:
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(path)
+
+
+def test_ray_engine_writes_what_the_torch_engine_writes(cluster: str, tmp_path: Path) -> None:
+    _write_images(tmp_path / "src", 240, corrupt=(7, 150))
+    kw = dict(model="test_unireplknet", adapter={"input_size": [3, 32, 32]}, device="cpu", shard_size=32)
+    kw |= dict(batch_size=16, num_workers=0, progress=False)
+    torch_run = extract("image", tmp_path / "src", tmp_path / "torch", engine="torch", **kw)
+    ray_run = extract("image", tmp_path / "src", tmp_path / "ray", engine="ray", **kw)
+    assert (ray_run.done, ray_run.failed, ray_run.complete) == (torch_run.done, torch_run.failed, True) == (238, 2, True)
+    _same_output(tmp_path / "torch", tmp_path / "ray")
+    t, r = read_table(tmp_path / "torch"), read_table(tmp_path / "ray")
+    for column in ("id", "path", "modality", "policy", "num_maps", "sha256", "run"):
+        assert t.column(column).to_pylist() == r.column(column).to_pylist(), column
+    assert r.column("path").to_pylist()[:2] == ["a/img0001.png", "a/img0003.png"]  # relative to the source
+    # the actor pool ran the same weights as the driver's engine
+    torch_manifest = (tmp_path / "torch" / "manifest.json").read_text()
+    assert '"weights_sha256": [' in torch_manifest
+    import json
+
+    weights = [json.loads((tmp_path / d / "manifest.json").read_text())["weights_sha256"] for d in ("torch", "ray")]
+    assert weights[0] == weights[1]
+    assert len(weights[0]) == 1
+
+
+# ------------------------------------------------------------------------------------------- killed processes
+
+
+def test_a_worker_killed_midway_loses_and_duplicates_nothing(cluster: str, tmp_path: Path) -> None:
+    write_inputs(tmp_path / "src", 48, corrupt=(9,))
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    killed: list[int] = []
+
+    def kill_midway() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list((tmp_path / "ray" / "done").glob("*.json")):
+            time.sleep(0.05)
+        for role in ("embed", "load"):  # the actor holding the model, and a worker of the load tasks
+            pid = min(_pids(pids, role) - {os.getpid()})
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    killer = threading.Thread(target=kill_midway)
+    killer.start()
+    summary = _standins(tmp_path / "src", tmp_path / "ray", "ray", pid_dir=pids, delay=0.1)
+    killer.join()
+    assert len(killed) == 2
+    assert 0 < summary.shards_written == 12
+    assert (summary.done, summary.failed, summary.complete) == (47, 1, True)
+    # the work went on in new processes after the kills
+    assert _pids(pids, "embed") - set(killed), "the actor was restarted"
+    _standins(tmp_path / "src", tmp_path / "torch", "torch")
+    _same_output(tmp_path / "torch", tmp_path / "ray")
+
+
+def test_a_killed_driver_resumes_to_the_same_output(cluster: str, tmp_path: Path) -> None:
+    write_inputs(tmp_path / "src", 40, corrupt=(13,))
+    out = tmp_path / "killed"
+    cmd = [sys.executable, str(STANDINS), str(tmp_path / "src"), str(out), "--engine", "ray", "--shard-size", "4"]
+    env = {**os.environ, "RAY_ADDRESS": cluster}
+    proc = subprocess.Popen([*cmd, "--delay", "0.15"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while len(list((out / "done").glob("*.json"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    committed = len(list((out / "done").glob("*.json")))
+    assert 2 <= committed < 10, "the kill should land midway"
+    for shard in (out / "shards").glob("*.parquet"):
+        pq.read_table(shard)  # every visible shard file is whole
+    assert not (out / "manifest.json").exists()
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"skipped={committed * 4}" in rerun.stdout
+    assert "complete=True" in rerun.stdout
+    _standins(tmp_path / "src", tmp_path / "torch", "torch")
+    _same_output(tmp_path / "torch", out)
+
+
+# ------------------------------------------------------------------------------------------- incremental, on Ray
+
+
+def test_an_incremental_ray_run_extracts_only_new_and_changed_inputs(cluster: str, tmp_path: Path) -> None:
+    paths = write_inputs(tmp_path / "src", 10)
+    _standins(tmp_path / "src", tmp_path / "out", "ray")
+    np.save(paths[3], np.full(6, 2.0, np.float32))  # changed content
+    np.save(tmp_path / "src" / "x0010.npy", np.ones(6, np.float32))  # a new file
+    again = _standins(tmp_path / "src", tmp_path / "out", "ray")
+    assert (again.done, again.skipped, again.shards_written) == (2, 9, 1)
+    _standins(tmp_path / "src", tmp_path / "fresh", "torch")
+    ids, emb = read_embeddings(tmp_path / "out")
+    fresh = dict(zip(*read_embeddings(tmp_path / "fresh")))
+    assert sorted(ids) == sorted(fresh)
+    np.testing.assert_allclose(emb, np.stack([fresh[i] for i in ids]), atol=1e-6)
