@@ -67,7 +67,7 @@ def make_embed() -> torch.nn.Module:
 
 
 class EmbedWith:
-    """``samples -> model(stack(samples))``; picklable (Ray actors get a copy), notes the pid of each process using it."""
+    """``samples -> model(stack(samples))``; picklable (Ray actors get a copy); notes the pid of each user."""
 
     def __init__(self, model: torch.nn.Module, pid_dir: str | None = None) -> None:
         self.model = model

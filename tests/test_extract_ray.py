@@ -101,7 +101,9 @@ def test_ray_engine_writes_what_the_torch_engine_writes(cluster: str, tmp_path: 
     kw |= dict(batch_size=16, num_workers=0, progress=False)
     torch_run = extract("image", tmp_path / "src", tmp_path / "torch", engine="torch", **kw)
     ray_run = extract("image", tmp_path / "src", tmp_path / "ray", engine="ray", **kw)
-    assert (ray_run.done, ray_run.failed, ray_run.complete) == (torch_run.done, torch_run.failed, True) == (238, 2, True)
+    assert (
+        (ray_run.done, ray_run.failed, ray_run.complete) == (torch_run.done, torch_run.failed, True) == (238, 2, True)
+    )
     _same_output(tmp_path / "torch", tmp_path / "ray")
     t, r = read_table(tmp_path / "torch"), read_table(tmp_path / "ray")
     for column in ("id", "path", "modality", "policy", "num_maps", "sha256", "run"):
