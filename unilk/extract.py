@@ -93,7 +93,7 @@ class ExtractSummary:
     Attributes:
         done: inputs embedded in this run.
         failed: inputs that raised :class:`~unilk.errors.InputError` in this run (recorded in ``errors.jsonl``).
-        skipped: inputs of shards that an earlier run had already committed.
+        skipped: inputs left alone: committed by an earlier run (and unchanged since), in shards this rank owns.
         shards_written: shards committed in this run.
         shards_skipped: shards found committed and left alone.
         complete: whether every shard of the job is now committed (then ``manifest.json`` exists).
@@ -1014,6 +1014,7 @@ class EncoderEmbed:
     def __init__(self, encoder_kwargs: Mapping[str, Any], encoder: Any = None) -> None:
         self.encoder_kwargs = dict(encoder_kwargs)
         self._encoder = encoder
+        self._hashed: tuple[Any, str] | None = None  # (modules hashed, their sha256): hashed once, not per batch
 
     @property
     def encoder(self) -> Any:
@@ -1042,10 +1043,13 @@ class EncoderEmbed:
         encoder = self.encoder
         modules = [m for _, m in sorted(encoder._trunks.items())]
         modules += [encoder._series_stem] if encoder._series_stem is not None else []
-        return _state_sha256(modules)
+        key = tuple(id(m) for m in modules)
+        if self._hashed is None or self._hashed[0] != key:
+            self._hashed = (key, _state_sha256(modules))
+        return self._hashed[1]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"encoder_kwargs": self.encoder_kwargs, "_encoder": None}
+        return {"encoder_kwargs": self.encoder_kwargs, "_encoder": None, "_hashed": None}
 
 
 def _state_sha256(modules: Sequence[torch.nn.Module]) -> str:
