@@ -464,8 +464,8 @@ def _unilk_version() -> str:
 class _Plan:
     """Every run of an output directory, laid end to end: one item list and one list of shards over it.
 
-    Run ``r`` covers shards ``runs[r-1]["first_shard"]`` onwards; shard ``k`` holds ``items[shards[k]]``. An id found
-    in several shards (a changed file, re-extracted by a later run) is current in its last one.
+    Shard ``k`` holds ``items[shards[k]]`` and belongs to run ``shard_run[k]``; runs follow each other. An id found in
+    several shards (a changed file, re-extracted by a later run) is current in its last one.
     """
 
     items: list[Item]
@@ -504,13 +504,11 @@ def _lay_out(runs: list[dict[str, Any]], shard_size: int) -> _Plan:
     return plan
 
 
-def _latest_states(out: Path, plan: _Plan) -> tuple[dict[str, dict[str, Any] | None], set[str]]:
+def _latest_states(records: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[str, Any] | None], set[str]]:
     """Per id, the input state its current (last committed) row or error was made from; and the ids that failed."""
     states: dict[str, dict[str, Any] | None] = {}
     failed: set[str] = set()
-    for k in range(len(plan.shards)):
-        record = _read_record(out, k)
-        assert record is not None, "called only when every shard is committed"
+    for record in records:
         states.update(record["states"])
         failed -= set(record["ids"])
         failed |= {e["id"] for e in record["errors"]}
@@ -559,7 +557,8 @@ def _plan_runs(
     runs = _read_runs(out)
     fingerprint = _fingerprint(listing)
     laid = _lay_out(runs, shard_size)
-    if any(_read_record(out, k) is None for k in range(len(laid.shards))):
+    records = [_read_record(out, k) for k in range(len(laid.shards))]
+    if any(record is None for record in records):
         if runs[-1]["inputs_sha256"] != fingerprint:
             raise ConfigError(
                 f"output directory {str(out)!r}: run {runs[-1]['run']} is unfinished and lists other inputs; "
@@ -567,7 +566,7 @@ def _plan_runs(
                 "then run again with the new inputs (only new and changed files are extracted)."
             )
         return laid, [i for i, _ in runs[-1]["items"]]
-    states, failed = _latest_states(out, laid)
+    states, failed = _latest_states([r for r in records if r is not None])
     redone = failed if retry_failed else set()
     todo = [
         item
