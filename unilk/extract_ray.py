@@ -204,9 +204,6 @@ def ray_outcomes(
     if use_gpu and gpus == 0:
         raise ConfigError("extract engine 'ray': gpu=True but the cluster has no GPU; expected one. Fix: gpu=None.")
     pool = actors or (gpus if use_gpu else 1)
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = False  # the driver keys outcomes by index: no need to wait in order
-    context.enable_progress_bars = False  # extract_items shows its own
     blocks = [
         pa.table({"index": pa.array(b, pa.int64()), "path": pa.array([items[i].path for i in b], pa.string())})
         for b in batches
@@ -236,6 +233,9 @@ def ray_outcomes(
             **resources,
         )
     )
+    # this dataset's own copy of the context: the caller's global Ray Data settings stay as they are
+    dataset.context.execution_options.preserve_order = False  # outcomes are keyed by input: no need to wait in order
+    dataset.context.enable_progress_bars = False  # extract_items shows its own
     logger.info("ray engine: %d batches, %d actor(s)%s", len(batches), pool, " with a GPU each" if use_gpu else "")
     for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         yield table_to_outcomes(table)
