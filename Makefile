@@ -30,7 +30,8 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Reinstall only when the dependency pins or the package metadata change.
+# Reinstall only when the dependency pins or the package metadata change. The dev extra includes the ray extra (the
+# Ray engine's tests run on a local 2-CPU cluster, no network) and DuckDB + Polars (the docs' shard-reading examples).
 $(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 	@echo "[setup] installing unilk (editable) with pinned dependencies from constraints.txt"
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -18,8 +19,18 @@ from _extract_standins import SlowLoad, embed_with, make_embed, write_inputs
 from hypothesis import given
 from hypothesis import strategies as st
 
+import unilk
 from unilk.errors import ConfigError, InputError
-from unilk.extract import Item, extract_items, list_inputs, plan_shards, read_embeddings, shards_of_rank
+from unilk.extract import (
+    Item,
+    extract_items,
+    list_inputs,
+    plan_shards,
+    read_embeddings,
+    read_table,
+    shards_of_rank,
+    source_root,
+)
 
 # tiny inputs make last-stage maps smaller than the large kernels; expected here
 pytestmark = [
@@ -182,6 +193,104 @@ def test_workers_decode_in_parallel_with_the_same_result(tmp_path: Path) -> None
     np.testing.assert_array_equal(emb_a, emb_b)
 
 
+# ------------------------------------------------------------------------------------------------- incremental runs
+
+
+def _mtimes(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in [*(out / "shards").iterdir(), *(out / "done").iterdir()]}
+
+
+def test_a_rerun_with_new_files_extracts_only_them_into_new_shards(tmp_path: Path) -> None:
+    write_inputs(tmp_path / "src", 10)
+    _run_standins(tmp_path / "src", tmp_path / "out", shard_size=4)
+    before = _mtimes(tmp_path / "out")
+    rng = np.random.default_rng(7)
+    for i in (10, 11, 12):
+        np.save(tmp_path / "src" / f"x{i:04d}.npy", rng.standard_normal(6).astype(np.float32))
+    again = _run_standins(tmp_path / "src", tmp_path / "out", shard_size=4)
+    assert (again.done, again.skipped, again.shards_written, again.complete) == (3, 10, 1, True)
+    after = _mtimes(tmp_path / "out")
+    assert {k: after[k] for k in before} == before  # nothing finished was rewritten
+    assert sorted(set(after) - set(before)) == ["part-00003.json", "part-00003.parquet"]
+    table = pq.read_table(tmp_path / "out" / "shards" / "part-00003.parquet")
+    assert table.column("id").to_pylist() == ["x0010.npy", "x0011.npy", "x0012.npy"]
+    assert set(table.column("run").to_pylist()) == {2}
+    ids, emb = read_embeddings(tmp_path / "out")
+    expected = _expected(tmp_path / "src")
+    assert ids == list(expected)
+    np.testing.assert_allclose(emb, np.stack(list(expected.values())), atol=1e-6)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [(r["run"], r["num_items"], r["shards"]) for r in manifest["runs"]] == [(1, 10, [0, 1, 2]), (2, 3, [3])]
+    # nothing new: nothing extracted, nothing written
+    third = _run_standins(tmp_path / "src", tmp_path / "out", shard_size=4)
+    assert (third.done, third.skipped) == (0, 13)
+    assert not (tmp_path / "out" / "runs" / "run-00003.json").exists()
+
+
+def test_a_changed_file_is_reextracted_and_its_old_row_superseded(tmp_path: Path) -> None:
+    paths = write_inputs(tmp_path / "src", 8, corrupt=(5,))
+    _run_standins(tmp_path / "src", tmp_path / "out", shard_size=4)
+    old_row = dict(zip(*read_embeddings(tmp_path / "out")))["x0002.npy"]
+    before = _mtimes(tmp_path / "out")
+    np.save(paths[2], np.full(6, 3.0, np.float32))  # new content
+    np.save(paths[5], np.ones(6, np.float32))  # the corrupt file gets fixed
+    os.utime(paths[7], ns=(1, 1))  # touched, same content: the hash says unchanged
+    again = _run_standins(tmp_path / "src", tmp_path / "out", shard_size=4)
+    assert (again.done, again.failed, again.skipped) == (2, 0, 6)
+    assert {k: v for k, v in _mtimes(tmp_path / "out").items() if k in before} == before
+
+    ids, emb = read_embeddings(tmp_path / "out")
+    assert sorted(ids) == [p.name for p in paths]
+    expected = _expected(tmp_path / "src")
+    np.testing.assert_allclose(emb, np.stack([expected[i] for i in ids]), atol=1e-6)
+    assert not np.allclose(dict(zip(ids, emb))["x0002.npy"], old_row)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["superseded"] == [{"by_run": 2, "file": "shards/part-00000.parquet", "id": "x0002.npy"}]
+    assert (manifest["num_items"], manifest["num_embeddings"], manifest["num_errors"]) == (8, 8, 0)
+    assert (tmp_path / "out" / "errors.jsonl").read_text() == ""
+    full = read_table(tmp_path / "out", include_superseded=True)
+    assert full.num_rows == 9
+    assert sorted(zip(*[full.column(c).to_pylist() for c in ("id", "run")]))[2:4] == [
+        ("x0002.npy", 1),
+        ("x0002.npy", 2),
+    ]
+
+
+def test_an_unfinished_run_must_be_finished_before_new_inputs(tmp_path: Path) -> None:
+    write_inputs(tmp_path / "src", 10)
+    _run_standins(tmp_path / "src", tmp_path / "out", shard_size=3, rank=0, world_size=2)  # half the shards
+    np.save(tmp_path / "src" / "x0010.npy", np.ones(6, np.float32))
+    with pytest.raises(ConfigError, match="run 1 is unfinished and lists other inputs"):
+        _run_standins(tmp_path / "src", tmp_path / "out", shard_size=3)
+
+
+def test_shards_carry_paths_modality_policy_and_float16_on_request(tmp_path: Path) -> None:
+    from unilk.extract import extract
+
+    write_audio_set(tmp_path / "src" / "sub", 3, corrupt=())
+    kw = dict(model=MODEL, device="cpu", shard_size=2, batch_size=4, num_workers=0, progress=False)
+    extract("audio", tmp_path / "src", tmp_path / "f32", adapter=AUDIO, **kw)
+    extract("audio", tmp_path / "src", tmp_path / "f16", adapter=AUDIO, embedding_dtype="float16", **kw)
+    t32, t16 = read_table(tmp_path / "f32"), read_table(tmp_path / "f16")
+    assert t32.column("path").to_pylist() == ["sub/clip0000.wav", "sub/clip0001.wav", "sub/clip0002.wav"]
+    assert set(t32.column("modality").to_pylist()) == {"audio"}
+    assert set(t32.column("num_maps").to_pylist()) == {1}
+    assert set(t32.column("policy").to_pylist()) <= {"none", "pad", "crop"}
+    for table, value_type in ((t32, pa.float32()), (t16, pa.float16())):
+        kind = table.schema.field("embedding").type
+        assert (pa.types.is_fixed_size_list(kind), kind.list_size, kind.value_type) == (True, 64, value_type)
+    e32, e16 = read_embeddings(tmp_path / "f32")[1], read_embeddings(tmp_path / "f16")[1]
+    np.testing.assert_allclose(e16, e32, rtol=1e-3, atol=1e-3)
+    meta = json.loads(t32.schema.metadata[b"unilk"])
+    assert (meta["job"]["model"], meta["job"]["adapter"]["num_mel_bins"], meta["unilk_version"]) == (
+        MODEL, AUDIO["num_mel_bins"], unilk.__version__,
+    )  # fmt: skip
+    assert len(meta["weights_sha256"]) == 1
+    assert source_root(tmp_path / "src" / "**" / "*.wav") == str(tmp_path / "src")
+    with pytest.raises(ConfigError, match="another job"):  # a different dtype is a different job
+        extract("audio", tmp_path / "src", tmp_path / "f32", adapter=AUDIO, embedding_dtype="float16", **kw)
+
+
 # ------------------------------------------------------------------------------------------------- processes
 
 
@@ -292,7 +401,7 @@ def test_audio_extraction_records_corrupt_files_and_matches_encode(tmp_path: Pat
     np.testing.assert_allclose(emb[:6], direct.numpy(), atol=1e-5, rtol=0)
 
 
-def test_cli_extract_prints_the_summary(tmp_path: Path) -> None:
+def test_cli_extract_prints_the_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
     from unilk.extract_cli import extract_command
@@ -303,6 +412,7 @@ def test_cli_extract_prints_the_summary(tmp_path: Path) -> None:
     assert "done 5, failed 1, skipped 0" in result.output
     again = CliRunner().invoke(extract_command, _cli_args(tmp_path / "src", tmp_path / "out", 4, workers=0))
     assert "done 0, failed 0, skipped 6" in again.output
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed: `import ray` fails
     ray = CliRunner().invoke(extract_command, [*_cli_args(tmp_path / "src", tmp_path / "r", 4), "--engine", "ray"])
     assert ray.exit_code != 0
     assert "pip install 'unilk[ray]'" in ray.output

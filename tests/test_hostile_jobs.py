@@ -136,6 +136,20 @@ def test_non_finite_embeddings_are_recorded_and_never_written(tmp_path: Path) ->
     assert np.isfinite(emb).all()
 
 
+def test_rows_that_overflow_float16_storage_are_recorded_and_never_written(tmp_path: Path) -> None:
+    src = _points_dir(tmp_path / "src", 3)
+    np.save(src / "c1.npy", np.full((5, 3), 1e5, np.float32))  # a finite float32 mean beyond float16's 65504
+
+    kw = {"load": _load_npy, "embed": _embed_mean, "embedding_dtype": "float16", "progress": False}
+    summary = extract_items(list_inputs(src), tmp_path / "out", **kw)
+    assert (summary.done, summary.failed) == (2, 1)
+    assert (summary.errors[0]["id"], summary.errors[0]["type"]) == ("c1.npy", "InputError")
+    assert "float16 range" in summary.errors[0]["error"]
+    ids, emb = read_embeddings(tmp_path / "out")
+    assert ids == ["c0.npy", "c2.npy"]
+    assert np.isfinite(emb).all()
+
+
 def test_non_utf8_file_names_round_trip_exactly(tmp_path: Path) -> None:
     src = _points_dir(tmp_path / "src", 2)
     odd = os.fsdecode(b"caf\xe9-\xff.npy")  # Latin-1 bytes: not valid UTF-8

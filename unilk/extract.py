@@ -1,28 +1,33 @@
-"""Sharded, resumable, exactly-once feature extraction to disk.
+"""Sharded, resumable, exactly-once, incremental feature extraction to disk.
 
-The job is a fixed, ordered list of inputs (:func:`list_inputs`) cut into shards of ``shard_size`` consecutive items.
-Shard ``k`` belongs to rank ``k % world_size``, so under ``torchrun`` every rank works on its own disjoint set of
+The inputs of a run are a fixed, ordered list (:func:`list_inputs`) cut into shards of ``shard_size`` consecutive
+items. Shard ``k`` belongs to rank ``k % world_size``, so under ``torchrun`` every rank works on its own disjoint set of
 shards: there is no ``DistributedSampler`` and therefore no padding with duplicate samples (pytorch/pytorch#25162).
+The Ray engine (:mod:`unilk.extract_ray`) runs the same plan on Ray Data and commits through the same code.
 
-Layout of the output directory::
+A later run over the same output directory extracts only the inputs that are new or whose content changed (sha256),
+into new shards numbered after the old ones; the older row of a changed input stays in its shard and is listed as
+superseded in the manifest. Layout of the output directory::
 
-    job.json                       what the job is (inputs fingerprint, shard size, model); a rerun must match it
-    shards/part-00000.parquet      columns ``id`` (string), ``id_bytes`` (the id's exact bytes, see below) and
-                                   ``embedding`` (fixed-size list of float32)
-    shards/part-00000.npy          optional (``write_npy``): float32 [n, D], rows in the order of ...
+    job.json                       what the job is (model, adapter, shard size, dtype); a rerun must match it
+    runs/run-00001.json            a run's inputs (id, path), in order, and the ids whose older rows it supersedes
+    shards/part-00000.parquet      ``id``, ``id_bytes`` (the id's exact bytes, see below), ``path``, ``modality``,
+                                   ``policy``, ``num_maps``, ``embedding``, ``sha256``, ``run``; the job description
+                                   in the schema metadata
+    shards/part-00000.npy          optional (``write_npy``): [n, D] embeddings, rows in the order of ...
     shards/part-00000.ids.jsonl    ... these ids, one JSON string per line (so no character can break the lines)
-    done/part-00000.json           the commit record of a shard: ids embedded and errors, written last
-    manifest.json                  written once every shard is committed: shards, counts, dimension
+    done/part-00000.json           the commit record of a shard: ids embedded, errors, input states; written last
+    manifest.json                  written once every shard is committed: runs, shards, superseded rows, counts
     errors.jsonl                   written with the manifest: one ``{"id", "path", "type", "error"}`` per failed input
 
 Any exception while reading or adapting one input, and an embedding with NaN or inf values, is that input's recorded
-error; the job goes on. File names that are not valid UTF-8 are kept exactly: ``id`` shows their undecodable bytes as
-``\\xNN`` escapes, ``id_bytes`` holds the bytes, and :func:`read_embeddings` returns the ids as :func:`list_inputs`
-made them.
+error; the job goes on. File names that are not valid UTF-8 are kept exactly: ``id`` (and ``path``) show their
+undecodable bytes as ``\\xNN`` escapes, ``id_bytes`` holds the bytes, and :func:`read_embeddings` returns the ids as
+:func:`list_inputs` made them.
 
 Every file is written under a temporary name and renamed into place, so a reader never sees a partial file. A shard
 counts as finished only when its commit record exists, which is written after its data files, so a run killed at any
-moment loses at most the shard in progress; a rerun skips the committed shards and redoes the rest.
+moment loses at most the shards in progress; a rerun skips the committed shards and redoes the rest.
 """
 
 from __future__ import annotations
@@ -33,25 +38,27 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unilk.errors import ConfigError, InputError
-from unilk.loading import source_sha256
+from unilk.hub import file_sha256
 
 if TYPE_CHECKING:
     import numpy as np
+    import pyarrow as pa
     import torch
 
 __all__ = [
     "Item",
     "ExtractSummary",
+    "EncoderEmbed",
     "list_inputs",
+    "source_root",
     "modality_extensions",
     "plan_shards",
     "shards_of_rank",
@@ -59,12 +66,16 @@ __all__ = [
     "extract",
     "extract_items",
     "read_embeddings",
+    "read_table",
+    "input_state",
+    "embed_loaded",
 ]
 
 logger = logging.getLogger(__name__)
 
-_FORMAT = "unilk-embeddings/1"
+_FORMAT = "unilk-embeddings/2"
 _ENGINES = ("torch", "ray")
+_DTYPES = ("float32", "float16")
 _GLOB_CHARS = set("*?[")
 
 
@@ -88,7 +99,7 @@ class ExtractSummary:
     Attributes:
         done: inputs embedded in this run.
         failed: inputs that failed in this run (recorded in ``errors.jsonl``).
-        skipped: inputs of shards that an earlier run had already committed.
+        skipped: inputs left alone: committed by an earlier run (and unchanged since), in shards this rank owns.
         shards_written: shards committed in this run.
         shards_skipped: shards found committed and left alone.
         complete: whether every shard of the job is now committed (then ``manifest.json`` exists).
@@ -161,6 +172,23 @@ def list_inputs(source: str | os.PathLike[str], *, extensions: Sequence[str] | N
     return items
 
 
+def source_root(source: str | os.PathLike[str]) -> str:
+    """The directory that input paths of a source are relative to (what the shards' ``path`` column is relative to).
+
+    Args:
+        source: as for :func:`list_inputs`.
+
+    Returns:
+        The directory itself; a glob pattern's fixed leading directory; a manifest's or a single file's directory.
+    """
+    path = Path(os.fspath(source))
+    if path.is_dir():
+        return str(path)
+    if path.is_file():
+        return str(path.parent)
+    return str(_glob_root(os.fspath(source)))
+
+
 def _list_dir(root: Path, extensions: Sequence[str] | None) -> list[Item]:
     suffixes = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions or []}
     files = []
@@ -173,14 +201,17 @@ def _list_dir(root: Path, extensions: Sequence[str] | None) -> list[Item]:
     return [Item(id=f.relative_to(root).as_posix(), path=str(f)) for f in sorted(files)]
 
 
-def _list_glob(pattern: str) -> list[Item]:
-    parts = Path(pattern).parts
+def _glob_root(pattern: str) -> Path:
     fixed = []
-    for part in parts:
+    for part in Path(pattern).parts:
         if _GLOB_CHARS & set(part):
             break
         fixed.append(part)
-    root = Path(*fixed) if fixed else Path(".")
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _list_glob(pattern: str) -> list[Item]:
+    root = _glob_root(pattern)
     files = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
     return [Item(id=f.relative_to(root).as_posix(), path=str(f)) for f in files]
 
@@ -309,34 +340,87 @@ def _shard_name(index: int) -> str:
     return f"part-{index:05d}"
 
 
-def _write_shard(
-    out: Path, index: int, ids: list[str], emb: np.ndarray, errors: list[dict[str, str]], npy: bool
-) -> None:
-    """Write one shard's data files, then its commit record (last: the record is what makes the shard count)."""
+# ---------------------------------------------------------------------------------------------------------------------
+# One input's outcome, and the shard files
+
+
+@dataclass
+class _Outcome:
+    """What became of one input: an embedding row or an error, with what was read (for incremental runs).
+
+    Attributes:
+        index: the input's index in the job's item list.
+        embedding: float32 [D], or None when the input failed.
+        num_maps: maps the embedding averages (chunks of a long clip, nodes of a series).
+        policy: what the adapter did to fit the input (``pad``, ``crop``, ``chunk``, ...; empty when unknown).
+        error: why the input failed, or None.
+        error_type: the name of the exception class that made it fail (``InputError`` for a non-finite embedding).
+        state: ``{"size", "mtime_ns", "sha256"}`` of the input file when it was read, or None (not a readable file).
+        weights_sha256: the hash of the weights that embedded it, when ``embed`` reports one.
+    """
+
+    index: int
+    embedding: np.ndarray | None = None
+    num_maps: int = 1
+    policy: str = ""
+    error: str | None = None
+    error_type: str | None = None
+    state: dict[str, Any] | None = None
+    weights_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class _ShardContext:
+    """What every shard of a job carries besides its rows."""
+
+    job: dict[str, Any]
+    modality: str | None
+    source_root: str | None
+    dtype: str
+    write_npy: bool
+
+
+def input_state(path: str) -> dict[str, Any] | None:
+    """Size, modification time and sha256 of an input file (what an incremental run compares); None if unreadable."""
+    try:
+        stat = os.stat(path)
+        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(Path(path))}
+    except OSError:
+        return None
+
+
+def _relative_path(path: str, root: str | None) -> str:
+    """``path`` relative to the source root (POSIX form); unchanged when there is no root or it lies outside."""
+    if root is None:
+        return path
+    rel = os.path.relpath(path, root)
+    return path if rel.startswith("..") else Path(rel).as_posix()
+
+
+def _shard_table(ids: list[str], rows: list[_Outcome], items: Sequence[Item], run: int, ctx: _ShardContext) -> Any:
+    """The parquet table of one shard: one row per embedded input, plus the job description as schema metadata."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    name = _shard_name(index)
-    # a shard being redone (retry_failed) stops counting as finished before its files change
-    (out / "done" / f"{name}.json").unlink(missing_ok=True)
-    emb = np.ascontiguousarray(emb, dtype=np.float32)
-    dim = emb.shape[1] if emb.ndim == 2 else 0
-    values = pa.array(emb.reshape(-1), type=pa.float32())
-    table = pa.table(
-        {
-            "id": pa.array([_display_id(i) for i in ids], type=pa.string()),
-            "id_bytes": pa.array([os.fsencode(i) for i in ids], type=pa.binary()),
-            # a shard whose inputs all failed has no rows and no known width; Arrow needs a positive list size
-            "embedding": pa.FixedSizeListArray.from_arrays(values, dim or 1),
-        }
-    )
-    _atomic_write(out / "shards" / f"{name}.parquet", lambda f: pq.write_table(table, f))
-    if npy:
-        _atomic_write(out / "shards" / f"{name}.npy", lambda f: np.save(f, emb))
-        _atomic_write(out / "shards" / f"{name}.ids.jsonl", lambda f: f.write(_id_lines(ids)), mode="w")
-    record = {"shard": index, "ids": ids, "dim": dim, "errors": errors}
-    _write_json(out / "done" / f"{name}.json", record)
+    emb = np.stack([o.embedding for o in rows]) if rows else np.zeros((0, 0), np.float32)
+    dim = emb.shape[1]
+    values = pa.array(emb.astype(ctx.dtype).reshape(-1), type=pa.float16() if ctx.dtype == "float16" else pa.float32())
+    weights = sorted({o.weights_sha256 for o in rows if o.weights_sha256})
+    meta = {"job": ctx.job, "run": run, "unilk_version": _unilk_version(), "weights_sha256": weights}
+    paths = [_display_id(_relative_path(items[o.index].path, ctx.source_root)) for o in rows]
+    columns = {
+        "id": pa.array([_display_id(i) for i in ids], type=pa.string()),
+        "id_bytes": pa.array([os.fsencode(i) for i in ids], type=pa.binary()),
+        "path": pa.array(paths, type=pa.string()),
+        "modality": pa.array([ctx.modality] * len(rows), type=pa.string()),
+        "policy": pa.array([o.policy for o in rows], type=pa.string()),
+        "num_maps": pa.array([o.num_maps for o in rows], type=pa.int32()),
+        # a shard whose inputs all failed has no rows and no known width; Arrow needs a positive list size
+        "embedding": pa.FixedSizeListArray.from_arrays(values, dim or 1),
+        "sha256": pa.array([(o.state or {}).get("sha256") for o in rows], type=pa.string()),
+        "run": pa.array([run] * len(rows), type=pa.int32()),
+    }
+    return pa.table(columns).replace_schema_metadata({"unilk": json.dumps(meta, sort_keys=True)})
 
 
 def _display_id(item_id: str) -> str:
@@ -349,6 +433,57 @@ def _id_lines(ids: Sequence[str]) -> str:
     return "".join(json.dumps(i) + "\n" for i in ids)
 
 
+def _commit(
+    out: Path, k: int, shard: range, items: Sequence[Item], result: dict[int, _Outcome], run: int, ctx: _ShardContext
+) -> tuple[int, int]:
+    """Write one shard's data files, then its commit record (last: the record is what makes the shard count)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    name = _shard_name(k)
+    # a shard being redone (retry_failed) stops counting as finished before its files change
+    (out / "done" / f"{name}.json").unlink(missing_ok=True)
+    result = {i: _refuse_unstorable(o, ctx.dtype) for i, o in result.items()}
+    rows = [result[i] for i in shard if result[i].error is None]
+    errors = [result[i] for i in shard if result[i].error is not None]
+    ids = [items[o.index].id for o in rows]
+    table = _shard_table(ids, rows, items, run, ctx)
+    _atomic_write(out / "shards" / f"{name}.parquet", lambda f: pq.write_table(table, f))
+    if ctx.write_npy:
+        emb = np.stack([o.embedding for o in rows]).astype(ctx.dtype) if rows else np.zeros((0, 0), ctx.dtype)
+        _atomic_write(out / "shards" / f"{name}.npy", lambda f: np.save(f, emb))
+        _atomic_write(out / "shards" / f"{name}.ids.jsonl", lambda f: f.write(_id_lines(ids)), mode="w")
+    record = {
+        "shard": k,
+        "run": run,
+        "ids": ids,
+        "dim": rows[0].embedding.shape[0] if rows else 0,  # 0: no row, so no known width (the table says 1)
+        "errors": [
+            {"id": items[o.index].id, "path": items[o.index].path, "type": o.error_type, "error": o.error}
+            for o in errors
+        ],
+        "states": {items[result[i].index].id: result[i].state for i in shard},
+        "weights_sha256": sorted({o.weights_sha256 for o in rows if o.weights_sha256}),
+    }
+    _write_json(out / "done" / f"{name}.json", record)
+    return len(ids), len(errors)
+
+
+def _refuse_unstorable(outcome: _Outcome, dtype: str) -> _Outcome:
+    """The outcome, or its input's error when its finite float32 row would overflow to inf in the stored ``dtype``."""
+    import numpy as np
+
+    if outcome.embedding is None or np.isfinite(outcome.embedding.astype(dtype)).all():
+        return outcome
+    return _Outcome(
+        index=outcome.index,
+        error=f"its embedding has values beyond the {dtype} range; expected finite values (not written). "
+        "Fix: store float32 (--dtype float32).",
+        error_type="InputError",
+        state=outcome.state,
+    )
+
+
 def _read_record(out: Path, index: int) -> dict[str, Any] | None:
     path = out / "done" / f"{_shard_name(index)}.json"
     if not path.exists():
@@ -356,8 +491,28 @@ def _read_record(out: Path, index: int) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
+def _unilk_version() -> str:
+    from unilk.version import __version__
+
+    return __version__
+
+
 # ---------------------------------------------------------------------------------------------------------------------
-# The job
+# Runs: the incremental plan
+
+
+@dataclass
+class _Plan:
+    """Every run of an output directory, laid end to end: one item list and one list of shards over it.
+
+    Shard ``k`` holds ``items[shards[k]]`` and belongs to run ``shard_run[k]``; runs follow each other. An id found in
+    several shards (a changed file, re-extracted by a later run) is current in its last one.
+    """
+
+    items: list[Item]
+    shards: list[range]
+    shard_run: list[int]
+    runs: list[dict[str, Any]]
 
 
 def _fingerprint(items: Sequence[Item]) -> str:
@@ -365,6 +520,124 @@ def _fingerprint(items: Sequence[Item]) -> str:
     for item in items:
         digest.update(f"{item.id}\0{item.path}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
+
+
+def _run_path(out: Path, run: int) -> Path:
+    return out / "runs" / f"run-{run:05d}.json"
+
+
+def _read_runs(out: Path) -> list[dict[str, Any]]:
+    runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("run-*.json"))]
+    for expected, run in enumerate(runs, 1):
+        if run["run"] != expected:
+            raise ConfigError(f"{out / 'runs'}: run files skip from {expected - 1} to {run['run']}; expected 1, 2, ...")
+    return runs
+
+
+def _lay_out(runs: list[dict[str, Any]], shard_size: int) -> _Plan:
+    plan = _Plan(items=[], shards=[], shard_run=[], runs=runs)
+    for run in runs:
+        offset = len(plan.items)
+        plan.items.extend(Item(id=i, path=p) for i, p in run["items"])
+        for shard in plan_shards(len(run["items"]), shard_size):
+            plan.shards.append(range(offset + shard.start, offset + shard.stop))
+            plan.shard_run.append(run["run"])
+    return plan
+
+
+def _latest_states(records: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[str, Any] | None], set[str]]:
+    """Per id, the input state its current (last committed) row or error was made from; and the ids that failed."""
+    states: dict[str, dict[str, Any] | None] = {}
+    failed: set[str] = set()
+    for record in records:
+        states.update(record["states"])
+        failed -= set(record["ids"])
+        failed |= {e["id"] for e in record["errors"]}
+    return states, failed
+
+
+def _is_changed(item: Item, state: dict[str, Any] | None) -> bool:
+    """Whether an input's content differs from the state it was embedded from.
+
+    Same size and modification time count as unchanged without reading the file; otherwise the sha256 decides, so a
+    file that was only touched (or copied back unchanged) is not extracted again.
+    """
+    try:
+        stat = os.stat(item.path)
+    except OSError:
+        return state is not None  # gone or unreadable now: changed only if it was readable before
+    if state is None:
+        return True  # unreadable before, readable now
+    if (stat.st_size, stat.st_mtime_ns) == (state["size"], state["mtime_ns"]):
+        return False
+    current = input_state(item.path)
+    return current is None or current["sha256"] != state["sha256"]
+
+
+def _plan_runs(
+    out: Path, listing: Sequence[Item], shard_size: int, retry_failed: bool = False
+) -> tuple[_Plan, list[str]]:
+    """Resume if a shard lacks its commit record; else plan a new run of the new and changed inputs (if any).
+
+    Every rank computes the same plan from the same files, and a new run's file is written atomically with the same
+    bytes by whichever rank gets there, so ranks need no coordination.
+
+    Args:
+        out: the output directory.
+        listing: the inputs given to this run.
+        shard_size: inputs per shard.
+        retry_failed: failed inputs are redone in their own shards, so they are not planned again as changed.
+
+    Returns:
+        The plan and the ids of ``listing`` that the last run (re)extracts.
+
+    Raises:
+        ConfigError: a run is unfinished (a shard lacks its commit record) and the last run lists other inputs.
+    """
+    (out / "runs").mkdir(exist_ok=True)
+    runs = _read_runs(out)
+    fingerprint = _fingerprint(listing)
+    laid = _lay_out(runs, shard_size)
+    records = [_read_record(out, k) for k in range(len(laid.shards))]
+    if any(record is None for record in records):
+        if runs[-1]["inputs_sha256"] != fingerprint:
+            raise ConfigError(
+                f"output directory {str(out)!r}: run {runs[-1]['run']} is unfinished and lists other inputs; "
+                "expected the same inputs to resume it. Fix: rerun with the inputs of that run to finish it, "
+                "then run again with the new inputs (only new and changed files are extracted)."
+            )
+        return laid, [i for i, _ in runs[-1]["items"]]
+    states, failed = _latest_states([r for r in records if r is not None])
+    redone = failed if retry_failed else set()
+    todo = [
+        item
+        for item in listing
+        if item.id not in states or (item.id not in redone and _is_changed(item, states[item.id]))
+    ]
+    if todo:
+        run = {
+            "run": len(runs) + 1,
+            "inputs_sha256": fingerprint,
+            "items": [[item.id, item.path] for item in todo],
+            "supersedes": [item.id for item in todo if item.id in states],
+            "unilk_version": _unilk_version(),
+        }
+        _write_json(_run_path(out, run["run"]), run)
+        runs.append(run)
+    return _lay_out(runs, shard_size), [item.id for item in todo]
+
+
+def _run_shards(plan: _Plan, run: int) -> list[int]:
+    return [k for k, r in enumerate(plan.shard_run) if r == run]
+
+
+def _current_shard(plan: _Plan) -> dict[str, int]:
+    """Per id, the last shard that holds it (where its current row or error lives)."""
+    return {plan.items[i].id: k for k, shard in enumerate(plan.shards) for i in shard}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The job
 
 
 #: a temporary file older than this is left over from a killed run (a live writer renames its file within seconds).
@@ -378,7 +651,7 @@ def _clean_stale_temps(out: Path, world_size: int) -> int:
     be writing one right now, so only those untouched for ``_STALE_TEMP_S`` are removed.
     """
     now, removed = time.time(), 0
-    for folder in (out, out / "shards", out / "done"):
+    for folder in (out, out / "shards", out / "done", out / "runs"):
         for tmp in folder.glob(".*.tmp-*") if folder.is_dir() else []:
             try:
                 if world_size == 1 or now - tmp.stat().st_mtime > _STALE_TEMP_S:
@@ -412,38 +685,59 @@ def _prepare_out_dir(out: Path, job: dict[str, Any]) -> None:
         if old != job:
             changed = sorted(k for k in {*old, *job} if old.get(k) != job.get(k))
             raise ConfigError(
-                f"output directory {str(out)!r} holds another job (differs in {changed}); expected the same inputs, "
-                "shard size and model to resume. Fix: use a new --out directory, or delete this one to start over."
+                f"output directory {str(out)!r} holds another job (differs in {changed}); expected the same "
+                "model, adapter, shard size and output format to resume or extend it. Fix: use a new --out "
+                "directory, or delete this one to start over."
             )
     else:
         # several ranks may race here; they write the same content, and the rename is atomic
         _write_json(job_path, job)
 
 
-def _finalize(out: Path, shards: list[range], items: Sequence[Item], job: dict[str, Any]) -> bool:
-    """Write ``manifest.json`` and ``errors.jsonl`` if every shard is committed; deterministic, so any rank may."""
-    records = [_read_record(out, k) for k in range(len(shards))]
+def _finalize(out: Path, plan: _Plan, job: dict[str, Any]) -> bool:
+    """Write ``manifest.json`` and ``errors.jsonl`` if every shard is committed; deterministic, so any rank may.
+
+    An id held by several shards is current in the last; its rows in earlier shards are listed as superseded.
+    """
+    records = [_read_record(out, k) for k in range(len(plan.shards))]
     if any(r is None for r in records):
         return False
     dims = {r["dim"] for r in records if r["ids"]}
     if len(dims) > 1:
         raise ConfigError(f"{out}: shards disagree on the embedding dimension {sorted(dims)}; expected one.")
-    errors = [e for r in records for e in r["errors"]]
+    current = _current_shard(plan)
+    files = [f"shards/{_shard_name(k)}.parquet" for k in range(len(records))]
+    superseded = [
+        {"id": i, "file": files[k], "by_run": plan.shard_run[current[i]]}
+        for k, r in enumerate(records)
+        for i in r["ids"]
+        if current[i] != k
+    ]
+    errors = [e for k, r in enumerate(records) for e in r["errors"] if current[e["id"]] == k]
     manifest = {
         "format": _FORMAT,
         "job": job,
+        "unilk_version": _unilk_version(),
+        "weights_sha256": sorted({w for r in records for w in r["weights_sha256"]}),
         "dim": dims.pop() if dims else 0,
-        "num_items": len(items),
-        "num_embeddings": sum(len(r["ids"]) for r in records),
+        "num_items": len(current),
+        "num_embeddings": sum(len(r["ids"]) for r in records) - len(superseded),
         "num_errors": len(errors),
+        "num_superseded": len(superseded),
+        "runs": [
+            {"run": run["run"], "num_items": len(run["items"]), "shards": _run_shards(plan, run["run"])}
+            for run in plan.runs
+        ],
         "shards": [
             {
-                "file": f"shards/{_shard_name(k)}.parquet",
+                "file": files[k],
+                "run": plan.shard_run[k],
                 "num_embeddings": len(r["ids"]),
                 "num_errors": len(r["errors"]),
             }
             for k, r in enumerate(records)
         ],
+        "superseded": superseded,
     }
     _atomic_write(out / "errors.jsonl", lambda f: f.write("".join(json.dumps(e) + "\n" for e in errors)), mode="w")
     _write_json(out / "manifest.json", manifest)
@@ -451,8 +745,8 @@ def _finalize(out: Path, shards: list[range], items: Sequence[Item], job: dict[s
 
 
 class _LoadDataset:
-    """Map-style dataset of (item index, loaded sample or None, error record or None); a bad input is data, not a
-    crash: any exception while reading or adapting one input becomes its ``{"type", "error"}`` record."""
+    """Map-style dataset of (item index, loaded sample or None, error record or None, input state); a bad input is
+    data, not a crash: any exception while reading or adapting one input becomes its ``{"type", "error"}`` record."""
 
     def __init__(self, items: Sequence[Item], load: Callable[[str], Any]) -> None:
         self.items = items
@@ -461,17 +755,19 @@ class _LoadDataset:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[int, Any, dict[str, str] | None]:
+    def __getitem__(self, index: int) -> tuple[int, Any, dict[str, str] | None, dict[str, Any] | None]:
         from unilk.encoding import error_record
 
         item = self.items[index]
+        # the state is read first: the embedding then belongs to this content (or to a newer one, never an older)
+        state = input_state(item.path)
         try:
-            return index, self.load(item.path), None
+            return index, self.load(item.path), None, state
         except Exception as err:  # one input's failure, whatever the decoder raised, must not end the job
             record = error_record(item.id, err)
             if not isinstance(err, InputError) and item.path not in record["error"]:
                 record["error"] = f"{_display_id(item.path)}: {record['error']}"
-            return index, None, {"type": record["type"], "error": record["error"]}
+            return index, None, {"type": record["type"], "error": record["error"]}, state
 
 
 def _keep_list(batch: list[Any]) -> list[Any]:
@@ -483,12 +779,88 @@ def _batches(shards: list[range], owned: list[int], batch_size: int) -> list[lis
     return [list(shards[k][i : i + batch_size]) for k in owned for i in range(0, len(shards[k]), batch_size)]
 
 
+#: the recorded error of an input whose embedding is not finite (its row is never written).
+_NONFINITE_ERROR = "its embedding has NaN or inf values; expected finite values (not written)"
+
+
+def embed_loaded(
+    embed: Callable[[list[Any]], Any],
+    loaded: Sequence[tuple[int, Any, dict[str, str] | None, dict[str, Any] | None]],
+) -> list[_Outcome]:
+    """Embed the loaded samples of one batch; inputs that failed to load pass through as errors.
+
+    An embedding with NaN or inf values becomes its input's error (type ``InputError``), so no engine writes it.
+
+    Args:
+        embed: ``list of samples -> [N, D]`` embeddings, or ``(embeddings, num_maps, policy)`` with per-sample lists.
+            It may have a ``weights_sha256()`` method, whose value is recorded with every row.
+        loaded: ``(index, sample, error record, state)`` per input, as :class:`_LoadDataset` returns; the error record
+            is ``{"type", "error"}`` or None.
+
+    Returns:
+        One :class:`_Outcome` per input, in order.
+
+    Raises:
+        ConfigError: ``embed`` returned another number of rows than samples.
+    """
+    import numpy as np
+
+    good = [sample for _, sample, err, _ in loaded if err is None]
+    emb, num_maps, policy = _split_embed_output(embed(good), len(good)) if good else (None, [], [])
+    weights = getattr(embed, "weights_sha256", None)
+    weights_sha256 = weights() if good and callable(weights) else None
+    rows = iter(range(len(good)))
+    outcomes = []
+    for index, _, err, state in loaded:
+        if err is not None:
+            outcomes.append(_Outcome(index=index, error=err["error"], error_type=err["type"], state=state))
+            continue
+        j = next(rows)
+        if not np.isfinite(emb[j]).all():
+            outcomes.append(_Outcome(index=index, error=_NONFINITE_ERROR, error_type="InputError", state=state))
+            continue
+        outcomes.append(_Outcome(index, emb[j], num_maps[j], policy[j], state=state, weights_sha256=weights_sha256))
+    return outcomes
+
+
+def _split_embed_output(output: Any, n: int) -> tuple[np.ndarray, list[int], list[str]]:
+    if isinstance(output, tuple) and len(output) == 3:
+        emb, num_maps, policy = _to_numpy(output[0]), [int(c) for c in output[1]], [str(p) for p in output[2]]
+    else:
+        emb, num_maps, policy = _to_numpy(output), [1] * n, [""] * n
+    if emb.ndim != 2 or len(emb) != n or len(num_maps) != n or len(policy) != n:
+        raise ConfigError(
+            f"embed returned {tuple(emb.shape)} embeddings ({len(num_maps)} counts, {len(policy)} policies) for {n} "
+            "samples; expected [N, D] and one count and policy per sample."
+        )
+    return emb, num_maps, policy
+
+
+def _torch_outcomes(
+    items: Sequence[Item],
+    batches: list[list[int]],
+    load: Callable[[str], Any],
+    embed: Callable[[list[Any]], Any],
+    num_workers: int,
+) -> Iterator[list[_Outcome]]:
+    """DataLoader workers run ``load``; this process runs ``embed`` on each batch, in order."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        _LoadDataset(items, load), batch_sampler=batches, num_workers=num_workers, collate_fn=_keep_list
+    )
+    with torch.inference_mode():
+        for batch in loader:
+            yield embed_loaded(embed, batch)
+
+
 def extract_items(
     items: Sequence[Item],
     out_dir: str | os.PathLike[str],
     *,
     load: Callable[[str], Any],
-    embed: Callable[[list[Any]], torch.Tensor | np.ndarray],
+    embed: Callable[[list[Any]], Any],
     job_meta: dict[str, Any] | None = None,
     shard_size: int = 1024,
     batch_size: int = 32,
@@ -499,116 +871,125 @@ def extract_items(
     retry_failed: bool = False,
     progress: bool = True,
     engine: str = "torch",
+    source_root: str | os.PathLike[str] | None = None,
+    embedding_dtype: str = "float32",
+    ray_options: Mapping[str, Any] | None = None,
 ) -> ExtractSummary:
-    """Embed ``items`` into sharded files under ``out_dir``, skipping shards an earlier run committed.
+    """Embed ``items`` into sharded files under ``out_dir``; a rerun extracts only what is new or changed.
 
-    DataLoader workers run ``load`` in parallel; the main process runs ``embed`` on batches that never cross a shard
-    boundary and commits each shard as soon as its last batch is embedded.
+    The first run plans every input; a later run over the same directory resumes an unfinished run, or else plans a
+    new run of the inputs that are new or whose content changed (their older rows are then superseded). Shards
+    already committed are never rewritten (except with ``retry_failed``).
 
     Args:
         items: the inputs, in job order (e.g. from :func:`list_inputs`).
         out_dir: output directory (created).
-        load: ``path -> sample``; runs in DataLoader workers and must be picklable when ``num_workers > 0`` under a
-            non-fork start method. Any exception marks that input as failed (its type and message are recorded).
-        embed: ``list of samples -> [N, D]`` embeddings, one row per sample, in order.
+        load: ``path -> sample``; runs in DataLoader workers (or Ray tasks) and must be picklable when
+            ``num_workers > 0`` under a non-fork start method, or with ``engine="ray"``. Any exception marks that
+            input as failed (its type and message are recorded).
+        embed: ``list of samples -> [N, D]`` embeddings, one row per sample, in order; or ``(embeddings, num_maps,
+            policy)``. With ``engine="ray"`` it runs in Ray actors, so it must be picklable; a ``for_device(device)``
+            method, if present, gives the copy each actor uses.
         job_meta: what else identifies the job (model, checkpoint, modality...); stored in ``job.json`` and compared on
-            resume.
+            resume. Its ``modality`` fills the shards' ``modality`` column.
         shard_size: inputs per shard.
         batch_size: inputs per ``embed`` call.
-        num_workers: DataLoader worker processes (0: load in the main process).
+        num_workers: DataLoader worker processes (0: load in the main process; the Ray engine ignores it).
         rank: this process's rank; default from an initialised process group or torchrun's ``RANK``.
         world_size: number of processes; default likewise from ``WORLD_SIZE``.
         write_npy: also write ``part-XXXXX.npy`` + ``part-XXXXX.ids.jsonl`` per shard.
         retry_failed: redo committed shards that recorded errors (e.g. after fixing the files).
         progress: show a tqdm bar (items/s).
-        engine: ``torch`` (DataLoader workers) or ``ray`` (Ray Data tasks decode; needs ray installed).
+        engine: ``torch`` (DataLoader workers) or ``ray`` (Ray Data tasks load, an actor pool embeds).
+        source_root: the shards' ``path`` column holds input paths relative to this directory.
+        embedding_dtype: ``float32`` or ``float16`` for the stored embeddings.
+        ray_options: for ``engine="ray"``: see :func:`unilk.extract_ray.ray_outcomes`.
 
     Returns:
         The :class:`ExtractSummary` (done, failed, skipped; totals over ranks when a process group is initialised).
 
     Raises:
-        ConfigError: ``out_dir`` holds a different job, bad shard/rank settings, an unknown engine, or Ray missing.
+        ConfigError: ``out_dir`` holds a different job, bad shard/rank settings, an unknown engine or dtype, or Ray
+            missing.
     """
-    import numpy as np
-    import torch
-    from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
     if engine == "ray":
-        _import_ray()  # fail before anything is written
+        from unilk.extract_ray import import_ray
+
+        import_ray()  # fail before anything is written
     elif engine != "torch":
         raise ConfigError(f"extract engine: got {engine!r}, expected one of {list(_ENGINES)}.")
+    if embedding_dtype not in _DTYPES:
+        raise ConfigError(f"embedding_dtype: got {embedding_dtype!r}, expected one of {list(_DTYPES)}.")
     out = Path(out_dir)
     rank, world_size = resolve_rank(rank, world_size)
-    shards = plan_shards(len(items), shard_size)
-    job = {"format": _FORMAT, "inputs_sha256": _fingerprint(items), "num_items": len(items), "shard_size": shard_size}
-    job |= job_meta or {}
+    plan_shards(len(items), shard_size)  # validates shard_size before anything is written
+    job = {"format": _FORMAT, "shard_size": shard_size, "embedding_dtype": embedding_dtype} | (job_meta or {})
     _prepare_out_dir(out, job)
     _clean_stale_temps(out, world_size)
+    plan, todo = _plan_runs(out, items, shard_size, retry_failed)
+    ctx = _ShardContext(
+        job=job,
+        modality=job.get("modality"),
+        source_root=None if source_root is None else os.fspath(source_root),
+        dtype=embedding_dtype,
+        write_npy=write_npy,
+    )
 
     summary = ExtractSummary(out_dir=str(out))
+    current = _current_shard(plan)
     owned = []
-    for k in shards_of_rank(len(shards), rank, world_size):
+    for k in shards_of_rank(len(plan.shards), rank, world_size):
         record = _read_record(out, k)
         if record is not None and not (retry_failed and record["errors"]):
-            summary.skipped += len(shards[k])
+            summary.skipped += sum(current[plan.items[i].id] == k for i in plan.shards[k])
             summary.shards_skipped += 1
         else:
             owned.append(k)
     logger.info(
-        "rank %d/%d: %d shard(s) to do, %d already committed", rank, world_size, len(owned), summary.shards_skipped
-    )
+        "rank %d/%d: %d shard(s) to do (%d new or changed inputs in run %d), %d already committed",
+        rank, world_size, len(owned), len(todo), len(plan.runs), summary.shards_skipped,
+    )  # fmt: skip
 
     if owned:  # the job is (again) incomplete until these shards are committed
         (out / "manifest.json").unlink(missing_ok=True)
-    item_shard = {i: k for k in owned for i in shards[k]}
-    results: dict[int, dict[int, Any]] = {k: {} for k in owned}  # shard -> item index -> embedding row or error
-    batches = _batches(shards, owned, batch_size)
+    item_shard = {i: k for k in owned for i in plan.shards[k]}
+    results: dict[int, dict[int, _Outcome]] = {k: {} for k in owned}  # shard -> item index -> outcome
+    batches = _batches(plan.shards, owned, batch_size)
     if engine == "torch":
-        loader: Iterable[list[Any]] = DataLoader(
-            _LoadDataset(items, load), batch_sampler=batches, num_workers=num_workers, collate_fn=_keep_list
-        )
+        stream = _torch_outcomes(plan.items, batches, load, embed, num_workers)
     elif engine == "ray":
-        loader = _ray_batches(items, batches, load)
+        from unilk.extract_ray import ray_outcomes
+
+        stream = ray_outcomes(plan.items, batches, load, embed, **dict(ray_options or {}))
     else:
         raise ConfigError(f"extract engine: got {engine!r}, expected one of {list(_ENGINES)}.")
-    bar = tqdm(total=sum(len(shards[k]) for k in owned), unit="item", disable=not progress, desc=f"extract[{rank}]")
-    with torch.inference_mode(), bar:
-        for batch in loader:
-            good = [(i, sample) for i, sample, err in batch if err is None]
-            rows = _to_numpy(embed([s for _, s in good])) if good else np.zeros((0, 0), np.float32)
-            if len(rows) != len(good):
-                raise ConfigError(f"embed returned {len(rows)} rows for {len(good)} samples; expected one per sample.")
-            batch = _refuse_nonfinite_rows(batch, good, rows)
-            for (i, _), row in zip(good, rows):
-                if np.isfinite(row).all():
-                    results[item_shard[i]][i] = row
-            for i, _, err in batch:
-                if err is not None:
-                    results[item_shard[i]][i] = {"id": items[i].id, "path": items[i].path, **err}
-            k = item_shard[batch[0][0]]
-            if len(results[k]) == len(shards[k]):
-                done, failed = _commit(out, k, shards[k], items, results.pop(k), write_npy)
-                summary.done += done
-                summary.failed += failed
-                summary.shards_written += 1
-            bar.update(len(batch))
+    bar = tqdm(total=len(item_shard), unit="item", disable=not progress, desc=f"extract[{rank}]")
+    with bar:
+        for outcomes in stream:
+            for outcome in outcomes:
+                k = item_shard[outcome.index]
+                if k not in results or outcome.index in results[k]:
+                    # a retried task's second answer for an input already taken: keep the first, write nothing twice
+                    logger.warning("input %s arrived twice; the repeat is dropped", plan.items[outcome.index].id)
+                    continue
+                results[k][outcome.index] = outcome
+                if len(results[k]) == len(plan.shards[k]):
+                    done, failed = _commit(out, k, plan.shards[k], plan.items, results.pop(k), plan.shard_run[k], ctx)
+                    summary.done += done
+                    summary.failed += failed
+                    summary.shards_written += 1
+            bar.update(len(outcomes))
             bar.set_postfix(done=summary.done, failed=summary.failed, refresh=False)
+    if results:
+        raise RuntimeError(f"extract engine {engine!r} ended with shards {sorted(results)} incomplete; rerun resumes.")
 
-    summary.complete = _sum_and_finalize(summary, out, shards, items, job, rank)
+    summary.complete = _sum_and_finalize(summary, out, plan, job, rank)
     summary.errors = _read_errors(out) if summary.complete else []
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def _refuse_nonfinite_rows(batch: list[Any], good: list[tuple[int, Any]], rows: np.ndarray) -> list[Any]:
-    """Mark the inputs whose embedding has NaN or inf as failed (their rows are never written); returns the batch."""
-    import numpy as np
-
-    bad = {i for (i, _), row in zip(good, rows) if not np.isfinite(row).all()}
-    message = "its embedding has NaN or inf values; expected finite values (not written)"
-    return [(i, s, {"type": "InputError", "error": message} if i in bad else err) for i, s, err in batch]
 
 
 def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -620,28 +1001,13 @@ def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
-def _commit(
-    out: Path, k: int, shard: range, items: Sequence[Item], result: dict[int, Any], npy: bool
-) -> tuple[int, int]:
-    import numpy as np
-
-    ids = [items[i].id for i in shard if not isinstance(result[i], dict)]
-    rows = [result[i] for i in shard if not isinstance(result[i], dict)]
-    errors = [result[i] for i in shard if isinstance(result[i], dict)]
-    emb = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
-    _write_shard(out, k, ids, emb, errors, npy)
-    return len(ids), len(errors)
-
-
 def _group_ready() -> bool:
     import torch.distributed as dist
 
     return dist.is_available() and dist.is_initialized()
 
 
-def _sum_and_finalize(
-    summary: ExtractSummary, out: Path, shards: list[range], items: Sequence[Item], job: dict[str, Any], rank: int
-) -> bool:
+def _sum_and_finalize(summary: ExtractSummary, out: Path, plan: _Plan, job: dict[str, Any], rank: int) -> bool:
     """Total the counts over ranks and write the manifest once every shard is committed; return whether it is.
 
     Without a process group (one process, or ranks started independently, e.g. a SLURM array), every rank tries to
@@ -649,7 +1015,7 @@ def _sum_and_finalize(
     With a group, the all_reduce waits for every rank, rank 0 writes, and a barrier lets the others see it.
     """
     if not _group_ready():
-        return _finalize(out, shards, items, job)
+        return _finalize(out, plan, job)
     import torch
     import torch.distributed as dist
 
@@ -659,7 +1025,7 @@ def _sum_and_finalize(
     dist.all_reduce(counts)  # also a barrier: every rank has committed its shards
     summary.done, summary.failed, summary.skipped, summary.shards_written, summary.shards_skipped = counts.tolist()
     if rank == 0:
-        _finalize(out, shards, items, job)
+        _finalize(out, plan, job)
     dist.barrier()
     return (out / "manifest.json").exists()
 
@@ -669,41 +1035,134 @@ def _read_errors(out: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def read_embeddings(out_dir: str | os.PathLike[str]) -> tuple[list[str], np.ndarray]:
-    """Read a finished extraction back into memory.
+def read_table(out_dir: str | os.PathLike[str], *, include_superseded: bool = False) -> pa.Table:
+    """Read a finished extraction as one Arrow table (columns as in the shards: ``id``, ``path``, ``embedding``...).
 
     Args:
         out_dir: the directory :func:`extract_items` wrote.
+        include_superseded: keep the rows of inputs that a later run re-extracted (their ``run`` column tells).
 
     Returns:
-        ``(ids, embeddings)``: ids in job order (failed inputs absent) and a float32 array [N, D].
+        The current rows in shard order (failed inputs absent), ready for pandas, Polars or DuckDB. ``id`` is
+        readable text; ``id_bytes`` holds each id's exact bytes (they differ for file names that are not UTF-8).
 
     Raises:
         InputError: the directory has no ``manifest.json`` (the job is not finished: rerun it to complete it).
     """
-    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     out = Path(out_dir)
+    manifest = _read_manifest(out)
+    stale: dict[str, set[str]] = {}
+    for row in manifest["superseded"]:
+        stale.setdefault(row["file"], set()).add(row["id"])
+    tables = []
+    for shard in manifest["shards"]:
+        table = pq.read_table(out / shard["file"])
+        if not include_superseded and shard["file"] in stale:
+            old = pa.array(sorted(os.fsencode(i) for i in stale[shard["file"]]), type=pa.binary())
+            table = table.filter(pc.invert(pc.is_in(table.column("id_bytes"), old)))
+        tables.append(table)
+    # a shard whose inputs all failed has a placeholder width (1): leave it out unless nothing else is there
+    tables = [t for t in tables if t.num_rows] or tables[:1]
+    return pa.concat_tables(tables).replace_schema_metadata(tables[0].schema.metadata) if tables else pa.table({})
+
+
+def _read_manifest(out: Path) -> dict[str, Any]:
     manifest_path = out / "manifest.json"
     if not manifest_path.exists():
         raise InputError(
             f"{str(out)!r} has no manifest.json, so its extraction is not finished; expected a completed job. "
             "Fix: rerun the same extraction, which resumes where it stopped."
         )
-    manifest = json.loads(manifest_path.read_text())
-    ids: list[str] = []
-    parts = []
-    for shard in manifest["shards"]:
-        table = pq.read_table(out / shard["file"])
-        if "id_bytes" in table.column_names:  # exact ids, also for file names that are not valid UTF-8
-            ids.extend(os.fsdecode(b) for b in table.column("id_bytes").to_pylist())
-        else:
-            ids.extend(table.column("id").to_pylist())
-        flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        parts.append(flat.reshape(len(table), manifest["dim"]))
-    embeddings = np.concatenate(parts) if parts else np.zeros((0, manifest["dim"]), np.float32)
-    return ids, embeddings.astype(np.float32, copy=False)
+    return json.loads(manifest_path.read_text())
+
+
+def read_embeddings(out_dir: str | os.PathLike[str]) -> tuple[list[str], np.ndarray]:
+    """Read a finished extraction back into memory (current rows only).
+
+    Args:
+        out_dir: the directory :func:`extract_items` wrote.
+
+    Returns:
+        ``(ids, embeddings)``: ids in shard order (failed and superseded rows absent), exactly as :func:`list_inputs`
+        made them (also for file names that are not valid UTF-8), and a float32 array [N, D] (float16 shards are
+        widened).
+
+    Raises:
+        InputError: the directory has no ``manifest.json`` (the job is not finished: rerun it to complete it).
+    """
+    import numpy as np
+
+    manifest = _read_manifest(Path(out_dir))
+    table = read_table(out_dir)
+    if table.num_rows == 0:
+        return [], np.zeros((0, manifest["dim"]), np.float32)
+    ids = [os.fsdecode(b) for b in table.column("id_bytes").to_pylist()]
+    flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return ids, flat.reshape(table.num_rows, manifest["dim"]).astype(np.float32)
+
+
+class EncoderEmbed:
+    """``list of Prepared -> (embeddings, num_maps, policy)`` with an :class:`~unilk.encoding.Encoder`; picklable.
+
+    A pickled copy carries the Encoder's settings, not its modules: a Ray actor rebuilds the same model on its own
+    device (random trunks are seeded, weights files are read again) and reports the hash of the weights it holds.
+    """
+
+    def __init__(self, encoder_kwargs: Mapping[str, Any], encoder: Any = None) -> None:
+        self.encoder_kwargs = dict(encoder_kwargs)
+        self._encoder = encoder
+        self._hashed: tuple[Any, str] | None = None  # (modules hashed, their sha256): hashed once, not per batch
+
+    @property
+    def encoder(self) -> Any:
+        """The Encoder, built on first use."""
+        if self._encoder is None:
+            import warnings
+
+            from unilk.encoding import Encoder, RandomWeightsWarning
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RandomWeightsWarning)  # the driver already warned
+                self._encoder = Encoder(**self.encoder_kwargs)
+        return self._encoder
+
+    def for_device(self, device: str) -> EncoderEmbed:
+        """A copy that builds its Encoder on ``device``."""
+        return EncoderEmbed(self.encoder_kwargs | {"device": device})
+
+    def __call__(self, prepared: list[Any]) -> tuple[torch.Tensor, list[int], list[str]]:
+        stacks = self.encoder.to_maps(prepared)
+        emb, _ = self.encoder.embed_samples(stacks)
+        return emb, [s.shape[0] for s in stacks], [p.policy for p in prepared]
+
+    def weights_sha256(self) -> str:
+        """sha256 over the names and bytes of every module built so far (trunks in deploy form, series stem)."""
+        encoder = self.encoder
+        modules = [m for _, m in sorted(encoder._trunks.items())]
+        modules += [encoder._series_stem] if encoder._series_stem is not None else []
+        key = tuple(id(m) for m in modules)
+        if self._hashed is None or self._hashed[0] != key:
+            self._hashed = (key, _state_sha256(modules))
+        return self._hashed[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"encoder_kwargs": self.encoder_kwargs, "_encoder": None, "_hashed": None}
+
+
+def _state_sha256(modules: Sequence[torch.nn.Module]) -> str:
+    import torch
+
+    digest = hashlib.sha256()
+    for module in modules:
+        for name, tensor in module.state_dict().items():
+            data = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}\n".encode())
+            digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def extract(
@@ -726,45 +1185,53 @@ def extract(
     Args:
         modality: ``audio``, ``image``, ``video``, ``points`` or ``series``.
         source: a directory, glob, ``.csv``/``.jsonl`` manifest (see :func:`list_inputs`), or a list of :class:`Item`.
-        out_dir: output directory; rerunning the same job there resumes it.
+        out_dir: output directory; rerunning the same job there resumes it, or extracts what is new or changed.
         model: trunk name; default: the checkpoint's architecture, else ``unireplknet_a``.
         checkpoint: a ``unilk train`` checkpoint (it sets the architecture and adapter config) or a weights file.
         pretrained: load the registry's pretrained weights.
         adapter: adapter config overrides for ``modality`` (a dict of config fields).
         model_kwargs: extra ``create_model`` keywords.
         engine: ``torch`` (DataLoader workers decode, this process embeds; torchrun-aware) or ``ray`` (Ray Data
-            tasks decode, streaming into this process; needs ``pip install 'unilk[ray]'``).
-        device: ``"auto"`` or a torch device.
+            tasks decode, an actor pool embeds; needs ``pip install 'unilk[ray]'``).
+        device: ``"auto"`` or a torch device (the Ray engine gives each actor a GPU when the cluster has GPUs and
+            ``device`` is not ``cpu``).
         pool: ``"avg"`` or ``"max"`` (see :class:`~unilk.encoding.Encoder`).
         **kwargs: passed to :func:`extract_items` (``shard_size``, ``batch_size``, ``num_workers``, ``rank``,
-            ``world_size``, ``write_npy``, ``retry_failed``, ``progress``).
+            ``world_size``, ``write_npy``, ``retry_failed``, ``progress``, ``embedding_dtype``, ``ray_options``).
 
     Returns:
         The :class:`ExtractSummary`.
 
     Raises:
-        ConfigError: unknown engine or modality, Ray missing, or ``out_dir`` holding another job.
-        InputError: the source lists nothing or repeats ids.
+        ConfigError: unknown engine or modality, Ray missing, a model that cannot be built from these options
+            (nothing is written then), or ``out_dir`` holding another job.
+        InputError: the source lists nothing (inputs inside ``out_dir`` are left out) or repeats ids.
     """
     from unilk.encoding import Encoder
+    from unilk.loading import source_sha256
 
     if engine not in _ENGINES:
         raise ConfigError(f"extract engine: got {engine!r}, expected one of {list(_ENGINES)}.")
-    items = list(source) if _is_item_list(source) else list_inputs(source, extensions=modality_extensions(modality))
+    if engine == "ray":
+        from unilk.extract_ray import import_ray
+
+        import_ray()  # fail before the model is built
+    listed = _is_item_list(source)
+    items = list(source) if listed else list_inputs(source, extensions=modality_extensions(modality))
     items = _exclude_out_dir(items, Path(out_dir))
     if not items:
         raise InputError(f"input source {source!r} lists no inputs outside the output directory {str(out_dir)!r}.")
-    encoder = Encoder(
-        model,
-        checkpoint=checkpoint,
-        pretrained=pretrained,
-        adapters={modality: dict(adapter)} if adapter else None,
-        model_kwargs=model_kwargs,
-        device=device,
-        batch_size=kwargs.get("batch_size", 32),
-        pool=pool,
-    )
-    prepare = encoder.preparer(modality)
+    encoder_kwargs = {
+        "model": model,
+        "checkpoint": checkpoint,
+        "pretrained": pretrained,
+        "adapters": {modality: dict(adapter)} if adapter else None,
+        "model_kwargs": model_kwargs,
+        "device": device,
+        "batch_size": kwargs.get("batch_size", 32),
+        "pool": pool,
+    }
+    encoder = Encoder(**encoder_kwargs)
     _build_before_writing(encoder, modality)
     config = getattr(encoder.adapter(modality), "config", None)
     job_meta = {
@@ -780,10 +1247,11 @@ def extract(
     return extract_items(
         items,
         out_dir,
-        load=prepare,
-        embed=lambda prepared: encoder.embed_samples(encoder.to_maps(prepared))[0],
+        load=encoder.preparer(modality),
+        embed=EncoderEmbed(encoder_kwargs, encoder),
         job_meta=job_meta,
         engine=engine,
+        source_root=None if listed else source_root(source),
         **kwargs,
     )
 
@@ -831,47 +1299,3 @@ def modality_extensions(modality: str) -> frozenset[str]:
     if modality not in table:
         raise ConfigError(f"modality: got {modality!r}, expected one of {sorted(table)}.")
     return table[modality]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Ray Data engine
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-        import ray.data
-    except ImportError as err:
-        raise ConfigError(
-            "extract engine 'ray': Ray Data is not installed; expected the ray package. "
-            "Fix: pip install 'unilk[ray]' (or pip install 'ray[data]'), or use engine='torch'."
-        ) from err
-    return ray
-
-
-def _ray_batches(items: Sequence[Item], batches: list[list[int]], load: Callable[[str], Any]) -> Iterator[list[Any]]:
-    """The same batches as the DataLoader path, decoded by Ray Data tasks and streamed back in order.
-
-    Ray Data runs ``load`` in parallel tasks (on a cluster if one is connected) while this process embeds the batches
-    already decoded; samples travel pickled so any ``load`` output works.
-    """
-    ray = _import_ray()
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True, log_to_driver=False)
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
-    rows = [{"batch": b, "index": i} for b, batch in enumerate(batches) for i in batch]
-
-    def decode(row: dict[str, Any]) -> dict[str, Any]:
-        index, sample, err = _LoadDataset(items, load)[row["index"]]
-        return {"batch": row["batch"], "payload": pickle.dumps((index, sample, err))}
-
-    current: list[Any] = []
-    current_batch = 0
-    for row in ray.data.from_items(rows).map(decode).iter_rows():
-        if row["batch"] != current_batch and current:
-            yield current
-            current = []
-        current_batch = row["batch"]
-        current.append(pickle.loads(row["payload"]))
-    if current:
-        yield current

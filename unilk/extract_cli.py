@@ -148,6 +148,12 @@ def _save_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
 @click.option("--npy", "write_npy", is_flag=True, help="Also write .npy + .ids.jsonl per shard.")
 @click.option("--retry-failed", is_flag=True, help="Redo finished shards that recorded errors.")
 @click.option("--engine", type=click.Choice(["torch", "ray"]), default="torch", show_default=True)
+@click.option(
+    "--dtype", "embedding_dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+    help="Stored embedding precision.",
+)  # fmt: skip
+@click.option("--ray-address", default=None, help="Ray engine: cluster to join (default: RAY_ADDRESS, else local).")
+@click.option("--ray-actors", type=int, default=None, help="Ray engine: embedding actors (default: 1 per GPU, or 1).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def extract_command(
     modality: str,
@@ -166,11 +172,15 @@ def extract_command(
     write_npy: bool,
     retry_failed: bool,
     engine: str,
+    embedding_dtype: str,
+    ray_address: str | None,
+    ray_actors: int | None,
     no_progress: bool,
 ) -> None:
     """Embed every MODALITY input of SOURCE (a directory, glob, or .csv/.jsonl manifest with id and path) into --out.
 
-    Resumable (a rerun skips finished shards) and exactly once under torchrun (each rank takes its own shards).
+    Resumable (a rerun skips finished shards), incremental (a later run extracts only new and changed files) and
+    exactly once under torchrun (each rank takes its own shards) or Ray (--engine ray).
     """
     import torch.distributed as dist
 
@@ -199,6 +209,8 @@ def extract_command(
             write_npy=write_npy,
             retry_failed=retry_failed,
             progress=not no_progress,
+            embedding_dtype=embedding_dtype,
+            ray_options={"address": ray_address, "actors": ray_actors} if engine == "ray" else None,
         )
     except UnilkError as err:
         raise click.ClickException(str(err)) from err
