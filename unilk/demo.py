@@ -255,17 +255,15 @@ def encode_samples(
     Returns:
         The table rows, and modality -> the map Tensor[C, H, W] the trunk saw (for :func:`plot_modalities`).
     """
-    from unilk.encoding import Encoder, RandomWeightsWarning
+    from unilk.encoding import Encoder
 
     settings = _MODES[mode]
     logger.info(
-        "encoding one sample per modality with %s (random weights: the embeddings show shapes and timings only; "
-        "pass a checkpoint to unilk.Encoder for meaningful ones)",
+        "encoding one sample per modality with %s (random weights, chosen so the demo runs offline: the embeddings "
+        "show shapes and timings only)",
         settings["model"],
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)  # said once above, in the demo's own words
-        encoder = Encoder(settings["model"], adapters=settings["adapters"], device=device)
+    encoder = Encoder(settings["model"], adapters=settings["adapters"], device=device, pretrained=False)
     encoder.adapter("series").fit_scaler(series_train)
     rows, maps = [], {}
     for modality, path in samples.items():
