@@ -259,7 +259,7 @@ def check_pretrained_available(model: str, cache_dir: str | os.PathLike[str] | N
         cached = try_to_load_from_cache(cfg.hf_hub_id, cfg.hf_hub_filename or "model.safetensors", cache_dir=cache_dir)
         if isinstance(cached, str):
             return
-        reason = "not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"
+        reason = "not in the local Hugging Face cache"
         if not _hub_offline():
             if _reachable(constants.ENDPOINT):
                 return
