@@ -27,8 +27,8 @@ system-deps:
 
 $(VENV)/bin/python:
 	@echo "[setup] creating virtual environment $(VENV)"
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 
 # Reinstall only when the dependency pins or the package metadata change.
 $(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
