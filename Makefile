@@ -33,7 +33,7 @@ $(VENV)/bin/python:
 # Reinstall only when the dependency pins or the package metadata change.
 $(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 	@echo "[setup] installing unilk (editable) with pinned dependencies from constraints.txt"
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 	@echo "[setup] done"
 
