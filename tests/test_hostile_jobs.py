@@ -52,7 +52,7 @@ def test_ambiguous_arrays_are_refused_with_how_to_say_which(encoder: Encoder) ->
         encoder.encode(audio=stacked)
     assert encoder.encode(audio=list(stacked))["audio"].embeddings.shape[0] == 8
     assert encoder.encode(audio=stacked, layout="BT")["audio"].embeddings.shape[0] == 8
-    assert encoder.encode(audio=(stacked, 16000), layout="CT")["audio"].embeddings.shape[0] == 1  # one 8-channel clip
+    assert encoder.encode(audio=(stacked, 16000))["audio"].embeddings.shape[0] == 1  # a pair is one 8-channel clip
     # a batch dimension is unambiguous where a sample has a fixed rank: points [B, N, 3]
     assert encoder.encode(points=np.stack([_cloud(i) for i in range(4)]))["points"].embeddings.shape[0] == 4
 

@@ -141,7 +141,15 @@ def _one(modality: str, sample: Any, layout: str | None) -> Any:
     if isinstance(sample, tuple) and len(sample) == 2 and isinstance(sample[1], numbers.Integral):
         if modality != "audio":
             raise InputError(f"encode({modality}=...): (array, sample_rate) pairs are for audio only")
-        samples = split_array("audio", sample[0], layout)
+        shape = tuple(getattr(sample[0], "shape", np.shape(sample[0])))
+        if layout is None and len(shape) == 2 and 1 < shape[0] < shape[1]:
+            layout = "CT"  # one clip (a pair has one rate), fewer channels than frames: [C, T]
+        elif layout is None and len(shape) == 2 and shape[0] > shape[1] > 1:
+            raise InputError(
+                f"encode(audio=(array of shape {shape}, rate)): more channels than frames as [C, T]; is it "
+                "soundfile's [frames, channels]? Fix: pass layout='TC'"
+            )
+        samples = split_array("audio", np.asarray(sample[0]) if isinstance(sample[0], list) else sample[0], layout)
         if len(samples) != 1:
             raise InputError(f"encode(audio=(array, rate)): the array holds {len(samples)} clips; expected one")
         return (samples[0], int(sample[1]))
