@@ -77,7 +77,7 @@ def _dataset_class(name: str) -> type[Dataset]:
     if not (isinstance(cls, type) and issubclass(cls, Dataset)):
         valid = sorted(n for n in datasets.__all__ if isinstance(getattr(datasets, n), type))
         hint = did_you_mean(name, valid)
-        raise ConfigError(f"data.dataset: got {name!r}; {hint}expected a dataset class of unilk.datasets: {valid}")
+        raise ConfigError(f"data.dataset: got {name!r}, {hint}expected a dataset class of unilk.datasets: {valid}")
     return cls
 
 
@@ -190,13 +190,13 @@ def validate_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = F
     _dataset_class(recipe.data.dataset)
     if not is_model(recipe.model.arch):
         hint = did_you_mean(recipe.model.arch, list_models())
-        raise ConfigError(f"model.arch: got {recipe.model.arch!r}; {hint}expected one of {list_models()}")
+        raise ConfigError(f"model.arch: got {recipe.model.arch!r}, {hint}expected one of {list_models()}")
     if recipe.optim.opt not in list_optimizers():
         hint = did_you_mean(recipe.optim.opt, list_optimizers())
-        raise ConfigError(f"optim.opt: got {recipe.optim.opt!r}; {hint}expected a timm optimizer name")
+        raise ConfigError(f"optim.opt: got {recipe.optim.opt!r}, {hint}expected a timm optimizer name")
     if recipe.sched.sched not in ("cosine", "step", "constant"):
         hint = did_you_mean(recipe.sched.sched, ("cosine", "step", "constant"))
-        raise ConfigError(f"sched.sched: got {recipe.sched.sched!r}; {hint}expected 'cosine', 'step' or 'constant'")
+        raise ConfigError(f"sched.sched: got {recipe.sched.sched!r}, {hint}expected 'cosine', 'step' or 'constant'")
     if recipe.train.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: got 'cuda' but no GPU is visible; use train.device=cpu")
     data = recipe.data

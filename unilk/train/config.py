@@ -311,7 +311,7 @@ def _coerce(where: str, value: Any, tp: Any) -> Any:
     if origin is Literal:
         if value not in get_args(tp):
             hint = did_you_mean(value, [str(a) for a in get_args(tp)])
-            raise ConfigError(f"{where}: got {value!r}; {hint}expected one of {list(get_args(tp))}")
+            raise ConfigError(f"{where}: got {value!r}, {hint}expected one of {list(get_args(tp))}")
         return value
     if origin is tuple:
         args = get_args(tp)
