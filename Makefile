@@ -27,14 +27,14 @@ system-deps:
 
 $(VENV)/bin/python:
 	@echo "[setup] creating virtual environment $(VENV)"
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 
 # Reinstall only when the dependency pins or the package metadata change. The dev extra includes the ray extra (the
 # Ray engine's tests run on a local 2-CPU cluster, no network) and DuckDB + Polars (the docs' shard-reading examples).
 $(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 	@echo "[setup] installing unilk (editable) with pinned dependencies from constraints.txt"
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 	@echo "[setup] done"
 

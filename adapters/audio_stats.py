@@ -60,13 +60,30 @@ def fbank_mean_std(
 
 
 @click.command("audio-stats")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("sources", nargs=-1, required=True)
 @click.option("--sample-rate", default=16000, show_default=True, help="Rate the clips are resampled to (Hz).")
 @click.option("--num-mel-bins", default=128, show_default=True, help="Mel bins of the fbank.")
 @click.option("--frontend", type=click.Choice(["kaldi", "librosa"]), default="kaldi", show_default=True)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def audio_stats(files: tuple[Path, ...], sample_rate: int, num_mel_bins: int, frontend: str, no_progress: bool) -> None:
-    """Print the fbank mean and std of FILES, for the audio adapter's `mean` and `std`."""
+def audio_stats(
+    sources: tuple[str, ...], sample_rate: int, num_mel_bins: int, frontend: str, no_progress: bool
+) -> None:
+    """Print the fbank mean and std of SOURCES (audio files, folders or globs), for the adapter's `mean` and `std`."""
+    files = _audio_files(sources)
     config = AudioConfig(sample_rate=sample_rate, num_mel_bins=num_mel_bins, frontend=frontend)
     mean, std, used = fbank_mean_std(files, config, progress=not no_progress)
     click.echo(f"mean: {mean:.7g}\nstd: {std:.7g}\nclips: {used}/{len(files)}")
+
+
+def _audio_files(sources: tuple[str, ...]) -> list[Path]:
+    """Files, folders (their audio files, recursively, sorted) and glob patterns -> the audio files, in order."""
+    from unilk.adapters.io import AUDIO_EXTENSIONS
+    from unilk.extract import list_inputs
+
+    files: list[Path] = []
+    for source in sources:
+        try:
+            files.extend(Path(item.path) for item in list_inputs(source, extensions=sorted(AUDIO_EXTENSIONS)))
+        except InputError as err:
+            raise click.BadParameter(str(err), param_hint="SOURCES") from err
+    return files

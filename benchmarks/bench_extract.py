@@ -85,7 +85,7 @@ def main() -> None:
         plain_loop(model, adapter, paths[:2])
         deploy_s, loop_emb = plain_loop(model, adapter, paths)
 
-        kwargs = dict(model=args.model, adapter=audio.to_dict(), device="cpu", progress=False)
+        kwargs = dict(model=args.model, pretrained=False, adapter=audio.to_dict(), device="cpu", progress=False)
         extract("audio", root / "clips", root / "warm", batch_size=8, num_workers=0, **kwargs)  # warm-up
         start = time.perf_counter()
         summary = extract(

@@ -16,7 +16,7 @@ from unilk.datasets.modelnet import ModelNet40, ModelNet40H5, ModelNet40Resample
 from unilk.datasets.scanobjectnn import ScanObjectNN
 from unilk.datasets.tslib import TSLibDataset
 from unilk.datasets.ucr import SeriesClassification, UCRArchive
-from unilk.errors import ConfigError, unknown_keys_error
+from unilk.errors import ConfigError, did_you_mean, unknown_keys_error
 
 __all__ = ["DATASETS", "build_dataset"]
 
@@ -57,7 +57,8 @@ def build_dataset(name: str, transform: Transform | None = None, **kwargs: Any) 
         ConfigError: an unknown name, or an argument the loader does not take (the valid ones are listed).
     """
     if name not in DATASETS:
-        raise ConfigError(f"build_dataset: unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+        hint = did_you_mean(name, DATASETS)
+        raise ConfigError(f"build_dataset: unknown dataset {name!r}; {hint}expected one of {sorted(DATASETS)}")
     cls = DATASETS[name]
     valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "transform")]
     unknown = set(kwargs) - set(valid)

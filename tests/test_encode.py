@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import unilk.encoding as encode_module
-from unilk.encoding import Encoder, Encoding, Maps, RandomWeightsWarning, encode
+from unilk.encoding import Encoder, Encoding, Maps, encode
 from unilk.errors import ConfigError, InputError
 
 # tiny inputs make last-stage maps smaller than the large kernels; expected here
@@ -91,9 +89,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def encoder() -> Encoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)
-        return Encoder(MODEL, adapters=ADAPTERS, device="cpu", batch_size=4)
+    return Encoder(MODEL, pretrained=False, adapters=ADAPTERS, device="cpu", batch_size=4)
 
 
 def test_every_modality_encodes_from_files(encoder: Encoder, files: dict[str, list[str]]) -> None:
@@ -121,9 +117,7 @@ def test_same_input_gives_the_same_embedding(encoder: Encoder, files: dict[str, 
     one = {modality: paths[:1] for modality, paths in files.items()}
     first = encoder.encode(**one)
     # a second Encoder holds the same (seeded) random trunk: every process embeds alike, e.g. each torchrun rank
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)
-        other = Encoder(MODEL, adapters=ADAPTERS, device="cpu")
+    other = Encoder(MODEL, pretrained=False, adapters=ADAPTERS, device="cpu")
     for result in (encoder.encode(**one), other.encode(**one)):
         for modality in files:
             torch.testing.assert_close(result[modality].embeddings, first[modality].embeddings, rtol=0, atol=0)
@@ -153,9 +147,9 @@ def test_input_forms_agree(encoder: Encoder, files: dict[str, list[str]], tmp_pa
 
 
 def test_long_audio_chunks_are_mean_pooled_and_reported(tmp_path: Path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)
-        chunked = Encoder(MODEL, adapters={"audio": {**ADAPTERS["audio"], "length_policy": "chunk"}}, device="cpu")
+    chunked = Encoder(
+        MODEL, pretrained=False, adapters={"audio": {**ADAPTERS["audio"], "length_policy": "chunk"}}, device="cpu"
+    )
     clip = write_audio(tmp_path / "long.wav", 1.3, 440)  # 128 frames -> 3 chunks of 48
     enc = chunked.encode(audio=str(clip), return_maps=True)["audio"]
     assert (enc.num_maps, enc.policy) == ([3], ["chunk"])
@@ -168,11 +162,9 @@ def test_long_audio_chunks_are_mean_pooled_and_reported(tmp_path: Path) -> None:
 
 def test_options_channels_last_bf16_and_max_pool(files: dict[str, list[str]], encoder: Encoder) -> None:
     reference = encoder.encode(image=files["image"])["image"].embeddings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)
-        cl = Encoder(MODEL, adapters=ADAPTERS, device="cpu", channels_last=True)
-        bf = Encoder(MODEL, adapters=ADAPTERS, device="cpu", bf16=True)
-        mx = Encoder(MODEL, adapters=ADAPTERS, device="cpu", pool="max")
+    cl = Encoder(MODEL, pretrained=False, adapters=ADAPTERS, device="cpu", channels_last=True)
+    bf = Encoder(MODEL, pretrained=False, adapters=ADAPTERS, device="cpu", dtype="bf16")
+    mx = Encoder(MODEL, pretrained=False, adapters=ADAPTERS, device="cpu", pool="max")
     # share the reference trunk, so only the option differs
     for other in (cl, bf, mx):
         other._trunks[3] = encoder.trunk(3)
@@ -184,26 +176,13 @@ def test_options_channels_last_bf16_and_max_pool(files: dict[str, list[str]], en
     torch.testing.assert_close(pooled.embeddings, torch.stack([m[0].amax(dim=(-2, -1)) for m in pooled.maps]))
 
 
-def test_random_weights_warn_once_with_the_way_to_get_weights(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(encode_module, "_warned_random_weights", False)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        Encoder(MODEL, device="cpu")
-        Encoder(MODEL, device="cpu")
-    messages = [str(w.message) for w in caught if issubclass(w.category, RandomWeightsWarning)]
-    assert len(messages) == 1
-    assert "carry no meaning" in messages[0]
-    assert "pretrained=True" in messages[0]
-    assert "checkpoint=" in messages[0]
-
-
 def test_bad_calls_raise_clear_errors(encoder: Encoder, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no input given"):
         encoder.encode()
     with pytest.raises(ConfigError, match="pool"):
-        Encoder(MODEL, pool="mean")
+        Encoder(MODEL, pretrained=False, pool="mean")
     with pytest.raises(ConfigError, match="unknown modality"):
-        Encoder(MODEL, adapters={"text": {}})
+        Encoder(MODEL, pretrained=False, adapters={"text": {}})
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF not really")
     with pytest.raises(InputError, match=r"bad\.wav"):
@@ -215,11 +194,11 @@ def test_bad_calls_raise_clear_errors(encoder: Encoder, tmp_path: Path) -> None:
 def test_encode_function_builds_an_encoder(files: dict[str, list[str]]) -> None:
     import unilk
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)
-        out = encode(points=files["points"][:2], model=MODEL, adapters=ADAPTERS, device="cpu", batch_size=1)
-        # the public `unilk.encode` is the function (the module is `unilk.encoding`)
-        again = unilk.encode(points=files["points"][:2], model=MODEL, adapters=ADAPTERS, device="cpu")
+    out = encode(
+        points=files["points"][:2], model=MODEL, pretrained=False, adapters=ADAPTERS, device="cpu", batch_size=1
+    )
+    # the public `unilk.encode` is the function (the module is `unilk.encoding`)
+    again = unilk.encode(points=files["points"][:2], model=MODEL, pretrained=False, adapters=ADAPTERS, device="cpu")
     assert out["points"].embeddings.shape[0] == 2
     torch.testing.assert_close(again["points"].embeddings, out["points"].embeddings, rtol=0, atol=1e-5)
 
@@ -228,7 +207,17 @@ def test_cli_encode_prints_shapes_and_writes_npz(files: dict[str, list[str]], tm
     from unilk.extract_cli import encode_command
 
     out = tmp_path / "feats.npz"
-    args = [*files["image"][:2], files["points"][0], "--model", MODEL, "--device", "cpu", "--out", str(out)]
+    args = [
+        *files["image"][:2],
+        files["points"][0],
+        "--model",
+        MODEL,
+        "--random-weights",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     result = CliRunner().invoke(encode_command, args)
     assert result.exit_code == 0, result.output
     assert "image: 2 input(s) -> embeddings (2, 64)" in result.output
@@ -287,9 +276,7 @@ def test_training_checkpoint_sets_architecture_adapter_labels_and_weights(tmp_pa
     config = AudioConfig(num_mel_bins=32, target_frames=40)
     path = tmp_path / "best.pt"
     model = _save_like_the_trainer(path, "audio", "classification", config.to_dict(), ["yes", "no"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RandomWeightsWarning)  # trained weights: no warning
-        enc = Encoder(checkpoint=path, device="cpu")
+    enc = Encoder(checkpoint=path, device="cpu")
     assert (enc.model_name, enc.labels) == (MODEL, ["yes", "no"])
     clip = write_audio(tmp_path / "c.wav", 0.7, 500)
     out = enc.encode(audio=str(clip))["audio"]
@@ -318,7 +305,7 @@ def test_series_checkpoint_brings_its_learned_stem(tmp_path: Path) -> None:
 def test_plain_weights_file_loads_into_the_named_model(tmp_path: Path) -> None:
     trunk = _trained_trunk(num_classes=0)
     torch.save(trunk.state_dict(), tmp_path / "weights.pth")
-    enc = Encoder(MODEL, checkpoint=tmp_path / "weights.pth", adapters=ADAPTERS, device="cpu")
+    enc = Encoder(MODEL, pretrained=False, checkpoint=tmp_path / "weights.pth", adapters=ADAPTERS, device="cpu")
     maps = torch.randn(2, 1, 48, 32)
     torch.testing.assert_close(
         enc.encode(audio=Maps(maps))["audio"].embeddings, _reference(trunk, maps), atol=1e-4, rtol=0
@@ -330,7 +317,7 @@ def test_cli_encode_reports_a_bad_file_without_a_traceback(tmp_path: Path) -> No
 
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"nope")
-    result = CliRunner().invoke(encode_command, [str(bad), "--model", MODEL, "--device", "cpu"])
+    result = CliRunner().invoke(encode_command, [str(bad), "--model", MODEL, "--random-weights", "--device", "cpu"])
     assert result.exit_code == 1
     assert "broken.wav" in result.output
     assert "Traceback" not in result.output

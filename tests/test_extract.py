@@ -35,7 +35,6 @@ from unilk.extract import (
 # tiny inputs make last-stage maps smaller than the large kernels; expected here
 pytestmark = [
     pytest.mark.filterwarnings("ignore:UniRepLKNet.*smaller than the reach:UserWarning"),
-    pytest.mark.filterwarnings("ignore::unilk.encoding.RandomWeightsWarning"),  # speed and bookkeeping, not meaning
 ]
 
 STANDINS = Path(__file__).with_name("_extract_standins.py")
@@ -374,7 +373,18 @@ def write_audio_set(root: Path, n: int, corrupt: tuple[int, ...]) -> list[Path]:
 
 
 def _cli_args(src: Path, out: Path, shard_size: int, workers: int = 1) -> list[str]:
-    args = ["audio", str(src), "--out", str(out), "--model", MODEL, "--device", "cpu", "--no-progress"]
+    args = [
+        "audio",
+        str(src),
+        "--out",
+        str(out),
+        "--model",
+        MODEL,
+        "--random-weights",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     args += ["--shard-size", str(shard_size), "--num-workers", str(workers), "--batch-size", "4"]
     return args + [f"--adapter={k}={v}" for k, v in AUDIO.items()]
 
@@ -385,7 +395,7 @@ def test_audio_extraction_records_corrupt_files_and_matches_encode(tmp_path: Pat
 
     paths = write_audio_set(tmp_path / "src", 40, corrupt=(3, 20, 38))
     summary = extract(
-        "audio", tmp_path / "src", tmp_path / "out", model=MODEL, adapter=AUDIO, device="cpu",
+        "audio", tmp_path / "src", tmp_path / "out", model=MODEL, pretrained=False, adapter=AUDIO, device="cpu",
         shard_size=8, batch_size=4, num_workers=2, progress=False,
     )  # fmt: skip
     assert (summary.done, summary.failed, summary.skipped, summary.complete) == (37, 3, 0, True)
@@ -396,7 +406,7 @@ def test_audio_extraction_records_corrupt_files_and_matches_encode(tmp_path: Pat
     assert [e["id"] for e in errors] == ["clip0003.wav", "clip0020.wav", "clip0038.wav"]
     assert all(e["path"] in e["error"] or Path(e["path"]).name in e["error"] for e in errors)
     # the same numbers as the in-memory API, file by file
-    encoder = Encoder(MODEL, adapters={"audio": AUDIO}, device="cpu")
+    encoder = Encoder(MODEL, pretrained=False, adapters={"audio": AUDIO}, device="cpu")
     direct = torch.cat([encoder.encode(audio=str(p))["audio"].embeddings for p in good[:6]])
     np.testing.assert_allclose(emb[:6], direct.numpy(), atol=1e-5, rtol=0)
 

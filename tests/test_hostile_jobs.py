@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from unilk.encoding import Encoder, Maps, RandomWeightsWarning
+from unilk.encoding import Encoder, Maps
 from unilk.errors import ConfigError, InputError
 from unilk.extract import Item, extract, extract_items, list_inputs, read_embeddings
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:UniRepLKNet.*smaller than the reach:UserWarning"),
-    pytest.mark.filterwarnings("ignore::unilk.encoding.RandomWeightsWarning"),
 ]
 
 MODEL = "test_unireplknet"
@@ -30,9 +28,7 @@ AUDIO = {"num_mel_bins": 32, "target_frames": 48}
 
 @pytest.fixture(scope="module")
 def encoder() -> Encoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)
-        return Encoder(MODEL, adapters={"audio": AUDIO, "points": POINTS}, device="cpu")
+    return Encoder(MODEL, pretrained=False, adapters={"audio": AUDIO, "points": POINTS}, device="cpu")
 
 
 def _cloud(seed: int) -> np.ndarray:
@@ -49,17 +45,16 @@ def _points_dir(root: Path, count: int) -> Path:
 # ------------------------------------------------------------------------------------------------------------ encode
 
 
-def test_batched_arrays_are_refused_with_how_to_say_which(encoder: Encoder) -> None:
+def test_ambiguous_arrays_are_refused_with_how_to_say_which(encoder: Encoder) -> None:
     wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
     stacked = np.stack([wave] * 8)
-    with pytest.raises(InputError, match=r"8 clips, or one clip with 8 channels\?.*list\(array\).*sample_rate"):
+    with pytest.raises(InputError, match=r"8 clips, one clip with 8 channels.*layout='BT'"):
         encoder.encode(audio=stacked)
     assert encoder.encode(audio=list(stacked))["audio"].embeddings.shape[0] == 8
-    assert encoder.encode(audio=(stacked, 16000))["audio"].embeddings.shape[0] == 1  # said: one 8-channel clip
-    with pytest.raises(InputError, match=r"batch of 4\?.*list\(array\)"):
-        encoder.encode(points=np.stack([_cloud(i) for i in range(4)]))
-    with pytest.raises(InputError, match=r"batch of 2\?"):
-        encoder.encode(image=torch.rand(2, 3, 48, 48))
+    assert encoder.encode(audio=stacked, layout="BT")["audio"].embeddings.shape[0] == 8
+    assert encoder.encode(audio=(stacked, 16000))["audio"].embeddings.shape[0] == 1  # a pair is one 8-channel clip
+    # a batch dimension is unambiguous where a sample has a fixed rank: points [B, N, 3]
+    assert encoder.encode(points=np.stack([_cloud(i) for i in range(4)]))["points"].embeddings.shape[0] == 4
 
 
 def test_record_mode_keeps_going_and_names_each_failure(encoder: Encoder, tmp_path: Path) -> None:
@@ -88,10 +83,10 @@ def test_non_finite_maps_are_input_errors_and_never_embedded(encoder: Encoder) -
 
 def test_bad_devices_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="device: got 'tpu'"):
-        Encoder(MODEL, device="tpu")
+        Encoder(MODEL, pretrained=False, device="tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU"):
-            Encoder(MODEL, device="cuda")
+            Encoder(MODEL, pretrained=False, device="cuda")
 
 
 # ----------------------------------------------------------------------------------------------------------- extract
@@ -195,7 +190,14 @@ def test_stale_temporary_files_are_removed_on_resume(tmp_path: Path) -> None:
 def test_out_inside_the_source_is_excluded_and_bad_model_options_write_nothing(tmp_path: Path) -> None:
     src = _points_dir(tmp_path / "src", 3)
     out = src / "features"
-    kwargs = {"model": MODEL, "adapter": POINTS, "device": "cpu", "progress": False, "num_workers": 0}
+    kwargs = {
+        "model": MODEL,
+        "pretrained": False,
+        "adapter": POINTS,
+        "device": "cpu",
+        "progress": False,
+        "num_workers": 0,
+    }
     with pytest.raises(ConfigError, match="depthz"):
         extract("points", src, out, model_kwargs={"depthz": [1, 1, 1, 1]}, **kwargs)
     assert not (out / "job.json").exists()
@@ -234,7 +236,18 @@ def test_disk_full_is_one_line_with_exit_code_1(
         raise OSError(28, "No space left on device", str(tmp_path / "feats.npz"))
 
     monkeypatch.setattr(np, "savez", full_disk)
-    argv = ["unilk", "encode", str(src / "c0.npy"), "--model", MODEL, "--device", "cpu", "--out", "feats.npz"]
+    argv = [
+        "unilk",
+        "encode",
+        str(src / "c0.npy"),
+        "--model",
+        MODEL,
+        "--random-weights",
+        "--device",
+        "cpu",
+        "--out",
+        "feats.npz",
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exit_info:
         cli.main()

@@ -14,7 +14,7 @@ from unilk.errors import CheckpointError, ConfigError, InputError, UnilkError
 from unilk.version import __version__
 
 if TYPE_CHECKING:  # for type checkers and IDEs only; at run time these load lazily
-    from unilk.encoding import Encoder, encode  # noqa: F401
+    from unilk.encoding import Encoder, Maps, encode  # noqa: F401
     from unilk.hub import load_checkpoint  # noqa: F401
     from unilk.loading import load  # noqa: F401
     from unilk.models.registry import create_model, list_models, list_pretrained  # noqa: F401
@@ -31,6 +31,7 @@ _LAZY: dict[str, str] = {
     "verify_reparam": "unilk.reparam",
     "encode": "unilk.encoding",
     "Encoder": "unilk.encoding",
+    "Maps": "unilk.encoding",
 }
 
 __all__ = [

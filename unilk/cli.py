@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 
 import click
 
@@ -54,7 +55,29 @@ class _LazyGroup(click.Group):
 def cli(verbose: int) -> None:
     """unilk: one large-kernel ConvNet trunk for audio, point clouds, video, time series and images."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_CliFormatter(with_names=verbose > 0))
+    logging.basicConfig(level=level, handlers=[handler])
+    warnings.showwarning = _show_warning
+    logging.captureWarnings(False)
+
+
+class _CliFormatter(logging.Formatter):
+    """``warning: message`` (the logger's name only with ``-v``), one line per record."""
+
+    def __init__(self, with_names: bool) -> None:
+        super().__init__()
+        self.with_names = with_names
+
+    def format(self, record: logging.LogRecord) -> str:
+        where = f" {record.name}" if self.with_names else ""
+        text = f"{record.levelname.lower()}{where}: {record.getMessage()}"
+        return f"{text}\n{self.formatException(record.exc_info)}" if record.exc_info else text
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+    """A Python warning on the command line: one ``warning:`` line, without the file path and source line."""
+    click.echo(f"warning: {message}", err=True)
 
 
 def main() -> None:

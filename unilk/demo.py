@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import resource
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -255,17 +257,15 @@ def encode_samples(
     Returns:
         The table rows, and modality -> the map Tensor[C, H, W] the trunk saw (for :func:`plot_modalities`).
     """
-    from unilk.encoding import Encoder, RandomWeightsWarning
+    from unilk.encoding import Encoder
 
     settings = _MODES[mode]
     logger.info(
-        "encoding one sample per modality with %s (random weights: the embeddings show shapes and timings only; "
-        "pass a checkpoint to unilk.Encoder for meaningful ones)",
+        "encoding one sample per modality with %s (random weights, chosen so the demo runs offline: the embeddings "
+        "show shapes and timings only)",
         settings["model"],
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)  # said once above, in the demo's own words
-        encoder = Encoder(settings["model"], adapters=settings["adapters"], device=device)
+    encoder = Encoder(settings["model"], adapters=settings["adapters"], device=device, pretrained=False)
     encoder.adapter("series").fit_scaler(series_train)
     rows, maps = [], {}
     for modality, path in samples.items():
@@ -331,13 +331,29 @@ def plot_modalities(maps: dict[str, Any], configs: dict[str, Any], path: Path) -
             panels.append((f"series: learned embedding map\n{shape}", x[0].numpy(), "coolwarm", "upper"))
         else:
             raise ConfigError(f"demo: modality={modality!r}; expected one of {list(_DATASETS)}")
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.2), dpi=100)
-    for ax, (title, image, cmap, origin) in zip(axes, panels):
-        # spectrograms are wide and short: let them fill their panel; every other map keeps square pixels
+    # a grid four panels wide: the spectrogram (wide and short) spans two cells with labelled axes; every other map
+    # keeps square pixels in its own cell
+    columns = 4
+    cells = [2 if origin == "lower" else 1 for _, _, _, origin in panels]
+    rows = max(1, math.ceil(sum(cells) / columns))
+    fig = plt.figure(figsize=(3.2 * columns, 3.4 * rows), dpi=100, layout="constrained")
+    grid = fig.add_gridspec(rows, columns)
+    position = 0
+    for (title, image, cmap, origin), width in zip(panels, cells):
+        if position % columns + width > columns:  # a wide panel does not fit the rest of this row
+            position += columns - position % columns
+        row, col = divmod(position, columns)
+        ax = fig.add_subplot(grid[row, col : col + width])
+        position += width
         ax.imshow(image, cmap=cmap, origin=origin, aspect="auto" if origin == "lower" else "equal")
-        ax.set_title(title, fontsize=8)
-        ax.set_axis_off()
-    fig.suptitle("unilk: every modality becomes a C×H×W map for one large-kernel ConvNet", fontsize=10)
+        ax.set_title(title, fontsize=9)
+        if origin == "lower":
+            ax.set_xlabel("time (frames)", fontsize=8)
+            ax.set_ylabel("mel bin", fontsize=8)
+            ax.tick_params(labelsize=7)
+        else:
+            ax.set_axis_off()
+    fig.suptitle("unilk: every modality becomes a C×H×W map for one large-kernel ConvNet", fontsize=11)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
@@ -363,7 +379,8 @@ def run_demo(
     mode = "quick" if quick else "full"
     out = Path(out_dir)
     start, cpu_start = time.perf_counter(), _cpu_seconds()
-    stages = tqdm(total=4, desc="unilk demo", unit="stage", disable=not progress, position=0)
+    # a bar on a terminal only; in a log file the stage lines logged below say the same
+    stages = tqdm(total=4, desc="unilk demo", unit="stage", disable=not progress or not sys.stderr.isatty())
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_SMALL_MAP_WARNING, category=UserWarning)
         stages.set_postfix_str("1/4 writing synthetic data")

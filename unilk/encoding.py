@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import numbers
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from unilk.encode_inputs import name_inputs
 from unilk.errors import CheckpointError, ConfigError, InputError
 from unilk.loading import ModelFile
 
@@ -40,7 +39,6 @@ __all__ = [
     "Encoding",
     "Maps",
     "Prepared",
-    "RandomWeightsWarning",
     "SamplePreparer",
     "encode",
     "error_record",
@@ -53,12 +51,17 @@ MODALITIES = ("audio", "image", "video", "points", "series")
 _POOLS = ("avg", "max")
 _ON_ERROR = ("raise", "record")
 _DEFAULT_MODEL = "unireplknet_a"
-
-_warned_random_weights = False
-
-
-class RandomWeightsWarning(UserWarning):
-    """An Encoder built without trained weights: its embeddings carry no meaning."""
+#: ``dtype=`` names -> the autocast dtype (None: plain float32).
+_DTYPES: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "float32": None,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
+#: seconds to wait for the weights' host before calling the machine offline (instead of retrying for half a minute).
+_REACH_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,13 @@ class Encoding:
     maps: list[Tensor] | None
     model: str
     errors: list[dict[str, str]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        failed = f", errors={len(self.errors)}" if self.errors else ""
+        return (
+            f"Encoding(modality={self.modality!r}, n={len(self.ids)}, embeddings={list(self.embeddings.shape)} "
+            f"{str(self.embeddings.dtype).removeprefix('torch.')}, model={self.model!r}{failed})"
+        )
 
 
 class Prepared(NamedTuple):
@@ -188,18 +198,78 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def _warn_random_weights(model: str) -> None:
-    global _warned_random_weights
-    if _warned_random_weights:
-        return
-    _warned_random_weights = True
-    warnings.warn(
-        f"unilk.Encoder({model!r}) has random weights: its embeddings carry no meaning and must not be used for "
-        "retrieval, clustering or probing. To get weights, pass pretrained=True (ImageNet weights from the hub, stem "
-        "adapted to the modality's channels), or checkpoint='runs/<recipe>/best.pt' written by `unilk train <recipe>`.",
-        RandomWeightsWarning,
-        stacklevel=3,
-    )
+def _resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype | None:
+    """``dtype=`` -> the autocast dtype (None for float32).
+
+    Raises:
+        ConfigError: an unknown dtype, or one the device cannot run (fp16 on the CPU, bf16 on an old GPU).
+    """
+    names = {v: k for k, v in _DTYPES.items() if v is not None} | {torch.float32: "fp32"}
+    name = names.get(dtype) if isinstance(dtype, torch.dtype) else dtype
+    if name not in _DTYPES:
+        raise ConfigError(f"dtype: got {dtype!r}; expected 'fp32', 'bf16' or 'fp16'.")
+    resolved = _DTYPES[name]
+    if resolved is torch.float16 and device.type == "cpu":
+        raise ConfigError(
+            "dtype: got 'fp16' on the CPU, which runs it slowly or not at all; expected 'bf16' or 'fp32'."
+        )
+    if resolved is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"dtype: got 'bf16' but {torch.cuda.get_device_name(device)} lacks it; expected 'fp16'.")
+    return resolved
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it (set now, or when it was imported)."""
+    from huggingface_hub import constants
+
+    now = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    return now or bool(constants.HF_HUB_OFFLINE)
+
+
+def _reachable(url: str) -> bool:
+    """Whether the host of ``url`` accepts a connection within a few seconds (no retries)."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "", port), timeout=_REACH_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def check_pretrained_available(model: str, cache_dir: str | os.PathLike[str] | None = None) -> None:
+    """Fail at once when ``model``'s pretrained weights are neither cached nor fetchable now.
+
+    Raises:
+        CheckpointError: naming the file, its URL, the command that fetches it, and the opt-in to random weights.
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+
+    from unilk.models._builder import _download_error
+
+    cfg = get_pretrained_cfg(model)
+    alternatives = "or pass checkpoint= with a local file, or pretrained=False for random (meaningless) weights"
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):
+        raise _download_error(model, {}, OSError("no released weights"), alternatives=alternatives)
+    if cfg.hf_hub_id:
+        cached = try_to_load_from_cache(cfg.hf_hub_id, cfg.hf_hub_filename or "model.safetensors", cache_dir=cache_dir)
+        if isinstance(cached, str):
+            return
+        reason = "not in the local Hugging Face cache"
+        if not _hub_offline():
+            if _reachable(constants.ENDPOINT):
+                return
+            reason = f"not in the local Hugging Face cache, and {constants.ENDPOINT} cannot be reached (offline?)"
+    else:
+        cached_file = Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name
+        if cached_file.is_file() or _reachable(cfg.url):
+            return
+        reason = f"not in {cached_file.parent}, and the host cannot be reached (offline?)"
+    raise _download_error(model, {}, OSError(reason), alternatives=alternatives)
 
 
 class Encoder:
@@ -215,7 +285,10 @@ class Encoder:
             conversion or export) carries the architecture, the adapter config and the labels, so features are made
             exactly as in training; a trunk file (official, converted) names its architecture; bare weights are
             loaded into ``model``.
-        pretrained: load the registry's pretrained weights for ``model`` (ignored with ``checkpoint``).
+        pretrained: load the registry's pretrained (ImageNet) weights for ``model``, the stem adapted to each
+            modality's channels. Default: yes, unless ``checkpoint`` or a module is given; the weights are checked
+            at construction (local cache, or the hub reachable) and a ``CheckpointError`` says how to fetch them.
+            ``False`` opts in to random weights, whose embeddings carry no meaning (tests, smoke runs).
         adapters: per modality an adapter config (a config object or a dict) overriding the default one.
         model_kwargs: extra keywords for ``unilk.create_model`` (e.g. ``drop_path_rate``, tiny ``depths``/``dims``).
         device: ``"auto"`` (CUDA when available, else CPU), or any torch device.
@@ -223,11 +296,14 @@ class Encoder:
         pool: ``"avg"`` (the trunk's pre-logits feature: global average pool and its final norm) or ``"max"``
             (global max pool of the final-stage map).
         channels_last: run the trunk in channels-last memory format (faster on recent GPUs and CPUs).
-        bf16: run the trunk under bfloat16 autocast; embeddings are returned in float32.
+        dtype: ``"fp32"``, ``"bf16"`` (CPU and recent GPUs) or ``"fp16"`` (GPUs): the trunk runs under autocast to
+            it; embeddings are returned in float32.
 
     Raises:
-        ConfigError: unknown pool, unknown modality in ``adapters``, or a model that cannot be built.
-        CheckpointError: a checkpoint that cannot be read or does not fit the model.
+        ConfigError: unknown pool, dtype or modality in ``adapters``, a device this machine lacks, or a model that
+            cannot be built.
+        CheckpointError: a checkpoint that cannot be read or does not fit the model, or pretrained weights that are
+            neither cached nor fetchable.
     """
 
     def __init__(
@@ -235,14 +311,14 @@ class Encoder:
         model: str | nn.Module | None = None,
         *,
         checkpoint: str | os.PathLike[str] | None = None,
-        pretrained: bool = False,
+        pretrained: bool | None = None,
         adapters: Mapping[str, Any] | None = None,
         model_kwargs: Mapping[str, Any] | None = None,
         device: str | torch.device = "auto",
         batch_size: int = 32,
         pool: str = "avg",
         channels_last: bool = False,
-        bf16: bool = False,
+        dtype: str | torch.dtype = "fp32",
     ) -> None:
         if pool not in _POOLS:
             raise ConfigError(f"Encoder pool: got {pool!r}, expected one of {list(_POOLS)}.")
@@ -255,9 +331,11 @@ class Encoder:
         self.batch_size = batch_size
         self.pool = pool
         self.channels_last = channels_last
-        self.bf16 = bf16
+        self.autocast_dtype = _resolve_dtype(dtype, self.device)
         self.model_kwargs = dict(model_kwargs or {})
-        self.pretrained = pretrained
+        if pretrained is None:
+            pretrained = checkpoint is None and not isinstance(model, nn.Module)
+        self.pretrained = bool(pretrained) and checkpoint is None
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         # unilk.load's reader: a modal file (a training checkpoint, its conversion or export) sets the architecture,
         # adapter config and labels; a trunk file (official or converted) sets the architecture
@@ -275,8 +353,10 @@ class Encoder:
         if self.trained is not None:
             self._use_training_config(self.trained, model)
         self._adapters: dict[str, Any] = {}
-        if self._module is None and self.checkpoint is None and not pretrained:
-            _warn_random_weights(self.model_name)
+        if self.pretrained:
+            check_pretrained_available(self.model_name, self.model_kwargs.get("cache_dir"))
+        elif self._module is None and self.checkpoint is None:
+            logger.info("Encoder(%r): random weights (pretrained=False); embeddings carry no meaning", self.model_name)
 
     def _use_training_config(self, trained: ModelFile, model: str | nn.Module) -> None:
         """Take the architecture, adapter config and labels from a modal model file."""
@@ -378,7 +458,7 @@ class Encoder:
             kwargs = {**file_kwargs, **kwargs, "checkpoint_path": self.file}
             if self.file.deploy:
                 kwargs["deploy"] = True
-        return create_model(self.model_name, pretrained=self.pretrained and self.checkpoint is None, **kwargs)
+        return create_model(self.model_name, pretrained=self.pretrained, **kwargs)
 
     def _trained_model(self) -> nn.Module:
         """The modal model of the training checkpoint (built once; its trunk and stem are used, not its head)."""
@@ -418,7 +498,8 @@ class Encoder:
             x = maps[start : start + self.batch_size].to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            dtype = self.autocast_dtype
+            with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 feat = trunk.forward_features(x)  # (B, D, h, w)
                 if self.pool == "avg":
                     emb = trunk.forward_head(feat, pre_logits=True)  # (B, D)
@@ -460,12 +541,14 @@ class Encoder:
         *,
         return_maps: bool = False,
         on_error: str = "raise",
+        layout: str | Mapping[str, str] | None = None,
     ) -> dict[str, Encoding]:
         """Embed inputs of one or more modalities.
 
-        Each modality argument takes: a path; a directory or glob pattern (all matching files, sorted); a list of
-        paths or in-memory samples; a ``{id: sample}`` mapping; an array or tensor (one sample; audio also as
-        ``(waveform, sample_rate)``); or :class:`Maps` (ready maps, skipping the adapter).
+        Each modality argument takes: a path; a directory or glob pattern (all matching files, sorted); the ``bytes``
+        of one encoded file (audio, image); a list of paths or in-memory samples; a ``{id: sample}`` mapping; a PIL
+        image; an array or tensor, one sample or a batch (audio also as ``(waveform, sample_rate)``); or
+        :class:`Maps` (ready maps, skipping the adapter). docs/getting-started.md tabulates the array layouts.
 
         Args:
             audio: audio input(s).
@@ -476,6 +559,9 @@ class Encoder:
             return_maps: also return each input's final-stage feature maps.
             on_error: ``"raise"`` (a bad input raises, naming it) or ``"record"`` (a bad input is left out and
                 recorded in :attr:`Encoding.errors`; the others are embedded).
+            layout: how to read arrays whose shape is ambiguous, e.g. ``"TC"`` for soundfile's ``[frames,
+                channels]``, ``"BT"`` for a batch of clips, ``"NCHW"``: a string when one modality is given, else
+                ``{modality: layout}`` (choices: ``unilk.encoding.LAYOUTS``).
 
         Returns:
             ``{modality: Encoding}`` for each modality given, in :data:`MODALITIES` order.
@@ -491,17 +577,27 @@ class Encoder:
             raise InputError(
                 f"encode: no input given; pass at least one of {', '.join(MODALITIES)} (e.g. audio='a.wav')."
             )
-        return {m: self.encode_modality(m, v, return_maps=return_maps, on_error=on_error) for m, v in given.items()}
+        layouts = _layouts_by_modality(layout, list(given))
+        return {
+            m: self.encode_modality(m, v, return_maps=return_maps, on_error=on_error, layout=layouts.get(m))
+            for m, v in given.items()
+        }
 
     def encode_modality(
-        self, modality: str, inputs: Any, *, return_maps: bool = False, on_error: str = "raise"
+        self,
+        modality: str,
+        inputs: Any,
+        *,
+        return_maps: bool = False,
+        on_error: str = "raise",
+        layout: str | None = None,
     ) -> Encoding:
-        """Embed the inputs of one modality (see :meth:`encode` for what ``inputs`` and ``on_error`` may be).
+        """Embed the inputs of one modality (see :meth:`encode` for ``inputs``, ``on_error`` and ``layout``).
 
         Returns:
             The :class:`Encoding`.
         """
-        named = _name_inputs(modality, inputs)
+        named = name_inputs(modality, inputs, layout)
         prepare = self.preparer(modality)
         errors: list[dict[str, str]] = []
         kept: list[tuple[str, Prepared]] = []
@@ -535,6 +631,29 @@ class Encoder:
         )
 
 
+def _layouts_by_modality(layout: str | Mapping[str, str] | None, given: list[str]) -> dict[str, str]:
+    """``layout=`` as ``{modality: layout}``.
+
+    Raises:
+        ConfigError: a string with several modalities given, or a modality that is not given.
+    """
+    if layout is None:
+        return {}
+    if isinstance(layout, str):
+        if len(given) != 1:
+            raise ConfigError(
+                f"encode layout={layout!r} with {len(given)} modalities; expected a mapping such as "
+                f"{{{given[0]!r}: {layout!r}}}"
+            )
+        return {given[0]: layout}
+    if isinstance(layout, Mapping):
+        unknown = sorted(set(layout) - set(given))
+        if unknown:
+            raise ConfigError(f"encode layout: {unknown} given no inputs; expected keys among {given}")
+        return dict(layout)
+    raise ConfigError(f"encode layout: got {type(layout).__name__}; expected a string or {{modality: layout}}")
+
+
 def _read_checkpoint(checkpoint: str | os.PathLike[str], model: Any, model_kwargs: Mapping[str, Any]) -> ModelFile:
     """Read an Encoder's checkpoint with unilk.load's reader; ``model`` names the architecture of bare weights."""
     from unilk.loading import read_model_file
@@ -559,58 +678,6 @@ def error_record(name: str, err: BaseException) -> dict[str, str]:
     return {"id": name, "type": type(err).__name__, "error": message}
 
 
-def _name_inputs(modality: str, inputs: Any) -> list[tuple[str, Any]]:
-    """Turn every accepted input form into ``[(id, sample)]``; directories keep the modality's file types only."""
-    from unilk.extract import list_inputs, modality_extensions
-
-    if isinstance(inputs, Maps):
-        maps = inputs.tensor if inputs.tensor.dim() == 4 else inputs.tensor.unsqueeze(0)
-        return [(f"{modality}[{i}]", Maps(m)) for i, m in enumerate(maps)]
-    if isinstance(inputs, (str, os.PathLike)):
-        path = Path(inputs)
-        if path.is_file():
-            return [(str(path), str(path))]
-        return [(item.path, item.path) for item in list_inputs(inputs, extensions=modality_extensions(modality))]
-    if isinstance(inputs, Mapping):
-        return [(str(k), v) for k, v in inputs.items()]
-    if isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[1], numbers.Integral):
-        return [(f"{modality}[0]", inputs)]  # one (waveform, sample_rate) pair
-    if isinstance(inputs, (np.ndarray, Tensor)):
-        _refuse_ambiguous_array(modality, tuple(inputs.shape))
-        return [(f"{modality}[0]", inputs)]
-    if isinstance(inputs, Sequence) and inputs:
-        return [(str(x) if isinstance(x, (str, os.PathLike)) else f"{modality}[{i}]", x) for i, x in enumerate(inputs)]
-    raise InputError(
-        f"encode({modality}=...): got {type(inputs).__name__}; expected a path, directory, glob, list of samples, "
-        "{id: sample} mapping, array/tensor, or unilk.encoding.Maps."
-    )
-
-
-#: the number of dimensions of one in-memory sample of each modality (audio: [S], or [C, S] see below).
-_SAMPLE_NDIM = {"audio": 1, "image": 3, "video": 4, "points": 2, "series": 2}
-
-
-def _refuse_ambiguous_array(modality: str, shape: tuple[int, ...]) -> None:
-    """Refuse a bare array whose shape could mean one sample or a batch of samples; never guess which.
-
-    Raises:
-        InputError: the array has one dimension more than a sample (a batch?), or is an audio [rows, S] array with
-            several rows (several clips, or one clip with several channels?).
-    """
-    ndim = _SAMPLE_NDIM[modality]
-    if modality == "audio" and len(shape) == 2 and shape[0] > 1:
-        raise InputError(
-            f"encode(audio=array of shape {shape}): ambiguous: {shape[0]} clips, or one clip with {shape[0]} "
-            "channels? Fix: pass a list of 1-D waveforms for several clips (list(array)), or (waveform, sample_rate) "
-            "for one multichannel clip"
-        )
-    if len(shape) == ndim + 1 and not (modality == "audio" and len(shape) == 2):
-        raise InputError(
-            f"encode({modality}=array of shape {shape}): one dimension more than one {modality} sample; is it a "
-            f"batch of {shape[0]}? Fix: pass a list of samples (list(array)), or unilk.encoding.Maps for ready maps"
-        )
-
-
 def encode(
     audio: Any = None,
     image: Any = None,
@@ -620,7 +687,7 @@ def encode(
     *,
     model: str | nn.Module | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
-    pretrained: bool = False,
+    pretrained: bool | None = None,
     device: str | torch.device = "auto",
     batch_size: int = 32,
     pool: str = "avg",
@@ -628,6 +695,8 @@ def encode(
     adapters: Mapping[str, Any] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     on_error: str = "raise",
+    layout: str | Mapping[str, str] | None = None,
+    dtype: str | torch.dtype = "fp32",
 ) -> dict[str, Encoding]:
     """Embed inputs of one or more modalities in one call (builds an :class:`Encoder`; reuse one for many calls).
 
@@ -639,7 +708,8 @@ def encode(
         series: time-series input(s).
         model: trunk name or module; default: the checkpoint's architecture, else ``unireplknet_a``.
         checkpoint: anything :func:`unilk.load` reads (a ``unilk train`` checkpoint, an export, a weights file...).
-        pretrained: load the registry's pretrained weights.
+        pretrained: the registry's pretrained weights; default: yes unless ``checkpoint`` (see :class:`Encoder`);
+            ``False`` for random weights.
         device: ``"auto"`` or a torch device.
         batch_size: maps per forward pass.
         pool: ``"avg"`` or ``"max"``.
@@ -647,6 +717,8 @@ def encode(
         adapters: per modality an adapter config (object or dict) overriding the default one.
         model_kwargs: extra keywords for ``unilk.create_model`` (see :class:`Encoder`).
         on_error: ``"raise"`` or ``"record"`` (bad inputs left out and listed in :attr:`Encoding.errors`).
+        layout: how to read ambiguous arrays (see :meth:`Encoder.encode`).
+        dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see :class:`Encoder`).
 
     Returns:
         ``{modality: Encoding}``: per modality the ids, Tensor[N, D] embeddings and per-input policy.
@@ -664,5 +736,8 @@ def encode(
         device=device,
         batch_size=batch_size,
         pool=pool,
+        dtype=dtype,
     )
-    return encoder.encode(audio, image, video, points, series, return_maps=return_maps, on_error=on_error)
+    return encoder.encode(
+        audio, image, video, points, series, return_maps=return_maps, on_error=on_error, layout=layout
+    )

@@ -12,7 +12,9 @@ Hierarchy::
 
 from __future__ import annotations
 
-__all__ = ["UnilkError", "InputError", "ConfigError", "CheckpointError", "unknown_keys_error"]
+from collections.abc import Iterable
+
+__all__ = ["UnilkError", "InputError", "ConfigError", "CheckpointError", "did_you_mean", "unknown_keys_error"]
 
 
 class UnilkError(Exception):
@@ -31,6 +33,18 @@ class CheckpointError(UnilkError, RuntimeError):
     """A checkpoint that cannot be loaded, or that does not match the model."""
 
 
+def did_you_mean(value: object, choices: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for the closest of ``choices`` to ``value`` (typos, case), or ``""``."""
+    import difflib
+
+    options = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(value), options, n=3, cutoff=0.6)
+    close = close or [c for c in options if c.lower() == str(value).lower()]
+    if not close:
+        return ""
+    return f"did you mean {' or '.join(repr(c) for c in close)}? "
+
+
 def unknown_keys_error(where: str, unknown: set[str] | list[str], valid: set[str] | list[str]) -> ConfigError:
     """Build the ConfigError for unknown configuration keys, listing the valid ones.
 
@@ -42,4 +56,5 @@ def unknown_keys_error(where: str, unknown: set[str] | list[str], valid: set[str
     Returns:
         A ConfigError ready to raise.
     """
-    return ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys are {sorted(valid)}")
+    hints = "".join(did_you_mean(key, valid) for key in sorted(unknown))
+    return ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; {hints}valid keys are {sorted(valid)}")

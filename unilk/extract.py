@@ -1172,7 +1172,7 @@ def extract(
     *,
     model: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
-    pretrained: bool = False,
+    pretrained: bool | None = None,
     adapter: Mapping[str, Any] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     engine: str = "torch",
@@ -1188,7 +1188,8 @@ def extract(
         out_dir: output directory; rerunning the same job there resumes it, or extracts what is new or changed.
         model: trunk name; default: the checkpoint's architecture, else ``unireplknet_a``.
         checkpoint: a ``unilk train`` checkpoint (it sets the architecture and adapter config) or a weights file.
-        pretrained: load the registry's pretrained weights.
+        pretrained: the registry's pretrained weights; default: yes unless ``checkpoint`` (see
+            :class:`~unilk.encoding.Encoder`); ``False`` for random weights.
         adapter: adapter config overrides for ``modality`` (a dict of config fields).
         model_kwargs: extra ``create_model`` keywords.
         engine: ``torch`` (DataLoader workers decode, this process embeds; torchrun-aware) or ``ray`` (Ray Data
@@ -1240,7 +1241,7 @@ def extract(
         "model_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in (model_kwargs or {}).items()},
         "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
         "checkpoint_sha256": None if checkpoint is None else source_sha256(checkpoint),
-        "pretrained": pretrained,
+        "pretrained": encoder.pretrained,
         "pool": pool,
         "adapter": config.to_dict() if hasattr(config, "to_dict") else None,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,25 @@ def _parse_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+#: the library's keyword in a message -> the option that sets it on the command line.
+_CLI_OPTIONS = {
+    "pretrained=False": "--random-weights",
+    "checkpoint_path=": "--checkpoint",
+    "checkpoint=": "--checkpoint",
+    "model=": "--model",
+    "model_kwargs=": "--model-kwarg",
+    "device=": "--device",
+    "batch_size=": "--batch-size",
+}
+
+
+def cli_words(message: str) -> str:
+    """A library message in the command line's words: ``pretrained=False`` -> ``--random-weights``, and so on."""
+    for keyword, option in _CLI_OPTIONS.items():
+        message = re.sub(rf"(?<![\w.-]){re.escape(keyword)} ?", option + " ", message)
+    return message
+
+
 def _modality_of(path: str) -> str:
     from unilk.adapters import io
 
@@ -54,7 +74,11 @@ _model_options = [
         default=None,
         help="Any model file unilk.load reads: a `unilk train` checkpoint, an export folder, a .pth, hf-hub:org/name.",
     ),
-    click.option("--pretrained", is_flag=True, help="Load the registry's pretrained weights for --model."),
+    click.option(
+        "--random-weights",
+        is_flag=True,
+        help="Random weights instead of the registry's pretrained ones (embeddings without meaning: smoke tests).",
+    ),
     click.option("--model-kwarg", "model_kwargs", multiple=True, metavar="KEY=VALUE", help="Extra create_model key."),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
     click.option("--batch-size", default=32, show_default=True, help="Maps per forward pass."),
@@ -72,14 +96,22 @@ def _with_model_options(fn: Any) -> Any:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--modality", type=click.Choice(_MODALITIES), help="Default: guessed from each file's suffix.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write ids and embeddings to this .npz.")
+@click.option(
+    "--adapter",
+    "adapter_kwargs",
+    multiple=True,
+    metavar="[MODALITY.]KEY=VALUE",
+    help="Adapter config override (MODALITY. needed when FILES hold several modalities).",
+)
 @_with_model_options
 def encode_command(
     files: tuple[str, ...],
     modality: str | None,
     out_path: str | None,
+    adapter_kwargs: tuple[str, ...],
     model: str | None,
     checkpoint: str | None,
-    pretrained: bool,
+    random_weights: bool,
     model_kwargs: tuple[str, ...],
     device: str,
     batch_size: int,
@@ -93,11 +125,13 @@ def encode_command(
     groups: dict[str, list[str]] = {}
     for path in files:
         groups.setdefault(modality or _modality_of(path), []).append(path)
+    adapters = _adapter_overrides(_parse_kwargs(adapter_kwargs), list(groups))
     try:
         encoder = Encoder(
             model,
             checkpoint=checkpoint,
-            pretrained=pretrained,
+            pretrained=False if random_weights else None,
+            adapters=adapters,
             model_kwargs=_parse_kwargs(model_kwargs),
             device=device,
             batch_size=batch_size,
@@ -105,7 +139,7 @@ def encode_command(
         )
         result = encoder.encode(**groups, on_error="record")
     except UnilkError as err:
-        raise click.ClickException(str(err)) from err
+        raise click.ClickException(cli_words(str(err))) from err
     arrays: dict[str, Any] = {}
     for name, enc in result.items():
         click.echo(f"{name}: {len(enc.ids)} input(s) -> embeddings {tuple(enc.embeddings.shape)} ({enc.model})")
@@ -137,6 +171,23 @@ def _save_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _adapter_overrides(pairs: dict[str, Any], modalities: list[str]) -> dict[str, dict[str, Any]]:
+    """``--adapter`` pairs -> ``{modality: {field: value}}``; a bare KEY applies to the one modality of the call."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in pairs.items():
+        prefix, dot, field = key.partition(".")
+        if dot and prefix in _MODALITIES:
+            out.setdefault(prefix, {})[field] = value
+        elif len(modalities) == 1:
+            out.setdefault(modalities[0], {})[key] = value
+        else:
+            raise click.UsageError(
+                f"--adapter {key}=...: FILES hold {', '.join(modalities)}; expected MODALITY.KEY=VALUE "
+                f"(e.g. --adapter {modalities[0]}.{key}=...)"
+            )
+    return out
+
+
 @click.command("extract")
 @click.argument("modality", type=click.Choice(_MODALITIES))
 @click.argument("source")
@@ -161,7 +212,7 @@ def extract_command(
     out_dir: str,
     model: str | None,
     checkpoint: str | None,
-    pretrained: bool,
+    random_weights: bool,
     model_kwargs: tuple[str, ...],
     device: str,
     batch_size: int,
@@ -197,7 +248,7 @@ def extract_command(
             out_dir,
             model=model,
             checkpoint=checkpoint,
-            pretrained=pretrained,
+            pretrained=False if random_weights else None,
             adapter=_parse_kwargs(adapter_kwargs),
             model_kwargs=_parse_kwargs(model_kwargs),
             engine=engine,
@@ -213,7 +264,7 @@ def extract_command(
             ray_options={"address": ray_address, "actors": ray_actors} if engine == "ray" else None,
         )
     except UnilkError as err:
-        raise click.ClickException(str(err)) from err
+        raise click.ClickException(cli_words(str(err))) from err
     finally:
         if grouped:
             dist.destroy_process_group()

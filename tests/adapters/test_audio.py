@@ -157,6 +157,15 @@ def test_dataset_stats_tool(tmp_path: Path) -> None:
     result = CliRunner().invoke(audio_stats, [*map(str, paths), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert f"mean: {mean:.7g}" in result.output
+    (tmp_path / "notes.txt").write_text("not audio")  # a folder's other files are left out
+    for source in (str(tmp_path), str(tmp_path / "*.wav")):
+        result = CliRunner().invoke(audio_stats, [source, "--no-progress"])
+        assert result.exit_code == 0, result.output
+        assert f"mean: {mean:.7g}" in result.output
+        assert "clips: 2/2" in result.output
+    missing = CliRunner().invoke(audio_stats, [str(tmp_path / "nowhere"), "--no-progress"])
+    assert missing.exit_code == 2
+    assert "nowhere" in missing.output
 
 
 # ----------------------------------------------------------------------------------------------- bad inputs

@@ -86,7 +86,7 @@ def test_plot_command(tmp_path) -> None:
     (run / "log.csv").write_text("\n".join(rows) + "\n")
     result = CliRunner().invoke(plot, [str(run)])
     assert result.exit_code == 0, result.output
-    assert _png_shape(run / "curves.png") == (900, 800, 3)
+    assert _png_shape(run / "curves.png") == (940, 800, 3)  # three panels and a title line
 
 
 def test_commands_plug_into_the_unilk_cli(monkeypatch) -> None:

@@ -76,7 +76,7 @@ def test_training_curves_png(tmp_path) -> None:
     assert find_run_log(run) == run / "metrics.csv"
     path = plot_training_curves(run, tmp_path / "curves.png", dpi=40)
     pixels = _open_png(path)
-    assert pixels.shape == (3 * 3 * 40, 8 * 40, 3)
+    assert pixels.shape == (int((3 * 3 + 0.4) * 40), 8 * 40, 3)  # three panels and a title line
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
     assert (pixels.min(axis=2) < 128).mean() > 0.01
 
@@ -92,3 +92,28 @@ def test_curve_log_errors(tmp_path) -> None:
         find_run_log(tmp_path)
     with pytest.raises(InputError, match="does not exist"):
         find_run_log(tmp_path / "missing")
+
+
+def test_training_curves_are_titled_labelled_and_draw_evaluations_as_markers(tmp_path, monkeypatch) -> None:
+    import matplotlib.pyplot as plt
+    import torch
+
+    run = tmp_path / "sc"
+    run.mkdir()
+    (run / "log.csv").write_text(
+        "step,epoch,lr,loss,eval_loss,acc\n1,0,0.1,2.0,,\n2,0,0.1,1.5,,\n2,0,,,1.2,0.5\n"
+        "3,1,0.1,1.0,,\n4,1,0.1,0.8,,\n4,1,,,0.9,0.75\n"
+    )
+    torch.save({"recipe": {"name": "audio/quick_speech_commands"}}, run / "last.pt")
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot_training_curves(run, tmp_path / "curves.png", dpi=30)
+    (fig,) = figures
+    assert fig._suptitle.get_text() == "run sc · recipe audio/quick_speech_commands"
+    axes = fig.get_axes()
+    assert [ax.get_ylabel() for ax in axes] == ["loss", "metric value", "learning rate"]
+    assert axes[-1].get_xlabel() == "step"
+    lines = {line.get_label(): line for ax in axes for line in ax.get_lines()}
+    assert lines["acc"].get_marker() == "o"  # two evaluations: two markers
+    assert lines["eval_loss"].get_marker() == "o"
+    assert lines["loss"].get_marker() in ("None", None, "")  # training loss: a line

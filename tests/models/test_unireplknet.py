@@ -313,3 +313,7 @@ def test_small_input_warns_and_normal_input_does_not() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert model(torch.randn(1, 3, 193, 193)).shape == (1, 1000)  # 7x7: every kernel tap is used
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the paper's audio map (1024 frames x 128 mel bins) ends as 32x4
+            audio = create_model("test_unireplknet", in_chans=1).eval()
+            assert audio(torch.randn(1, 1, 1024, 128)).shape == (1, 1000)

@@ -57,6 +57,13 @@ def test_fit_learns_and_writes_logs_and_checkpoints(tmp_path):
     rows = (run / "log.csv").read_text().splitlines()
     assert rows[0].split(",")[:4] == ["step", "epoch", "lr", "loss"]
     assert len(rows) == 1 + 24 // 2 + 3  # header, a train row every 2 steps, an eval row per epoch
+    epochs_of_step: dict[str, set[str]] = {}
+    for row in rows[1:]:
+        step, epoch = row.split(",")[:2]
+        epochs_of_step.setdefault(step, set()).add(epoch)
+    assert all(len(epochs) == 1 for epochs in epochs_of_step.values()), epochs_of_step  # train and eval rows agree
+    assert epochs_of_step["8"] == {"0"}  # 8 steps per epoch: step 8 ends epoch 0
+    assert "acc5" not in rows[0].split(",")  # 4 classes: top-5 accuracy would always be 1
     ckpt = load_checkpoint(run / "last.pt")  # weights_only=True inside
     assert ckpt["labels"] == ["a", "b", "c", "d"]
     assert ckpt["recipe"]["optim"]["lr"] == pytest.approx(0.02)
@@ -155,3 +162,11 @@ def test_time_limit_stops_and_checkpoints(tmp_path):
     assert not summary["completed"]
     assert summary["step"] == 1
     assert load_checkpoint(tmp_path / "last.pt")["progress"]["step"] == 1
+
+
+def test_progress_is_lines_when_stderr_is_not_a_terminal(tmp_path, caplog):
+    recipe = tiny_recipe(str(tmp_path / "run"), ["log.progress=true", "train.epochs=1", "log.every_steps=4"])
+    with caplog.at_level("INFO", logger="unilk.train.engine"):
+        Trainer(recipe, tiny_parts()).fit()  # pytest captures stderr: not a terminal
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tiny: step")]
+    assert [line.split(": ", 1)[1].split(" (")[0] for line in lines] == ["step 4/8", "step 8/8"]

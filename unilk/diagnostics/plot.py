@@ -197,13 +197,40 @@ def read_curve_log(path: str | Path) -> CurveLog:
     return CurveLog(x_name=x_name, groups=groups)
 
 
-def plot_training_curves(run: str | Path, path: str | Path, *, dpi: int = 100) -> Path:
+def _is_evaluation(label: str, group: str) -> bool:
+    """Evaluation series (metrics, ``eval_*``/``val_*`` columns) are drawn as markers: they have a point per eval."""
+    name = label.lower()
+    return group == "metrics" or name.startswith(("eval", "val", "test"))
+
+
+def _run_title(log_path: Path) -> str:
+    """``run NAME · recipe RECIPE`` for a run folder's log (the recipe read from its checkpoint when there is one)."""
+    title = f"run {log_path.parent.name}"
+    for name in ("last.pt", "best.pt"):
+        checkpoint = log_path.parent / name
+        if not checkpoint.is_file():
+            continue
+        import torch
+
+        try:
+            recipe = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get("recipe") or {}
+        except Exception:  # an unreadable checkpoint only loses the recipe name in the title
+            return title
+        return f"{title} · recipe {recipe['name']}" if recipe.get("name") else title
+    return title
+
+
+def plot_training_curves(run: str | Path, path: str | Path, *, dpi: int = 100, title: str | None = None) -> Path:
     """Plot a run's losses, metrics and learning rate into one PNG (one panel per group, stacked).
+
+    Training series are lines; evaluations (metrics, ``eval_*`` columns) are markers, so two evaluations are two
+    points, not a segment. The figure is titled with the run and its recipe, each panel's axes are labelled.
 
     Args:
         run: the run directory or its CSV log (see ``find_run_log`` and ``read_curve_log``).
         path: output PNG path.
         dpi: pixels per inch; the image is ``8 · dpi`` wide and ``3 · dpi`` high per panel.
+        title: the figure title (default: the run folder's name and the recipe of its checkpoint).
 
     Returns:
         The written path.
@@ -211,18 +238,23 @@ def plot_training_curves(run: str | Path, path: str | Path, *, dpi: int = 100) -
     Raises:
         InputError: if the log cannot be found or read.
     """
-    log = read_curve_log(find_run_log(run))
+    log_path = find_run_log(run)
+    log = read_curve_log(log_path)
     order = [g for g in ("loss", "metrics", "lr") if g in log.groups]
     plt = _pyplot()
-    fig, axes = plt.subplots(len(order), 1, figsize=(8, 3 * len(order)), dpi=dpi, squeeze=False, sharex=True)
-    titles = {"loss": "loss", "metrics": "metrics", "lr": "learning rate"}
+    fig, axes = plt.subplots(len(order), 1, figsize=(8, 3 * len(order) + 0.4), dpi=dpi, squeeze=False, sharex=True)
+    ylabels = {"loss": "loss", "metrics": "metric value", "lr": "learning rate"}
     for ax, group in zip(axes[:, 0], order):
         for label, (xs, ys) in log.groups[group].items():
-            ax.plot(xs, ys, label=label, marker="." if len(xs) < 50 else None)
-        ax.set_title(titles[group], fontsize=10)
-        ax.set_xlabel(log.x_name)
+            if _is_evaluation(label, group):
+                ax.plot(xs, ys, label=label, marker="o", linestyle=":" if len(xs) > 1 else "none", linewidth=0.8)
+            else:
+                ax.plot(xs, ys, label=label, marker="." if len(xs) <= 3 else None)
+        ax.set_ylabel(ylabels[group])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    axes[-1, 0].set_xlabel(log.x_name)
+    fig.suptitle(title or _run_title(log_path), fontsize=11)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -123,7 +123,13 @@ def build_trunk(
     return model
 
 
-def _download_error(variant: str, kwargs: Mapping[str, Any], err: Exception) -> CheckpointError:
+def _download_error(
+    variant: str,
+    kwargs: Mapping[str, Any],
+    err: Exception,
+    alternatives: str = "or pass checkpoint_path= with a local file, or pretrained=False for random weights",
+) -> CheckpointError:
+    """The CheckpointError for weights that cannot be had: the file, its URL, the fetch command, ``alternatives``."""
     from timm.models import get_pretrained_cfg
 
     tag = kwargs.get("pretrained_cfg")
@@ -135,8 +141,8 @@ def _download_error(variant: str, kwargs: Mapping[str, Any], err: Exception) -> 
     fetch = f"huggingface-cli download {cfg.hf_hub_id} {cfg.hf_hub_filename}" if cfg and cfg.hf_hub_filename else None
     if not (cfg and (cfg.hf_hub_id or cfg.url)) and not overlay.get("file"):
         return CheckpointError(
-            f"{variant!r} has no released weights that pretrained=True can fetch; pass checkpoint_path= with a "
-            "local file (docs/models.md lists where the official files are), or use pretrained=False"
+            f"{variant!r} has no released weights that pretrained=True can fetch (docs/models.md lists where the "
+            f"official files are); {alternatives}"
         )
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
     hint = f"fetch it once with `{fetch}`, then retry" if fetch else ""
@@ -144,6 +150,5 @@ def _download_error(variant: str, kwargs: Mapping[str, Any], err: Exception) -> 
         hint = f"HF_HUB_OFFLINE is set, so only the local cache is searched: {hint or 'download the file once'}"
     return CheckpointError(
         f"could not load pretrained weights for {variant!r} from {source or 'its pretrained cfg'}: "
-        f"{str(err).splitlines()[0][:300]}. {hint}; or pass checkpoint_path= with a local file, or pretrained=False "
-        "for random weights"
+        f"{str(err).splitlines()[0][:300]}. {hint}; {alternatives}"
     )

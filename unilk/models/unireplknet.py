@@ -405,18 +405,19 @@ class UniRepLKNet(LargeKernelTrunk):
     @torch.jit.unused
     def _warn_if_small(self, x: Tensor) -> None:
         # the official repo's NaN report (#14) came from last-stage maps far smaller than the kernels. A K×K kernel
-        # keeps all its taps in use while the map has at least K // 2 + 1 pixels per side (7 for 13×13: exactly the
-        # 224-pixel regime the models were trained in); below that some taps never see the map, so warn.
+        # keeps taps in use along a side of at least K // 2 + 1 pixels (7 for 13×13: the 224-pixel regime the models
+        # were trained in). A map long along one side (the paper's audio map 1024×128 ends as 32×4) still uses the
+        # kernel along that side, as the official audio models do; warn only when the map is short along both.
         if self._warned_small_input or plain_required():
             return
         reach = self._max_kernel // 2 + 1
-        if min(x.shape[-2:]) < reach:
+        if max(x.shape[-2:]) < reach:
             self._warned_small_input = True
             warnings.warn(
                 f"UniRepLKNet: the last-stage map is {tuple(x.shape[-2:])}, smaller than the reach of the largest "
-                f"kernel ({self._max_kernel}×{self._max_kernel} needs {reach} pixels per side), so part of every large "
-                f"kernel never sees the input. Use inputs of at least {32 * (reach - 1) + 1} pixels per side, or "
-                "smaller kernels in the last stage",
+                f"kernel ({self._max_kernel}×{self._max_kernel} needs {reach} pixels along a side), so most of every "
+                f"large kernel never sees the input. Use inputs of at least {32 * (reach - 1) + 1} pixels along one "
+                "side, or smaller kernels in the last stage",
                 UserWarning,
                 stacklevel=4,
             )

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
-from unilk.errors import ConfigError
+from unilk.errors import ConfigError, did_you_mean
 from unilk.train.config import Recipe
 from unilk.train.engine import TrainParts, seed_everything
 
@@ -76,7 +76,8 @@ def _dataset_class(name: str) -> type[Dataset]:
     cls = getattr(datasets, name, None)
     if not (isinstance(cls, type) and issubclass(cls, Dataset)):
         valid = sorted(n for n in datasets.__all__ if isinstance(getattr(datasets, n), type))
-        raise ConfigError(f"data.dataset: got {name!r}, expected a dataset class of unilk.datasets: {valid}")
+        hint = did_you_mean(name, valid)
+        raise ConfigError(f"data.dataset: got {name!r}, {hint}expected a dataset class of unilk.datasets: {valid}")
     return cls
 
 
@@ -218,11 +219,14 @@ def validate_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = F
     build_adapter(recipe.modality, {**recipe.adapter, **recipe.eval_adapter, "modality": recipe.modality})
     _dataset_class(recipe.data.dataset)
     if not is_model(recipe.model.arch):
-        raise ConfigError(f"model.arch: got {recipe.model.arch!r}, expected one of {list_models()}")
+        hint = did_you_mean(recipe.model.arch, list_models())
+        raise ConfigError(f"model.arch: got {recipe.model.arch!r}, {hint}expected one of {list_models()}")
     if recipe.optim.opt not in list_optimizers():
-        raise ConfigError(f"optim.opt: got {recipe.optim.opt!r}, expected a timm optimizer name")
+        hint = did_you_mean(recipe.optim.opt, list_optimizers())
+        raise ConfigError(f"optim.opt: got {recipe.optim.opt!r}, {hint}expected a timm optimizer name")
     if recipe.sched.sched not in ("cosine", "step", "constant"):
-        raise ConfigError(f"sched.sched: got {recipe.sched.sched!r}, expected 'cosine', 'step' or 'constant'")
+        hint = did_you_mean(recipe.sched.sched, ("cosine", "step", "constant"))
+        raise ConfigError(f"sched.sched: got {recipe.sched.sched!r}, {hint}expected 'cosine', 'step' or 'constant'")
     if recipe.train.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: got 'cuda' but no GPU is visible; use train.device=cpu")
     data = recipe.data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -21,7 +22,10 @@ __all__ = ["eval_command", "train_command"]
     is_flag=True,
     help="Check the recipe (names, ranges, paths, device) and print it; build, write and train nothing.",
 )
-def train_command(recipe: str, overrides: tuple[str, ...], resume: bool, overwrite: bool, validate_only: bool) -> None:
+@click.option("--no-progress", is_flag=True, help="No progress bar or progress lines (same as log.progress=false).")
+def train_command(
+    recipe: str, overrides: tuple[str, ...], resume: bool, overwrite: bool, validate_only: bool, no_progress: bool
+) -> None:
     """Train with RECIPE (a YAML path or a shipped name like audio/speech_commands), with key=value overrides.
 
     Example: unilk train audio/quick_speech_commands optim.lr=1e-3 train.epochs=2 output_dir=runs/sc
@@ -35,7 +39,9 @@ def train_command(recipe: str, overrides: tuple[str, ...], resume: bool, overwri
     from unilk.train.distributed import shutdown_process_group
     from unilk.train.engine import Trainer
 
-    cfg = load_recipe(recipe, list(overrides))
+    cfg = load_recipe(recipe, [*overrides, *(["log.progress=false"] if no_progress else [])])
+    if not no_progress:  # progress lines (when stderr is not a terminal) are info records: show them
+        logging.getLogger("unilk.train.engine").setLevel(min(logging.INFO, logging.getLogger().level))
     validate_recipe(cfg, resume=resume, overwrite=overwrite)  # before anything is built or written
     if validate_only:
         click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

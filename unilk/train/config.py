@@ -23,7 +23,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from unilk.errors import ConfigError, unknown_keys_error
+from unilk.errors import ConfigError, did_you_mean, unknown_keys_error
 from unilk.train.sparse import SparsityConfig
 
 __all__ = [
@@ -343,7 +343,8 @@ def _coerce(where: str, value: Any, tp: Any) -> Any:
         raise ConfigError(f"{where}: got {value!r}, expected one of {[_type_name(o) for o in options]}")
     if origin is Literal:
         if value not in get_args(tp):
-            raise ConfigError(f"{where}: got {value!r}, expected one of {list(get_args(tp))}")
+            hint = did_you_mean(value, [str(a) for a in get_args(tp)])
+            raise ConfigError(f"{where}: got {value!r}, {hint}expected one of {list(get_args(tp))}")
         return value
     if origin is tuple:
         args = get_args(tp)
@@ -499,7 +500,8 @@ def resolve_recipe_path(name_or_path: str | Path) -> Path:
     shipped = recipe_root() / f"{Path(str(name_or_path)).with_suffix('').as_posix()}.yaml"
     if shipped.is_file():
         return shipped
-    raise ConfigError(f"recipe {str(name_or_path)!r}: no such file or shipped recipe; shipped: {list_recipes()}")
+    hint = did_you_mean(name_or_path, list_recipes())
+    raise ConfigError(f"recipe {str(name_or_path)!r}: no such file or shipped recipe; {hint}shipped: {list_recipes()}")
 
 
 def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Recipe:

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -192,7 +193,7 @@ class Trainer:
         self.parts = parts
         self.info = info or init_distributed(recipe.train.device)
         self.out_dir = Path(recipe.output_dir)
-        self.names = metric_names(recipe.task)
+        self.names = metric_names(recipe.task, len(parts.labels) or None)
         tcfg = recipe.train
         global_batch = recipe.data.batch_size * tcfg.grad_accum_steps
         self.micro_per_epoch = len(parts.train_set) // recipe.data.batch_size  # type: ignore[arg-type]
@@ -584,7 +585,9 @@ class Trainer:
         completed = self.step >= self.total_steps
         stopped = False
         bar = None
-        if self.info.is_main and self.recipe.log.progress:
+        # a bar on a terminal; in a file or a CI log, a line per log.every_steps instead of a redrawn bar
+        lines = self.info.is_main and self.recipe.log.progress and not sys.stderr.isatty()
+        if self.info.is_main and self.recipe.log.progress and not lines:
             from tqdm import tqdm
 
             bar = tqdm(total=self.total_steps, initial=self.step, desc=self.recipe.name, unit="step")
@@ -630,8 +633,19 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
                 if every_log and self.step % every_log == 0:
-                    row = {"step": self.step, "epoch": self.epoch, "lr": lr, "loss": loss_sum / loss_count}
+                    row = {"step": self.step, "epoch": self._epoch_of_step(), "lr": lr, "loss": loss_sum / loss_count}
                     row["loss"] = self._reduce_mean(row["loss"])
+                    if lines:
+                        logger.info(
+                            "%s: step %d/%d (epoch %d), loss %.4f, lr %.2e, %.1f min",
+                            self.recipe.name,
+                            self.step,
+                            self.total_steps,
+                            row["epoch"],
+                            row["loss"],
+                            lr,
+                            (time.monotonic() - start_time) / 60,
+                        )
                     if self.sparsity is not None:
                         row["density"] = self.sparsity.overall_density()
                     self._log(row)
@@ -680,6 +694,10 @@ class Trainer:
                 self.tb.close()
         return summary
 
+    def _epoch_of_step(self) -> int:
+        """The epoch (0-based) that trained the current step, so a step's train and eval rows in log.csv agree."""
+        return max(self.step - 1, 0) // self.steps_per_epoch
+
     def _update(self) -> None:
         """Clip, step the optimizer, update the EMA, advance the step counter."""
         tcfg = self.recipe.train
@@ -718,7 +736,7 @@ class Trainer:
         """Evaluate, log, and write ``best.pt`` when the selection metric improves."""
         self.metrics = self.evaluate()
         self._evaluated_step = self.step
-        row = {"step": self.step, "epoch": self.epoch, **self.metrics}
+        row = {"step": self.step, "epoch": self._epoch_of_step(), **self.metrics}
         self._log(row)
         key = self.recipe.checkpoint.metric
         if key not in self.metrics:

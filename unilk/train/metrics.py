@@ -130,14 +130,22 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def metric_names(task: str) -> list[str]:
+#: top-5 accuracy is reported only above this many classes (with 5 or fewer it is always 1).
+_TOP_K = 5
+
+
+def metric_names(task: str, num_classes: int | None = None) -> list[str]:
     """The metrics reported for ``task`` (the CSV log columns), in order.
+
+    Args:
+        task: the recipe's task.
+        num_classes: classes of a classification task (``acc5`` only with more than 5; None: unknown, listed).
 
     Raises:
         ConfigError: unknown task.
     """
     if task == "classification":
-        return ["eval_loss", "acc", "acc5", "bacc"]
+        return ["eval_loss", "acc", *(["acc5"] if num_classes is None or num_classes > _TOP_K else []), "bacc"]
     if task == "multilabel":
         return ["eval_loss", "mAP"]
     if task == "forecast":
@@ -158,12 +166,11 @@ def compute_metrics(task: str, outputs: Tensor, targets: Tensor) -> dict[str, fl
     """
     outputs = outputs.float()
     if task == "classification":
-        return {
-            "eval_loss": F.cross_entropy(outputs, targets.long()).item(),
-            "acc": accuracy(outputs, targets),
-            "acc5": accuracy(outputs, targets, topk=5),
-            "bacc": balanced_accuracy(outputs, targets),
-        }
+        scores = {"eval_loss": F.cross_entropy(outputs, targets.long()).item(), "acc": accuracy(outputs, targets)}
+        if outputs.shape[1] > _TOP_K:
+            scores["acc5"] = accuracy(outputs, targets, topk=_TOP_K)
+        scores["bacc"] = balanced_accuracy(outputs, targets)
+        return scores
     if task == "multilabel":
         return {
             "eval_loss": F.binary_cross_entropy_with_logits(outputs, targets.float()).item(),
