@@ -195,7 +195,7 @@ def _holdout(targets: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tenso
     for value in keys.unique(sorted=True).tolist():
         members = (keys == value).nonzero().flatten()
         members = members[torch.randperm(len(members), generator=generator)]
-        n_held = int(round(len(members) * fraction)) if len(members) > 1 else 0
+        n_held = round(len(members) * fraction) if len(members) > 1 else 0
         held.append(members[:n_held])
         fit.append(members[n_held:])
     return torch.cat(fit).sort().values, torch.cat(held).sort().values

@@ -109,7 +109,7 @@ def _targets(values: list[Any]) -> Tensor:
 
 
 def embed_split(encoder: Any, modality: str, loader: Any, cache: Path | None, key: dict[str, Any]) -> SplitEmbeddings:
-    """Embed one split with ``encoder`` (or read it from ``cache``); failed samples are recorded, not dropped silently."""
+    """Embed one split with ``encoder`` (or read it from ``cache``); failed samples are recorded, not dropped."""
     from unilk.atomic import atomic_file
 
     samples = list(loader.samples)
