@@ -303,9 +303,9 @@ def probe_command(
     """
     from unilk.atomic import atomic_file, refuse_existing
 
-    if json_path is not None:
-        refuse_existing(json_path, "--json file")
     try:
+        if json_path is not None:
+            refuse_existing(json_path, "--json file")
         result = run_probe(
             source, data, modality=modality, method=method, dataset=dataset, dataset_kwargs=_parse_kwargs(dataset_args),
             train_split=train_split, eval_split=eval_split, k=k, temperature=temperature, seed=seed,
