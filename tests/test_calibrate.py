@@ -164,3 +164,25 @@ def test_calibrate_refuses_a_deploy_form_file(image_model, tmp_path) -> None:
     with pytest.raises(ConfigError, match="training-form"):
         calibrate_file(deploy, [str(p) for p in (image_model["root"] / "target").iterdir()], tmp_path / "x.pth")
     assert not (tmp_path / "x.pth").exists()
+
+
+def test_recipe_calibrate_bn_sets_statistics_from_the_train_split(tmp_path) -> None:
+    from unilk.train.build import build_parts
+    from unilk.train.config import load_recipe
+
+    overrides = [f"output_dir={tmp_path}/run", f"data.root={tmp_path}/data", "data.synthetic_kwargs.n_per_class=4",
+                 "data.batch_size=4"]  # fmt: skip
+    plain = build_parts(load_recipe("image/quick_stripes", overrides)).model
+    parts = build_parts(load_recipe("image/quick_stripes", [*overrides, "model.calibrate_bn=true"]))
+    fresh = batchnorm_layers(plain)
+    calibrated = batchnorm_layers(parts.model)
+    assert all(torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean)) for bn in fresh.values())
+    # every BatchNorm now holds the statistics of the train images (the same seed built both models)
+    assert all(not torch.equal(bn.running_mean, fresh[name].running_mean) for name, bn in calibrated.items())
+    x = torch.stack([parts.train_set[i]["input"] for i in range(len(parts.train_set))])
+    reference = copy.deepcopy(plain)
+    calibrate_bn(reference, [[x[i : i + 4]] for i in range(0, len(x), 4)], forward=lambda net, batch: net(*batch))
+    for name, bn in calibrated.items():
+        torch.testing.assert_close(bn.running_mean, batchnorm_layers(reference)[name].running_mean)
+    with pytest.raises(Exception, match="calibrate_bnn"):
+        load_recipe("image/quick_stripes", [*overrides, "model.calibrate_bnn=true"])

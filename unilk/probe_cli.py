@@ -151,7 +151,7 @@ def run_probe(
     seed: int = 0,
     calibrate: bool = False,
     calibrate_batches: int | None = None,
-    cache_dir: Path | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     batch_size: int = 32,
     device: str = "cpu",
 ) -> dict[str, Any]:
@@ -201,7 +201,7 @@ def run_probe(
         model_sha = result["calibration"]["sha256"]
     encoder = Encoder(checkpoint=model_file, batch_size=batch_size, device=device)
     key = {"model": model_sha, "modality": modality, "dataset": dataset, "kwargs": kwargs, "adapter": found.adapter}
-    cache = cache_dir
+    cache = None if cache_dir is None else Path(cache_dir)
     train = embed_split(encoder, modality, train_set, cache, {**key, "split": train_split})
     test = embed_split(encoder, modality, eval_set, cache, {**key, "split": eval_split or "eval"})
     classes = getattr(train_set, "classes", None)
