@@ -13,8 +13,6 @@ from unilk.cli import cli
 from unilk.errors import InputError
 from unilk.probe import fit_linear, knn_scores, linear_probe, score
 
-sklearn = pytest.importorskip("sklearn")
-
 
 def _clusters(seed: int, n_train: int = 400, n_test: int = 300, classes: int = 5, dim: int = 16, spread: float = 1.6):
     """Overlapping Gaussian clusters on random directions (about 70-90 % separable): features with real structure."""

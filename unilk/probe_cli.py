@@ -179,9 +179,13 @@ def run_probe(
         A JSON-ready dict: ``metric`` (``top1`` or ``mAP``), per method its score (``knn``, ``linear``), the chosen
         ``l2`` and held-out scores, sample counts, embedding errors and (with ``calibrate``) the calibration summary.
     """
+    import tempfile
+
     from unilk.encoding import Encoder
-    from unilk.loading import read_model_file, source_sha256
+    from unilk.hub import file_sha256
+    from unilk.loading import read_model_file
     from unilk.probe import is_multilabel, knn_scores, linear_probe, score
+    from unilk.version import __version__
 
     if method not in METHODS:
         raise ConfigError(f"probe method {method!r}; expected one of {list(METHODS)}")
@@ -194,13 +198,16 @@ def run_probe(
     eval_set = open_split(data, dataset, eval_split, modality, kwargs)
     result: dict[str, Any] = {"model": str(source), "data": str(data), "modality": modality}
     model_file: Any = found
-    model_sha = source_sha256(source) if found.path.exists() else found.source
-    if calibrate:
-        model_file, result["calibration"] = _calibrated(found, train_set, modality, calibrate_batches, cache_dir,
-                                                        model_sha, device)  # fmt: skip
-        model_sha = result["calibration"]["sha256"]
-    encoder = Encoder(checkpoint=model_file, batch_size=batch_size, device=device)
-    key = {"model": model_sha, "modality": modality, "dataset": dataset, "kwargs": kwargs, "adapter": found.adapter}
+    model_sha = file_sha256(found.path)
+    with tempfile.TemporaryDirectory(prefix="unilk-probe-") as scratch:  # the calibrated model without a cache
+        if calibrate:
+            folder = Path(cache_dir) if cache_dir is not None else Path(scratch)
+            model_file, result["calibration"] = _calibrated(found, train_set, modality, calibrate_batches, folder,
+                                                            model_sha, device)  # fmt: skip
+            model_sha = result["calibration"]["sha256"]
+        encoder = Encoder(checkpoint=model_file, batch_size=batch_size, device=device)  # reads the file into memory
+    key = {"model": model_sha, "modality": modality, "dataset": dataset, "kwargs": kwargs, "adapter": found.adapter,
+           "unilk": __version__}  # fmt: skip
     cache = None if cache_dir is None else Path(cache_dir)
     train = embed_split(encoder, modality, train_set, cache, {**key, "split": train_split})
     test = embed_split(encoder, modality, eval_set, cache, {**key, "split": eval_split or "eval"})
@@ -221,17 +228,14 @@ def run_probe(
 
 
 def _calibrated(
-    found: Any, train_set: Any, modality: str, batches: int | None, cache_dir: Path | None, model_sha: str, device: str
+    found: Any, train_set: Any, modality: str, batches: int | None, folder: Path, model_sha: str, device: str
 ) -> tuple[str, dict[str, Any]]:
-    """A calibrated copy of the model (BatchNorm statistics of the train split's inputs), written to the cache."""
-    import tempfile
-
+    """A calibrated copy of the model (BatchNorm statistics of the train split's inputs), written to ``folder``."""
     from unilk.calibrate import calibrate_file
     from unilk.hub import file_sha256
 
     samples = [str(s.source) if isinstance(s.source, Path) else s.source for s in train_set.samples]
     tag = hashlib.sha256(f"{model_sha}|{_fingerprint(list(train_set.samples))}|{batches}".encode()).hexdigest()[:32]
-    folder = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="unilk-probe-"))
     path = folder / f"calibrated-{tag}.safetensors"
     summary: dict[str, Any] = {}
     if not path.is_file():
