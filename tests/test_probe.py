@@ -173,3 +173,23 @@ def test_probe_command_scores_caches_and_calibrates(image_run) -> None:
     taken = runner.invoke(cli, [*args, "--json", str(root / "first.json")])
     assert taken.exit_code != 0
     assert "already exists" in taken.output
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_probe_reads_a_registered_loader_with_its_folds(tmp_path) -> None:
+    """ESC-50's layout (metadata csv, five folds): train = folds 2-5, eval = fold 1, an audio model's own adapter."""
+    from unilk.datasets.synthetic import make_esc50
+    from unilk.models.modal import create_modal_model
+    from unilk.probe_cli import run_probe
+    from unilk.train.checkpoint import save_checkpoint
+
+    data = make_esc50(tmp_path / "esc50", n_per_class=5, duration_s=0.5)
+    adapter = {"modality": "audio", "num_mel_bins": 32, "target_frames": 48}
+    torch.manual_seed(0)
+    model = create_modal_model("audio", "classification", "test_unireplknet", num_classes=5, adapter_config=adapter)
+    arch = {"builder": "unilk.models.modal.create_modal_model", "modality": "audio", "task": "classification",
+            "trunk": "test_unireplknet", "num_classes": 5, "kwargs": {}, "head_kwargs": {}}  # fmt: skip
+    checkpoint = save_checkpoint(tmp_path / "best.pt", {"model": model.state_dict(), "arch": arch, "adapter": adapter})
+    result = run_probe(str(checkpoint), str(data), dataset="esc50", dataset_kwargs={"test_fold": 1}, method="knn")
+    assert (result["modality"], result["train"], result["eval"], result["metric"]) == ("audio", 20, 5, "top1")
+    assert 0.0 <= result["knn"] <= 1.0
