@@ -186,3 +186,16 @@ def test_recipe_calibrate_bn_sets_statistics_from_the_train_split(tmp_path) -> N
         torch.testing.assert_close(bn.running_mean, batchnorm_layers(reference)[name].running_mean)
     with pytest.raises(Exception, match="calibrate_bnn"):
         load_recipe("image/quick_stripes", [*overrides, "model.calibrate_bnn=true"])
+
+
+def test_calibrate_refuses_a_trunk_whose_channels_do_not_fit_the_modality(tmp_path) -> None:
+    from unilk.calibrate import calibrate_file
+    from unilk.diagnostics.convert import save_checkpoint
+
+    trunk = tmp_path / "trunk.safetensors"
+    config = {"kind": "trunk", "model": "test_unireplknet", "num_classes": 0, "in_chans": 3, "deploy": False}
+    save_checkpoint(_trunk().state_dict(), trunk, config, "safetensors")
+    with pytest.raises(ConfigError, match="3-channel maps, but the audio adapter makes 1-channel"):
+        calibrate_file(trunk, ["a.wav"], tmp_path / "out.pth", modality="audio")
+    with pytest.raises(ConfigError, match="names no modality"):
+        calibrate_file(trunk, ["a.png"], tmp_path / "out.pth")

@@ -267,6 +267,12 @@ def calibrate_file(
             "convolutions; calibrate the training-form file it was made from"
         )
     modality, preparer = _preparer(found, modality)
+    chans = found.config.get("in_chans")
+    if found.kind == "trunk" and chans is not None and int(chans) != preparer.adapter.in_chans:
+        raise ConfigError(
+            f"calibrate: {found.describe()} takes {chans}-channel maps, but the {modality} adapter makes "
+            f"{preparer.adapter.in_chans}-channel maps; calibrate a trunk built for {modality} (its in_chans)"
+        )
     model = build(found)
     report = calibrate_bn(model, prepared_batches(preparer, inputs, batch_size, batches), device=device)
     model.cpu().eval()
