@@ -27,7 +27,6 @@ ray = pytest.importorskip("ray", reason="the Ray engine needs the optional ray p
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:UniRepLKNet.*smaller than the reach:UserWarning"),
-    pytest.mark.filterwarnings("ignore::unilk.encoding.RandomWeightsWarning"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # Ray Data's own, about its own settings
 ]
 

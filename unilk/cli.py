@@ -21,6 +21,7 @@ from unilk.version import __version__
 _COMMANDS: dict[str, str] = {
     "audio-stats": "unilk.adapters.audio_stats:audio_stats",
     "bench": "unilk.diagnostics.bench:bench",
+    "calibrate": "unilk.calibrate:calibrate_command",
     "convert": "unilk.diagnostics.commands:convert",
     "demo": "unilk.demo:demo",
     "encode": "unilk.extract_cli:encode_command",
@@ -31,6 +32,7 @@ _COMMANDS: dict[str, str] = {
     "info": "unilk.diagnostics.commands:info",
     "plot": "unilk.diagnostics.commands:plot",
     "predict": "unilk.predict:predict_command",
+    "probe": "unilk.probe_cli:probe_command",
     "synth": "unilk.datasets.cli:synth",
     "train": "unilk.train.commands:train_command",
 }

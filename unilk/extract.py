@@ -1121,13 +1121,9 @@ class EncoderEmbed:
     def encoder(self) -> Any:
         """The Encoder, built on first use."""
         if self._encoder is None:
-            import warnings
+            from unilk.encoding import Encoder
 
-            from unilk.encoding import Encoder, RandomWeightsWarning
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RandomWeightsWarning)  # the driver already warned
-                self._encoder = Encoder(**self.encoder_kwargs)
+            self._encoder = Encoder(**self.encoder_kwargs)
         return self._encoder
 
     def for_device(self, device: str) -> EncoderEmbed:

@@ -26,13 +26,17 @@ def test_encode_any_series_without_fitting() -> None:
         rng.normal(size=7),
         rng.normal(size=(48, 12)),
     ]
-    out = unilk.encode(series=series, model="test_unireplknet", adapters=SMALL, device="cpu")["series"]
+    out = unilk.encode(series=series, model="test_unireplknet", pretrained=False, adapters=SMALL, device="cpu")[
+        "series"
+    ]
     assert out.embeddings.shape[0] == 4
     assert torch.isfinite(out.embeddings).all()
     # channels are padded to a multiple of group_size (11): one node, one node, one node, two nodes
     assert out.num_maps == [1, 1, 1, 2]
     # per-series normalisation: an affine change of a series' units does not change its embedding
-    shifted = unilk.encode(series=[series[1] * 100.0 - 7.0], model="test_unireplknet", adapters=SMALL, device="cpu")
+    shifted = unilk.encode(
+        series=[series[1] * 100.0 - 7.0], model="test_unireplknet", pretrained=False, adapters=SMALL, device="cpu"
+    )
     torch.testing.assert_close(shifted["series"].embeddings[0], out.embeddings[1], atol=1e-4, rtol=1e-4)
 
 

@@ -23,6 +23,9 @@ __all__ = ["build_dataset", "build_model", "build_parts", "prepare_data_root", "
 
 logger = logging.getLogger(__name__)
 
+#: ``model.calibrate_bn`` re-estimates BatchNorm statistics on at most this many train batches
+CALIBRATE_BATCHES = 100
+
 
 def prepare_data_root(recipe: Recipe) -> Path:
     """The dataset path of the recipe; generates the synthetic dataset first when ``data.synthetic`` is set.
@@ -129,6 +132,22 @@ def build_model(recipe: Recipe, num_classes: int | None, adapter_config: dict[st
     )
 
 
+def _calibrate_on_train(
+    model: torch.nn.Module, train_set: Dataset, collate_inputs: Any, series_marks: bool, batch_size: int
+) -> None:
+    """``model.calibrate_bn``: BatchNorm statistics of the first ``CALIBRATE_BATCHES`` train batches (labels unused)."""
+    from unilk.calibrate import calibrate_bn
+
+    def batches() -> Any:
+        for start in range(0, min(len(train_set), CALIBRATE_BATCHES * batch_size), batch_size):
+            items = [train_set[i] for i in range(start, min(start + batch_size, len(train_set)))]
+            inputs = [collate_inputs([item["input"] for item in items])]
+            yield inputs + ([torch.stack([item["input_mark"] for item in items])] if series_marks else [])
+
+    report = calibrate_bn(model, batches(), forward=lambda net, batch: net(*batch))
+    logger.info("model.calibrate_bn: %s", report.summary)
+
+
 def build_parts(recipe: Recipe, *, with_train: bool = True) -> TrainParts:
     """Adapter, datasets and model for ``recipe``.
 
@@ -179,11 +198,14 @@ def build_parts(recipe: Recipe, *, with_train: bool = True) -> TrainParts:
     stations = getattr(train_set, "station_positions", None)
     if stations is not None and getattr(model.stem, "station_positions", None) is not None:
         model.stem.set_station_positions(stations)
+    collate_inputs = adapter.collate if recipe.modality != "series" else torch.stack
+    if recipe.model.calibrate_bn and with_train:
+        _calibrate_on_train(model, train_set, collate_inputs, series_marks, recipe.data.batch_size)
     return TrainParts(
         model=model,
         train_set=train_set,
         eval_set=eval_set,
-        collate_inputs=adapter.collate if recipe.modality != "series" else torch.stack,
+        collate_inputs=collate_inputs,
         extra_inputs=("input_mark",) if series_marks else (),
         arch={
             "builder": "unilk.models.modal.create_modal_model",

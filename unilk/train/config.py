@@ -58,6 +58,8 @@ class ModelConfig:
         pretrained: load the registered pretrained weights.
         checkpoint_path: local weights to start from (safetensors or a ``weights_only`` torch file).
         sync_bn: convert BatchNorm to SyncBatchNorm under DDP.
+        calibrate_bn: before training, re-estimate every BatchNorm's running statistics on the train split's inputs
+            (:func:`unilk.calibrate.calibrate_bn`; for a pretrained trunk moved to another modality).
     """
 
     arch: str = "unireplknet_s"
@@ -66,6 +68,7 @@ class ModelConfig:
     pretrained: bool = False
     checkpoint_path: str | None = None
     sync_bn: bool = False
+    calibrate_bn: bool = False
 
 
 @dataclass(frozen=True)
