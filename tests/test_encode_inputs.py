@@ -25,7 +25,7 @@ ADAPTERS = {
     "image": {"input_size": (3, 32, 32), "crop_pct": 1.0},
     "points": {"num_points": 128, "image_size": 32},
     "series": {"seq_len": 8, "label_len": 4, "pred_len": 4, "group_size": 2, "d_model": 8}
-    | {"freq": "none", "scale": False},
+    | {"freq": "none", "norm": "none"},
 }
 RATE = 16000
 

@@ -267,7 +267,7 @@ def test_shards_carry_paths_modality_policy_and_float16_on_request(tmp_path: Pat
     from unilk.extract import extract
 
     write_audio_set(tmp_path / "src" / "sub", 3, corrupt=())
-    kw = dict(model=MODEL, device="cpu", shard_size=2, batch_size=4, num_workers=0, progress=False)
+    kw = dict(model=MODEL, pretrained=False, device="cpu", shard_size=2, batch_size=4, num_workers=0, progress=False)
     extract("audio", tmp_path / "src", tmp_path / "f32", adapter=AUDIO, **kw)
     extract("audio", tmp_path / "src", tmp_path / "f16", adapter=AUDIO, embedding_dtype="float16", **kw)
     t32, t16 = read_table(tmp_path / "f32"), read_table(tmp_path / "f16")

@@ -99,12 +99,15 @@ def _write_images(root: Path, n: int, corrupt: tuple[int, ...]) -> None:
 
 def test_ray_engine_writes_what_the_torch_engine_writes_also_incrementally(cluster: str, tmp_path: Path) -> None:
     _write_images(tmp_path / "src", 200, corrupt=(7, 150))
-    kw = dict(model="test_unireplknet", adapter={"input_size": [3, 32, 32]}, device="cpu", shard_size=32)
+    kw = dict(
+        model="test_unireplknet", pretrained=False, adapter={"input_size": [3, 32, 32]}, device="cpu", shard_size=32
+    )
     kw |= dict(batch_size=16, num_workers=0, progress=False)
     torch_run = extract("image", tmp_path / "src", tmp_path / "torch", engine="torch", **kw)
     assert (torch_run.done, torch_run.failed) == (198, 2)
     args = ["image", str(tmp_path / "src"), "--out", str(tmp_path / "ray"), "--engine", "ray", "--ray-address", cluster]
-    args += ["--model", "test_unireplknet", "--adapter", "input_size=[3,32,32]", "--device", "cpu", "--no-progress"]
+    args += ["--model", "test_unireplknet", "--random-weights", "--adapter", "input_size=[3,32,32]"]
+    args += ["--device", "cpu", "--no-progress"]
     ray_run = CliRunner().invoke(extract_command, [*args, "--shard-size", "32", "--batch-size", "16"])
     assert ray_run.exit_code == 0, ray_run.output
     assert "done 198, failed 2, skipped 0" in ray_run.output

@@ -381,7 +381,7 @@ def test_series_forecaster_loads_exports_and_runs_in_onnx(tmp_path, freq) -> Non
     from unilk.train.checkpoint import save_checkpoint
 
     adapter = {"modality": "series", "seq_len": 8, "label_len": 4, "pred_len": 4, "group_size": 2, "d_model": 8,
-               "freq": freq, "scale": False}  # fmt: skip
+               "freq": freq, "norm": "none"}  # fmt: skip
     torch.manual_seed(0)
     model = create_modal_model("series", "forecast", "test_unireplknet", adapter_config=adapter).eval()
     arch = {"builder": "unilk.models.modal.create_modal_model", "modality": "series", "task": "forecast",

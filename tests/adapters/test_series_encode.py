@@ -49,7 +49,13 @@ def test_extract_a_folder_of_csv_without_fitting(tmp_path: Path) -> None:
         header = ",".join(f"c{j}" for j in range(channels))
         np.savetxt(folder / f"s{i}.csv", values, delimiter=",", header=header, comments="")
     summary = extract(
-        "series", folder, tmp_path / "out", model="test_unireplknet", adapter=SMALL["series"], num_workers=0
+        "series",
+        folder,
+        tmp_path / "out",
+        model="test_unireplknet",
+        pretrained=False,
+        adapter=SMALL["series"],
+        num_workers=0,
     )
     assert summary.complete
     assert summary.done == 3

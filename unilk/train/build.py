@@ -235,10 +235,16 @@ def validate_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = F
     from unilk.adapters import build_adapter
     from unilk.datasets import synthetic
     from unilk.models.registry import is_model, list_models
+    from unilk.train.auto_stats import AUTO, check_auto_modality
     from unilk.train.engine import check_output_dir
 
-    build_adapter(recipe.modality, {**recipe.adapter, "modality": recipe.modality})
-    build_adapter(recipe.modality, {**recipe.adapter, **recipe.eval_adapter, "modality": recipe.modality})
+    for fields in (recipe.adapter, {**recipe.adapter, **recipe.eval_adapter}):
+        auto = [key for key in ("mean", "std") if fields.get(key) == AUTO]
+        if auto:  # computed from the training split when the run starts (unilk.train.auto_stats)
+            check_auto_modality(recipe.modality)
+        build_adapter(
+            recipe.modality, {k: v for k, v in fields.items() if k not in auto} | {"modality": recipe.modality}
+        )
     _dataset_class(recipe.data.dataset)
     if not is_model(recipe.model.arch):
         hint = did_you_mean(recipe.model.arch, list_models())

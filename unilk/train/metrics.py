@@ -66,6 +66,11 @@ def mean_average_precision(scores: Tensor, targets: Tensor) -> float:
     valid = targets.sum(0) > 0
     if not valid.any():
         raise InputError("mean_average_precision: no class has a positive target; AP is undefined")
+    # torchmetrics reads scores outside [0, 1] as logits and squashes them with a sigmoid, which saturates large
+    # scores (k-NN vote sums) into ties; AP depends only on each class's ranking, so rescale monotonically instead
+    scores = scores.to(torch.float64)
+    low, high = scores.amin(0, keepdim=True), scores.amax(0, keepdim=True)
+    scores = (scores - low) / (high - low).clamp_min(torch.finfo(torch.float64).tiny)
     with warnings.catch_warnings():  # torchmetrics warns about the classes without positives, left out below
         warnings.simplefilter("ignore", UserWarning)
         if scores.shape[1] == 1:
