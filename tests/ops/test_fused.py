@@ -414,3 +414,14 @@ def test_small_map_convnext_tail_takes_the_channels_last_linear(
     assert calls == [True, False]
     assert got.is_contiguous()
     assert _rel(got, want) <= 1e-5
+
+
+def test_small_map_tails_fall_back_to_matmul_without_onednn(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The private oneDNN linear missing (or failing its probe): the same small-map tails run through torch.matmul.
+    monkeypatch.setattr(unilk_fused, "onednn_linear", lambda: None)
+    torch.manual_seed(12)
+    tail, convnext = _Tail(32, use_beta=True, fc2_bias=True), _ConvNeXtTail(12, 48, use_gamma=True)
+    y, y2 = torch.randn(3, 32, 7, 6), torch.randn(3, 12, 5, 6)
+    with torch.inference_mode():
+        assert _rel(tail.fused(y), tail(y)) <= 1e-5
+        assert _rel(convnext.fused(y2.clone(), None), convnext(y2, None)) <= 1e-5
