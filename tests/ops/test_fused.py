@@ -425,3 +425,16 @@ def test_small_map_tails_fall_back_to_matmul_without_onednn(monkeypatch: pytest.
     with torch.inference_mode():
         assert _rel(tail.fused(y), tail(y)) <= 1e-5
         assert _rel(convnext.fused(y2.clone(), None), convnext(y2, None)) <= 1e-5
+
+
+def test_workspace_made_under_inference_mode_serves_a_no_grad_forward_later() -> None:
+    torch.manual_seed(13)
+    release_workspace()
+    tail = _Tail(8, use_beta=False, fc2_bias=True)
+    y = torch.randn(2, 8, 9, 9)
+    with torch.inference_mode():
+        first = tail.fused(y)
+    with torch.no_grad():
+        second = tail.fused(y)  # writes into the buffer made under inference mode
+    assert torch.equal(first, second)
+    release_workspace()

@@ -174,7 +174,10 @@ def _scratch(slot: str, shape: tuple[int, ...], like: Tensor, in_place: bool) ->
     numel = math.prod(shape)
     buffer = _workspace.buffers.get(slot)
     if buffer is None or buffer.numel() < numel or buffer.dtype != like.dtype:
-        buffer = _workspace.buffers[slot] = torch.empty(numel, dtype=like.dtype)
+        # A normal tensor even under torch.inference_mode: an inference tensor could not be written later by a
+        # forward that runs under torch.no_grad alone.
+        with torch.inference_mode(False):
+            buffer = _workspace.buffers[slot] = torch.empty(numel, dtype=like.dtype)
     return buffer[:numel].view(shape)
 
 
