@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from click.testing import CliRunner
 from torch import Tensor, nn
@@ -67,7 +68,7 @@ def test_bench_model_runs_the_same_model_plain_and_fast() -> None:
     assert result["infer_ratio"] > 0
     assert result["train_ratio"] > 0
     table = format_model_table([{"model": "tiny", "form": "train", "batch": 2, **result}])
-    assert "| tiny | train | 2 |" in table
+    assert "| tiny | train | eager | 2 |" in table
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
 
 
@@ -85,11 +86,23 @@ def test_cli_lists_both_benchmarks_and_rejects_unknown_family() -> None:
 def test_cli_models_deploy_only_prints_one_deploy_row() -> None:
     runner = CliRunner()
     args = ["models", "unireplknet_a", "--batch", "1", "--image-size", "64", "--repeats", "1", "--deploy-only"]
-    result = runner.invoke(bench, [*args, "--threads", "0"])
+    result = runner.invoke(bench, [*args, "--threads", "0", "--eager-only"])
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.startswith("| unireplknet_a")]
     assert len(rows) == 1
-    assert "| deploy | 1 |" in rows[0]
+    assert "| deploy | eager | 1 |" in rows[0]
+
+
+@pytest.mark.slow  # Inductor code generation
+def test_bench_model_compiled_row_checks_the_compiled_default_build_against_plain() -> None:
+    from unilk.models import create_model
+
+    model = create_model("test_unireplknet", num_classes=4)
+    result = bench_model(model, batch=2, image_size=64, repeats=1, min_time_s=0.0, compiled=True)
+    assert result["infer_rel_err"] <= 1e-5
+    assert result["infer_ratio"] > 0
+    assert result["train_ratio"] > 0
+    assert model.fast_path  # the benchmark leaves the model's own choice as it was
 
 
 def test_bench_lkconv_in_bfloat16_channels_last_with_a_forced_mode() -> None:

@@ -1,4 +1,4 @@
-"""The fused block tails (UniRepLKNet, SLaK) equal their module chains, values and gradients."""
+"""The fused block tails (UniRepLKNet, SLaK) equal their module chains, values and gradients; the fast-path switch."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import unilk.ops.fused as unilk_fused
+from unilk.errors import ConfigError
 from unilk.layers.grn import GRNwithNHWC
 from unilk.layers.se import SEBlock
 from unilk.ops.fused import (
     convnext_block_tail,
+    fast_path_from_env,
     fused_enabled,
     fused_tail,
     release_workspace,
-    se_gate,
     unireplknet_block_tail,
 )
 from unilk.ops.lkconv import lkconv_mode
@@ -39,10 +40,7 @@ class _Tail(nn.Module):
         return self.fc2(self.grn(F.gelu(h))).permute(0, 3, 1, 2)
 
     def fused(self, y: Tensor) -> Tensor:
-        return unireplknet_block_tail(
-            y, self.se.down.weight, self.se.down.bias, self.se.up.weight, self.se.up.bias, self.fc1.weight,
-            self.fc1.bias, self.grn.gamma, self.grn.beta, self.fc2.weight, self.fc2.bias,
-        )  # fmt: skip
+        return unireplknet_block_tail(y, self.se.gate(y), self.fc1, self.grn, self.fc2)
 
 
 def _rel(a: Tensor, b: Tensor) -> float:
@@ -78,23 +76,63 @@ def test_se_gate_is_the_se_block_gate() -> None:
     torch.manual_seed(1)
     se = SEBlock(12, 3)
     x = torch.randn(2, 12, 5, 5)
-    gate = se_gate(x, se.down.weight, se.down.bias, se.up.weight, se.up.bias)
+    gate = se.gate(x)
     assert gate.shape == (2, 12)
     assert torch.allclose(x * gate[:, :, None, None], se(x), atol=1e-6)
 
 
-def test_fused_tail_is_opt_in_and_off_in_plain_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("UNILK_FUSED_TAIL", raising=False)
+def test_fast_path_is_the_default_overridable_and_off_in_plain_mode() -> None:
     with lkconv_mode("auto"):
-        assert not fused_enabled()  # default: the official operation order
-        with fused_tail():
-            assert fused_enabled()
-        monkeypatch.setenv("UNILK_FUSED_TAIL", "1")
-        assert fused_enabled()
+        assert fused_enabled()  # a layer's default choice
+        assert not fused_enabled(False)  # a layer set to the plain build
         with fused_tail(False):
             assert not fused_enabled()
+        with fused_tail():
+            assert fused_enabled(False)
     with lkconv_mode("plain"), fused_tail():
         assert not fused_enabled()
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, True),
+        ({"UNILK_FAST_PATH": "0"}, False),
+        ({"UNILK_FAST_PATH": " Off "}, False),
+        ({"UNILK_FAST_PATH": "1"}, True),
+        ({"UNILK_FUSED_TAIL": "0"}, False),  # the earlier name still works
+        ({"UNILK_FUSED_TAIL": "1"}, True),
+        ({"UNILK_FAST_PATH": "1", "UNILK_FUSED_TAIL": "0"}, True),  # the new name wins
+    ],
+)
+def test_fast_path_from_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: bool) -> None:
+    for name in ("UNILK_FAST_PATH", "UNILK_FUSED_TAIL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert fast_path_from_env() is expected
+
+
+def test_a_bad_fast_path_value_is_refused_when_the_model_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unilk.models import UniRepLKNet
+
+    monkeypatch.setenv("UNILK_FAST_PATH", "fastest")
+    with pytest.raises(ConfigError, match=r"UNILK_FAST_PATH='fastest'.*allowed values: 1, on, true, yes"):
+        UniRepLKNet(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (5,), (3,), (3,)))
+
+
+def test_the_environment_is_read_once_at_build_not_in_forward(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unilk.layers.fast_path import uses_fast_path
+    from unilk.models.slak import SLaK
+
+    monkeypatch.setenv("UNILK_FAST_PATH", "0")
+    model = SLaK(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_size=(7, 7, 7, 7, 3), num_classes=3).eval()
+    assert not uses_fast_path(model)  # every layer follows the build-time choice
+    monkeypatch.setenv("UNILK_FAST_PATH", "not-a-value")  # a forward never looks at the environment
+    with torch.inference_mode():
+        model(torch.randn(1, 3, 32, 32))
+    model.set_fast_path(True)
+    assert all(m.fast_path for m in model.modules() if hasattr(m, "fast_path"))
 
 
 def _check_fused_model(model: nn.Module, deploy: bool, x: Tensor) -> None:
@@ -104,13 +142,14 @@ def _check_fused_model(model: nn.Module, deploy: bool, x: Tensor) -> None:
     if deploy:
         unilk.reparameterize(model)
     x.requires_grad_(True)
+    model.set_fast_path(False)
     reference = model(x)
     (grad_reference,) = torch.autograd.grad(reference.sum(), x)
-    with fused_tail():
-        fused = model(x)
-        (grad_fused,) = torch.autograd.grad(fused.sum(), x)
-        with torch.inference_mode():
-            inference = model(x.detach())
+    model.set_fast_path(True)
+    fused = model(x)
+    (grad_fused,) = torch.autograd.grad(fused.sum(), x)
+    with torch.inference_mode():
+        inference = model(x.detach())
     torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(inference, reference.detach(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad_fused, grad_reference, rtol=1e-4, atol=1e-6)
@@ -152,10 +191,7 @@ class _ConvNeXtTail(nn.Module):
         return out if residual is None else residual + out
 
     def fused(self, y: Tensor, residual: Tensor | None) -> Tensor:
-        return convnext_block_tail(
-            y, self.norm.weight, self.norm.bias, self.norm.eps, self.fc1.weight, self.fc1.bias, self.fc2.weight,
-            self.fc2.bias, self.gamma, residual,
-        )  # fmt: skip
+        return convnext_block_tail(y, self.norm, self.fc1, self.fc2, self.gamma, residual)
 
 
 # (dim, hidden, size): N*H*W > hidden folds the affine parts into the weights; N*H*W <= hidden scales the map.
@@ -203,13 +239,12 @@ def test_workspace_is_reused_and_never_returned() -> None:
         out2 = tail.fused(y2)  # reuses the hidden-map buffer; must not touch out1
         assert torch.equal(out1, first)
         assert _rel(out2, tail(y2)) <= 1e-5
-        workspace = unilk_fused._workspace.buffer
-        assert workspace is not None
+        workspace = unilk_fused._workspace.buffers[unilk_fused.HIDDEN]
         assert workspace.numel() >= 2 * 32 * 81
         assert out1.data_ptr() != workspace.data_ptr()
         assert out2.data_ptr() != workspace.data_ptr()
     release_workspace()
-    assert unilk_fused._workspace.buffer is None
+    assert not unilk_fused._workspace.buffers
 
 
 @pytest.mark.parametrize("deploy", [False, True], ids=["train-form", "deploy-form"])
@@ -255,10 +290,7 @@ def test_small_map_tail_takes_the_channels_last_linear(monkeypatch: pytest.Monke
     residual = torch.randn_like(y) if with_residual else None
     with torch.inference_mode():
         want = tail(y) + (residual if with_residual else 0)
-        got = unireplknet_block_tail(
-            y, tail.se.down.weight, tail.se.down.bias, tail.se.up.weight, tail.se.up.bias, tail.fc1.weight,
-            tail.fc1.bias, tail.grn.gamma, tail.grn.beta, tail.fc2.weight, tail.fc2.bias, residual,
-        )  # fmt: skip
+        got = unireplknet_block_tail(y, tail.se.gate(y), tail.fc1, tail.grn, tail.fc2, residual)
     assert calls == [True, False]
     assert got.shape == y.shape
     assert got.is_contiguous()
@@ -305,7 +337,7 @@ def test_channel_layer_norm_matches_layer_norm_2d(channels_last: bool) -> None:
         assert _rel(got_grad, want_grad) <= 1e-10
 
 
-def test_layer_norm_2d_module_takes_the_fast_form_only_when_fused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_layer_norm_2d_module_takes_the_fast_form_unless_set_plain(monkeypatch: pytest.MonkeyPatch) -> None:
     from unilk.layers.norm import LayerNorm2d
 
     calls = []
@@ -318,10 +350,13 @@ def test_layer_norm_2d_module_takes_the_fast_form_only_when_fused(monkeypatch: p
     monkeypatch.setattr("unilk.layers.norm.channel_layer_norm", counting)
     norm = LayerNorm2d(6)
     x = torch.randn(2, 6, 5, 5)
+    norm.fast_path = False
     plain = norm(x)
+    with fused_tail(False):
+        norm.fast_path = True
+        assert torch.equal(norm(x), plain)
     assert calls == []
-    with fused_tail():
-        fused = norm(x)
+    fused = norm(x)  # the default
     assert calls == [1]
     assert _rel(fused, plain) <= 1e-6
 
@@ -337,9 +372,9 @@ def test_unireplknet_fused_stem_runs_channels_last_and_hands_nchw_to_the_stages(
     )
     x = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
-        reference = model.forward_intermediates(x, intermediates_only=True)
-        with fused_tail():
-            fused = model.forward_intermediates(x, intermediates_only=True)
+        with fused_tail(False):
+            reference = model.forward_intermediates(x, intermediates_only=True)
+        fused = model.forward_intermediates(x, intermediates_only=True)
     assert seen == [False, True]
     for got, want in zip(fused, reference):
         assert got.is_contiguous()
@@ -379,3 +414,27 @@ def test_small_map_convnext_tail_takes_the_channels_last_linear(
     assert calls == [True, False]
     assert got.is_contiguous()
     assert _rel(got, want) <= 1e-5
+
+
+def test_small_map_tails_fall_back_to_matmul_without_onednn(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The private oneDNN linear missing (or failing its probe): the same small-map tails run through torch.matmul.
+    monkeypatch.setattr(unilk_fused, "onednn_linear", lambda: None)
+    torch.manual_seed(12)
+    tail, convnext = _Tail(32, use_beta=True, fc2_bias=True), _ConvNeXtTail(12, 48, use_gamma=True)
+    y, y2 = torch.randn(3, 32, 7, 6), torch.randn(3, 12, 5, 6)
+    with torch.inference_mode():
+        assert _rel(tail.fused(y), tail(y)) <= 1e-5
+        assert _rel(convnext.fused(y2.clone(), None), convnext(y2, None)) <= 1e-5
+
+
+def test_workspace_made_under_inference_mode_serves_a_no_grad_forward_later() -> None:
+    torch.manual_seed(13)
+    release_workspace()
+    tail = _Tail(8, use_beta=False, fc2_bias=True)
+    y = torch.randn(2, 8, 9, 9)
+    with torch.inference_mode():
+        first = tail.fused(y)
+    with torch.no_grad():
+        second = tail.fused(y)  # writes into the buffer made under inference mode
+    assert torch.equal(first, second)
+    release_workspace()

@@ -4,8 +4,9 @@ Two benchmarks, both usable as library functions and from the ``unilk bench`` co
 
 - :func:`bench_lkconv`: :func:`unilk.ops.lkconv.depthwise_conv2d` against plain ``F.conv2d`` (NCHW) over the
   depthwise shapes the real trunks use, forward and forward+backward, with outputs and gradients checked equal.
-- :func:`bench_model`: a whole model with the fast path against the same model (same weights) with
-  ``lkconv_mode("plain")``, inference and one training step, with outputs checked equal.
+- :func:`bench_model`: a whole model on its default fast path (eager, or ``torch.compile``-d) against the same model
+  and weights as the plain bit-reference build (``set_fast_path(False)``, ``lkconv_mode("plain")``), inference and
+  one training step, with outputs checked equal.
 
 Timings interleave reference and candidate in every repeat and report medians, because the machines this runs on are
 shared and noisy.
@@ -19,7 +20,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import click
 import torch
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from unilk.errors import ConfigError
+from unilk.layers.fast_path import set_fast_path, uses_fast_path
 from unilk.ops.fused import fused_tail
 from unilk.ops.lkconv import MODES, depthwise_conv2d, lkconv_mode
 
@@ -278,6 +280,17 @@ def format_lkconv_table(rows: list[dict[str, object]]) -> str:
     return "\n".join([lkconv_table_header(backward), *map(lkconv_table_row, rows)])
 
 
+@contextlib.contextmanager
+def _build(model: nn.Module, fast: bool) -> Iterator[None]:
+    """Inside the block ``model`` is the fast build (its layers' fast forms) or the plain bit-reference build."""
+    chosen = uses_fast_path(model)
+    set_fast_path(model, fast)
+    try:
+        yield
+    finally:
+        set_fast_path(model, chosen)
+
+
 def bench_model(
     model: nn.Module,
     batch: int,
@@ -286,8 +299,9 @@ def bench_model(
     train_step: bool = True,
     min_time_s: float = 1.0,
     setting: BenchSetting = BenchSetting(),
+    compiled: bool = False,
 ) -> dict[str, float]:
-    """Time a model with the fast large-kernel path against the same model and weights with ``lkconv_mode("plain")``.
+    """Time a model on its fast path against the same model and weights as the plain bit-reference build.
 
     Args:
         model: the model (its mode is switched to eval for inference and train for the training step; it is moved
@@ -299,6 +313,8 @@ def bench_model(
         train_step: also time forward + backward of a summed-output loss in train mode.
         min_time_s: fast calls are repeated (up to 50 pairs) until one measurement takes about this long.
         setting: device, precision (16-bit dtypes run under autocast), memory format and the fast build's mode.
+        compiled: the candidate is ``torch.compile(model)`` of the default build (compiled in the warm-up call, which
+            is not timed); the reference stays the plain eager build.
 
     Returns:
         ``infer_ref_ms, infer_ms, infer_ratio, infer_rel_err`` and, with ``train_step``,
@@ -307,11 +323,15 @@ def bench_model(
     in_chans = getattr(model, "in_chans", 3)
     x = setting.layout(torch.randn(batch, in_chans, image_size, image_size, generator=torch.Generator().manual_seed(0)))
     model.to(setting.device, memory_format=torch.channels_last if setting.channels_last else torch.contiguous_format)
+    candidate = torch.compile(model) if compiled else model
+
+    def run(fast: bool) -> Tensor:
+        with _build(model, fast), lkconv_mode(setting.mode if fast else "plain"), fused_tail(fast), setting.autocast():
+            return (candidate if fast else model)(x)
 
     def infer(fast: bool) -> Tensor:
-        mode = setting.mode if fast else "plain"
-        with lkconv_mode(mode), fused_tail(fast), torch.inference_mode(), setting.autocast():
-            return model(x)
+        with torch.inference_mode():
+            return run(fast)
 
     model.eval()
     ref_s, fast_s, ratio, best = _time_pair(
@@ -328,9 +348,7 @@ def bench_model(
 
         def step(fast: bool) -> None:
             model.zero_grad(set_to_none=True)
-            with lkconv_mode(setting.mode if fast else "plain"), fused_tail(fast), setting.autocast():
-                loss = model(x).float().pow(2).mean()
-            loss.backward()
+            run(fast).float().pow(2).mean().backward()
 
         # Train mode updates BatchNorm running stats; that changes no timing and no weights.
         model.train()
@@ -343,11 +361,11 @@ def bench_model(
 
 
 def format_model_table(rows: list[dict[str, object]]) -> str:
-    """Markdown table of ``{"model", "form", "batch", **bench_model(...)}`` rows."""
+    """Markdown table of ``{"model", "form", "batch", ["run",] **bench_model(...)}`` rows (run: eager or compiled)."""
     lines = [
-        "| model | form | batch | infer plain ms | infer unilk ms | infer ratio | infer best | rel err"
+        "| model | form | run | batch | infer plain ms | infer unilk ms | infer ratio | infer best | rel err"
         " | train plain ms | train unilk ms | train ratio | train best |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         train = (
@@ -356,7 +374,8 @@ def format_model_table(rows: list[dict[str, object]]) -> str:
             else "- | - | - | -"
         )
         lines.append(
-            f"| {r['model']} | {r['form']} | {r['batch']} | {r['infer_ref_ms']:.0f} | {r['infer_ms']:.0f} |"
+            f"| {r['model']} | {r['form']} | {r.get('run', 'eager')} | {r['batch']} |"
+            f" {r['infer_ref_ms']:.0f} | {r['infer_ms']:.0f} |"
             f" {r['infer_ratio']:.2f}x | {r['infer_best']:.2f}x | {r['infer_rel_err']:.1e} | {train} |"
         )
     return "\n".join(lines)
@@ -401,6 +420,10 @@ def _make_setting(device: str, dtype: str, channels_last: bool, mode: str) -> Be
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter(f"{device!r}: this PyTorch sees no CUDA device", param_hint="--device")
     return BenchSetting(device, DTYPES[dtype], channels_last, mode)
+
+
+def _run_name(compiled: bool) -> str:
+    return "compiled" if compiled else "eager"
 
 
 @click.group("bench")
@@ -449,6 +472,12 @@ def bench_lkconv_command(
     is_flag=True,
     help="Only deploy-form inference, timed first in the process (as an inference service runs).",
 )
+@click.option(
+    "--compiled/--eager-only",
+    default=True,
+    show_default=True,
+    help="Also a row per form for torch.compile of the default build (against the same plain eager build).",
+)
 @_setting_options
 def bench_models_command(
     names: tuple[str, ...],
@@ -459,15 +488,17 @@ def bench_models_command(
     deploy: bool,
     no_train_step: bool,
     deploy_only: bool,
+    compiled: bool,
     device: str,
     dtype: str,
     channels_last: bool,
     mode: str,
 ) -> None:
-    """Whole models (default: unireplknet_a unireplknet_s slak_t replknet_31b) with the fast path against plain.
+    """Whole models (default: unireplknet_a unireplknet_s slak_t replknet_31b) on the default fast path against plain.
 
-    The fast build uses the large-kernel op and the fused block tails; the plain build is the same module and weights
-    with ``lkconv_mode("plain")``. Order matters on CPU: after a training step glibc keeps more freed memory, so both
+    Each form gets an eager row and (``--compiled``) a ``torch.compile`` row; the reference is the same module and
+    weights as the plain bit-reference build (``set_fast_path(False)``).
+    Order matters on CPU: after a training step glibc keeps more freed memory, so both
     builds page-fault less and their ratio shrinks; ``--deploy-only`` times deploy inference in a fresh process state.
     """
     import unilk
@@ -480,11 +511,16 @@ def bench_models_command(
             model = unilk.create_model(name)
         except (KeyError, ConfigError, RuntimeError) as err:
             raise click.ClickException(f"cannot build model {name!r}: {err}") from err
+        runs = (False, True) if compiled else (False,)
         if not deploy_only:
-            row = bench_model(model, batch, image_size, repeats, train_step=not no_train_step, setting=setting)
-            rows.append({"model": name, "form": "train", "batch": batch, **row})
+            for compile_it in runs:
+                row = bench_model(model, batch, image_size, repeats, not no_train_step, setting=setting,
+                                  compiled=compile_it)  # fmt: skip
+                rows.append({"model": name, "form": "train", "run": _run_name(compile_it), "batch": batch, **row})
         if deploy or deploy_only:
             unilk.reparameterize(model)
-            row = bench_model(model, batch, image_size, repeats, train_step=False, setting=setting)
-            rows.append({"model": name, "form": "deploy", "batch": batch, **row})
+            for compile_it in runs:
+                row = bench_model(model, batch, image_size, repeats, train_step=False, setting=setting,
+                                  compiled=compile_it)  # fmt: skip
+                rows.append({"model": name, "form": "deploy", "run": _run_name(compile_it), "batch": batch, **row})
     click.echo(format_model_table(rows))

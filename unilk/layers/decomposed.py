@@ -20,17 +20,21 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from unilk.layers.depthwise import DepthwiseConv2d
 from unilk.layers.fuse import merge_kernel, pad_kernel
 from unilk.layers.replk import DepthwiseConvBN, check_odd_kernel
-from unilk.ops.lkconv import depthwise_conv2d, depthwise_conv2d_sum
+from unilk.ops.lkconv import depthwise_conv2d_sum
 from unilk.ops.tracing import plain_required
 
 __all__ = ["DecomposedLargeKernelConv"]
 
 
 def _depthwise(channels: int, kernel_size: tuple[int, int], bias: bool) -> nn.Conv2d:
-    padding = (kernel_size[0] // 2, kernel_size[1] // 2)
-    return nn.Conv2d(channels, channels, kernel_size, padding=padding, groups=channels, bias=bias)
+    return DepthwiseConv2d(channels, kernel_size, bias=bias)
+
+
+def _hooked(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 class DecomposedLargeKernelConv(nn.Module):
@@ -87,14 +91,21 @@ class DecomposedLargeKernelConv(nn.Module):
         """``(N, C, H, W) -> (N, C, H, W)``."""
         if torch.jit.is_scripting():
             return self._plain_forward(x)
-        if self.deploy and not plain_required():
-            if self.merge_dense:
-                return depthwise_conv2d(x, self.lkb_reparam.weight, self.lkb_reparam.bias)
+        if self._sums_in_place():
             return depthwise_conv2d_sum(x, (self.LoRA1.weight, self.LoRA2.weight), self.LoRA1.bias)
         return self._plain_forward(x)
 
+    @torch.jit.unused
+    def _sums_in_place(self) -> bool:
+        # The decomposed deploy form adds the second rectangle into the first's output (bit-for-bit the same sum),
+        # unless a hook on either conv must see its own call.
+        if not self.deploy or self.merge_dense or plain_required():
+            return False
+        tall, wide = self.LoRA1, self.LoRA2
+        return tall.fast_path and wide.fast_path and not (_hooked(tall) or _hooked(wide))
+
     def _plain_forward(self, x: Tensor) -> Tensor:
-        # module calls (the convs carry their "same" padding): what scripting and graph capture see
+        # module calls (the convs carry their "same" padding and route through unilk.ops.lkconv themselves)
         if hasattr(self, "lkb_reparam"):
             return self.lkb_reparam(x)
         out = self.LoRA1(x) + self.LoRA2(x)

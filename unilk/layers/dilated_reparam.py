@@ -10,9 +10,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from unilk.errors import ConfigError
+from unilk.layers.depthwise import DepthwiseConv2d
 from unilk.layers.fuse import fuse_bn, merge_kernel
-from unilk.ops.lkconv import depthwise_conv2d
-from unilk.ops.tracing import plain_required
 
 __all__ = ["DRB_BRANCHES", "DilatedReparamBlock"]
 
@@ -29,6 +28,8 @@ DRB_BRANCHES: dict[int, tuple[tuple[int, int], ...]] = {
 
 
 def _depthwise(channels: int, kernel_size: int, dilation: int = 1, bias: bool = False) -> nn.Conv2d:
+    if dilation == 1:  # routed through unilk.ops.lkconv by the module itself
+        return DepthwiseConv2d(channels, kernel_size, bias=bias)
     padding = (dilation * (kernel_size - 1) + 1) // 2
     return nn.Conv2d(channels, channels, kernel_size, padding=padding, dilation=dilation, groups=channels, bias=bias)
 
@@ -70,19 +71,7 @@ class DilatedReparamBlock(nn.Module):
             self.add_module(f"dil_bn_k{k}_{r}", norm_layer(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(N, C, H, W) -> (N, C, H, W)``."""
-        if torch.jit.is_scripting():
-            return self._plain_forward(x)
-        if plain_required():
-            return self._plain_forward(x)
-        if self.deploy:
-            return depthwise_conv2d(x, self.lk_origin.weight, self.lk_origin.bias)
-        out = self.origin_bn(depthwise_conv2d(x, self.lk_origin.weight))
-        for k, r in self.branches:
-            out = out + getattr(self, f"dil_bn_k{k}_{r}")(getattr(self, f"dil_conv_k{k}_{r}")(x))
-        return out
-
-    def _plain_forward(self, x: Tensor) -> Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``; ``lk_origin`` routes through ``unilk.ops.lkconv`` itself."""
         # module calls in registration order (conv, its BN, conv, its BN, ...): scriptable without computed names
         out = self.lk_origin(x)
         branch = x

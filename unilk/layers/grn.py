@@ -34,3 +34,15 @@ class GRNwithNHWC(nn.Module):
         nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
         out = (self.gamma * nx + 1) * x
         return out + self.beta if self.beta is not None else out
+
+    @torch.jit.unused
+    def scale_from_norms(self, gx: Tensor) -> Tensor:
+        """The multiplicative part ``gamma * Nx + 1`` from the L2 norms, for callers that fold it into a matmul.
+
+        Args:
+            gx: ``(N, C)``, each channel's L2 norm over H, W.
+
+        Returns:
+            ``(N, C)``: the factor :meth:`forward` multiplies ``x`` by (``beta`` is then added separately).
+        """
+        return self.gamma.view(1, -1) * (gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)) + 1

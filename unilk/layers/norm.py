@@ -31,8 +31,8 @@ def layer_norm_2d(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-6) ->
 class LayerNorm2d(nn.Module):
     """LayerNorm for NCHW maps (the official ``LayerNorm(..., data_format="channels_first")``; keys weight, bias).
 
-    With the fused path on (:func:`unilk.ops.fused.fused_tail`) it runs :func:`unilk.ops.fused.channel_layer_norm`,
-    equal within float rounding; otherwise the official formula.
+    With the fast path on (``fast_path``, the default; see :func:`unilk.ops.fused.fused_enabled`) it runs
+    :func:`unilk.ops.fused.channel_layer_norm`, equal within float rounding; otherwise the official formula.
 
     Args:
         num_channels: C.
@@ -44,12 +44,13 @@ class LayerNorm2d(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_channels))
         self.bias = nn.Parameter(torch.zeros(num_channels))
         self.eps = eps
+        self.fast_path = True
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W) -> (N, C, H, W)``."""
         if torch.jit.is_scripting():
             return layer_norm_2d(x, self.weight, self.bias, self.eps)
-        if not plain_required() and fused_enabled():
+        if not plain_required() and fused_enabled(self.fast_path):
             return channel_layer_norm(x, self.weight, self.bias, self.eps)
         return layer_norm_2d(x, self.weight, self.bias, self.eps)
 

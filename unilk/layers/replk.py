@@ -12,9 +12,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from unilk.errors import ConfigError
+from unilk.layers.depthwise import DepthwiseConv2d
 from unilk.layers.fuse import fuse_bn, merge_kernel
-from unilk.ops.lkconv import depthwise_conv2d
-from unilk.ops.tracing import plain_required
 
 __all__ = ["DepthwiseConvBN", "ReparamLargeKernelConv", "check_odd_kernel"]
 
@@ -37,8 +36,7 @@ def check_odd_kernel(name: str, size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def _depthwise(channels: int, kernel_size: tuple[int, int], bias: bool) -> nn.Conv2d:
-    padding = (kernel_size[0] // 2, kernel_size[1] // 2)
-    return nn.Conv2d(channels, channels, kernel_size, padding=padding, groups=channels, bias=bias)
+    return DepthwiseConv2d(channels, kernel_size, bias=bias)
 
 
 class DepthwiseConvBN(nn.Module):
@@ -68,11 +66,7 @@ class DepthwiseConvBN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W) -> (N, C, H, W)``."""
-        if torch.jit.is_scripting():  # a statement of its own: the script compiler then skips the fast path
-            return self._normalise(self.conv(x))
-        if plain_required():
-            return self._normalise(self.conv(x))
-        return self._normalise(depthwise_conv2d(x, self.conv.weight))
+        return self._normalise(self.conv(x))  # the conv routes through unilk.ops.lkconv itself
 
     def _normalise(self, out: Tensor) -> Tensor:
         return out if self.bn is None else self.bn(out)
@@ -129,14 +123,7 @@ class ReparamLargeKernelConv(nn.Module):
             self.small_conv = DepthwiseConvBN(channels, small_kernel, bn=bn, norm_layer=norm_layer)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(N, C, H, W) -> (N, C, H, W)``."""
-        if torch.jit.is_scripting():
-            return self._plain_forward(x)
-        if self.deploy and not plain_required():
-            return depthwise_conv2d(x, self.lkb_reparam.weight, self.lkb_reparam.bias)
-        return self._plain_forward(x)
-
-    def _plain_forward(self, x: Tensor) -> Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``; every conv routes through ``unilk.ops.lkconv`` itself."""
         if hasattr(self, "lkb_reparam"):
             return self.lkb_reparam(x)
         out = self.lkb_origin(x)

@@ -26,3 +26,17 @@ class SEBlock(nn.Module):
         gate = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
         gate = torch.sigmoid(self.up(F.relu(self.down(gate))))
         return x * gate
+
+    @torch.jit.unused
+    def gate(self, x: Tensor) -> Tensor:
+        """The per-channel gate alone, for callers that fold it into a following matmul (``unilk.ops.fused``).
+
+        Args:
+            x: ``(N, C, H, W)``.
+
+        Returns:
+            ``(N, C)`` in ``(0, 1)``: ``sigmoid(up(relu(down(mean_hw(x)))))``, the factor :meth:`forward` applies.
+        """
+        pooled = x.mean((2, 3))  # (N, C)
+        hidden = F.relu(F.linear(pooled, self.down.weight.flatten(1), self.down.bias))
+        return torch.sigmoid(F.linear(hidden, self.up.weight.flatten(1), self.up.bias))

@@ -20,6 +20,8 @@ from timm.models._features import feature_take_indices
 from torch import Tensor
 
 from unilk.errors import ConfigError
+from unilk.layers.fast_path import set_fast_path
+from unilk.ops.fused import fast_path_from_env
 
 __all__ = ["POOL_TYPES", "LargeKernelTrunk", "TrunkStage", "drop_path_rates", "stage_feature_info"]
 
@@ -108,6 +110,11 @@ class LargeKernelTrunk(nn.Module):
             raise ConfigError(f"global_pool={global_pool!r} is not supported; expected one of {sorted(POOL_TYPES)}")
         return SelectAdaptivePool2d(pool_type=POOL_TYPES[global_pool], flatten=bool(global_pool))
 
+    def _choose_fast_path(self) -> None:
+        """Apply ``$UNILK_FAST_PATH`` (read here, once, when the model is built) to every layer with a fast form."""
+        self.fast_path = fast_path_from_env()
+        set_fast_path(self, self.fast_path)
+
     def _scale_head_init(self, head_init_scale: float) -> None:
         if isinstance(getattr(self, "head", None), nn.Linear) and not self.head.weight.is_meta:
             with torch.no_grad():
@@ -121,6 +128,21 @@ class LargeKernelTrunk(nn.Module):
         """Recompute each block in the backward pass instead of storing its activations."""
         for stage in self.stages:
             stage.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def set_fast_path(self, enabled: bool = True) -> "LargeKernelTrunk":
+        """Run the fast forms (True, the default) or the plain bit-reference PyTorch build (False), in place.
+
+        The fast forms (fused block tails, routed depthwise convolutions, fast ``LayerNorm2d``, channels-last stem)
+        equal the plain build to float rounding (docs/performance.md, exactness policy). ``$UNILK_FAST_PATH=0`` sets
+        False when the model is built.
+
+        Returns:
+            The model.
+        """
+        self.fast_path = bool(enabled)
+        set_fast_path(self, self.fast_path)
+        return self
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
@@ -289,4 +311,5 @@ class LargeKernelTrunk(nn.Module):
         for module in list(self.modules()):
             if module is not self and hasattr(module, "reparameterize"):
                 module.reparameterize()
+        set_fast_path(self, self.fast_path)  # the new convs follow the model's choice
         self.deploy = True

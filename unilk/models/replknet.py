@@ -286,6 +286,7 @@ class RepLKNet(LargeKernelTrunk):
             self._init_backbone(tuple(range(num_stages)) if out_indices is None else out_indices)
         else:
             self._init_head(num_classes, global_pool, drop_rate, norm_layer(channels[-1]), norm_first=True)
+        self._choose_fast_path()
         if use_checkpoint:
             self.set_grad_checkpointing(True)
 

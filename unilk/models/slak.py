@@ -90,12 +90,13 @@ class SLaKBlock(nn.Module):
         use_ls = layer_scale_init_value is not None and layer_scale_init_value > 0
         self.gamma = nn.Parameter(torch.full((dim,), float(layer_scale_init_value))) if use_ls else None
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.fast_path = True
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W) -> (N, C, H, W)``."""
         if torch.jit.is_scripting():
             return self._plain_forward(x)
-        if not plain_required() and fused_enabled():
+        if not plain_required() and fused_enabled(self.fast_path):
             return self._fused_forward(x)
         return self._plain_forward(x)
 
@@ -112,18 +113,8 @@ class SLaKBlock(nn.Module):
         # matmuls (unilk.ops.fused): the module chain's numbers up to float rounding, without its permute copies.
         drop_path_active = self.training and not isinstance(self.drop_path, nn.Identity)
         shortcut_in_tail = not drop_path_active  # nothing between the last Linear and the shortcut add
-        out = convnext_block_tail(
-            self.large_kernel(x),
-            self.norm.weight,
-            self.norm.bias,
-            self.norm.eps,
-            self.pwconv1.weight,
-            self.pwconv1.bias,
-            self.pwconv2.weight,
-            self.pwconv2.bias,
-            self.gamma,
-            x if shortcut_in_tail else None,
-        )
+        residual = x if shortcut_in_tail else None
+        out = convnext_block_tail(self.large_kernel(x), self.norm, self.pwconv1, self.pwconv2, self.gamma, residual)
         return out if shortcut_in_tail else x + self.drop_path(out)
 
 
@@ -246,6 +237,7 @@ class SLaK(LargeKernelTrunk):
             self._init_head(num_classes, global_pool, drop_rate, nn.LayerNorm(dims[-1], eps=1e-6))
         self.apply(self._init_weights)
         self._scale_head_init(head_init_scale)
+        self._choose_fast_path()
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -22,16 +22,16 @@ from timm.models import generate_default_cfgs, register_model
 from torch import Tensor
 
 from unilk.errors import ConfigError
+from unilk.layers.depthwise import DepthwiseConv2d
 from unilk.layers.dilated_reparam import DilatedReparamBlock
+from unilk.layers.ffn import GELUThenGRN, LinearFromNCHW, LinearToNCHW
 from unilk.layers.fuse import fuse_bn
-from unilk.layers.grn import GRNwithNHWC
 from unilk.layers.norm import LayerNorm2d
 from unilk.layers.se import SEBlock
 from unilk.models._builder import PretrainedCfg, build_trunk
 from unilk.models._checkpoint import official_keys, reparameterized_for
 from unilk.models._trunk import LargeKernelTrunk, TrunkStage, drop_path_rates, stage_feature_info
 from unilk.ops.fused import fused_enabled, unireplknet_block_tail
-from unilk.ops.lkconv import depthwise_conv2d
 from unilk.ops.tracing import plain_required
 
 __all__ = ["UniRepLKNet", "UniRepLKNetBlock", "default_kernel_sizes", "checkpoint_filter_fn"]
@@ -39,20 +39,6 @@ __all__ = ["UniRepLKNet", "UniRepLKNetBlock", "default_kernel_sizes", "checkpoin
 logger = logging.getLogger(__name__)
 
 VALID_KERNEL_SIZES = (0, 3, 5, 7, 9, 11, 13, 15, 17)
-
-
-class NCHWtoNHWC(nn.Module):
-    """Permute ``(N, C, H, W) -> (N, H, W, C)`` (a module so that the official Sequential indices are kept)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.permute(0, 2, 3, 1)
-
-
-class NHWCtoNCHW(nn.Module):
-    """Permute ``(N, H, W, C) -> (N, C, H, W)``."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.permute(0, 3, 1, 2)
 
 
 class UniRepLKNetBlock(nn.Module):
@@ -98,16 +84,14 @@ class UniRepLKNetBlock(nn.Module):
             self.dwconv: nn.Module = nn.Identity()
         elif kernel_size >= 7:
             self.dwconv = DilatedReparamBlock(dim, kernel_size, deploy=deploy, norm_layer=norm_layer)
-        else:
-            self.dwconv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim, bias=deploy)
+        else:  # SmaK: a "same"-padded depthwise conv routed through unilk.ops.lkconv like the large kernels
+            self.dwconv = DepthwiseConv2d(dim, kernel_size, bias=deploy)
         self.norm = nn.Identity() if deploy or kernel_size == 0 else norm_layer(dim)
         self.se = SEBlock(dim, dim // 4)
-        self.pwconv1 = nn.Sequential(NCHWtoNHWC(), nn.Linear(dim, hidden))
-        self.act = nn.Sequential(nn.GELU(), GRNwithNHWC(hidden, use_bias=not deploy))
-        if deploy:
-            self.pwconv2 = nn.Sequential(nn.Linear(hidden, dim), NHWCtoNCHW())
-        else:
-            self.pwconv2 = nn.Sequential(nn.Linear(hidden, dim, bias=False), NHWCtoNCHW(), norm_layer(dim))
+        self.pwconv1 = LinearFromNCHW(dim, hidden)
+        self.act = GELUThenGRN(hidden, use_bias=not deploy)
+        self.pwconv2 = LinearToNCHW(hidden, dim, norm=None if deploy else norm_layer(dim))
+        self.fast_path = True
         use_scale = not deploy and layer_scale_init_value is not None and layer_scale_init_value > 0
         self.gamma = nn.Parameter(layer_scale_init_value * torch.ones(dim)) if use_scale else None
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
@@ -116,9 +100,11 @@ class UniRepLKNetBlock(nn.Module):
         """``(N, C, H, W) -> (N, C, H, W)``."""
         if torch.jit.is_scripting():
             return self._plain_forward(x)
-        if plain_required() or not fused_enabled():
+        if plain_required():
             return self._plain_forward(x)
-        y = self.norm(self._spatial_mix(x))
+        if not fused_enabled(self.fast_path):
+            return self._plain_forward(x)
+        y = self.norm(self.dwconv(x))
         if self._shortcut_in_tail():
             return self._fused_tail(y, residual=x)
         return self._add_residual(x, self._fused_tail(y))
@@ -133,37 +119,18 @@ class UniRepLKNetBlock(nn.Module):
         return x + self.drop_path(y)
 
     @torch.jit.unused
-    def _spatial_mix(self, x: Tensor) -> Tensor:
-        if isinstance(self.dwconv, nn.Conv2d):  # SmaK: the same "same"-padded depthwise conv as the large kernels
-            return depthwise_conv2d(x, self.dwconv.weight, self.dwconv.bias)
-        return self.dwconv(x)
-
-    @torch.jit.unused
     def _shortcut_in_tail(self) -> bool:
         # Deploy form without stochastic depth: nothing sits between the last Linear and the shortcut add.
         drop_path_active = self.training and not isinstance(self.drop_path, nn.Identity)
-        return len(self.pwconv2) == 2 and self.gamma is None and not drop_path_active
+        return self.pwconv2.norm is None and self.gamma is None and not drop_path_active
 
     @torch.jit.unused
     def _fused_tail(self, y: Tensor, residual: Tensor | None = None) -> Tensor:
         # SE -> Linear -> GELU -> GRN -> Linear in the NCHW layout with the gates folded into the matmuls
         # (unilk.ops.fused): the module chain's numbers up to float rounding, without its permute copies and passes.
-        fc1, fc2 = self.pwconv1[1], self.pwconv2[0]
-        y = unireplknet_block_tail(
-            y,
-            self.se.down.weight,
-            self.se.down.bias,
-            self.se.up.weight,
-            self.se.up.bias,
-            fc1.weight,
-            fc1.bias,
-            self.act[1].gamma,
-            self.act[1].beta,
-            fc2.weight,
-            fc2.bias,
-            residual,
-        )
-        return self.pwconv2[2](y) if len(self.pwconv2) == 3 else y  # train form: the trailing BatchNorm
+        y = unireplknet_block_tail(y, self.se.gate(y), self.pwconv1.linear, self.act.grn, self.pwconv2.linear, residual)
+        norm = self.pwconv2.norm  # train form: the trailing BatchNorm
+        return y if norm is None else norm(y)
 
     @torch.no_grad()
     def reparameterize(self) -> None:
@@ -181,20 +148,14 @@ class UniRepLKNetBlock(nn.Module):
                 conv.bias.copy_(bias)
             else:
                 kernel, bias = fuse_bn(self.dwconv.weight, self.norm, self.dwconv.bias)
-                conv = nn.Conv2d(
-                    kernel.shape[0],
-                    kernel.shape[0],
-                    self.kernel_size,
-                    padding=self.kernel_size // 2,
-                    groups=kernel.shape[0],
-                    bias=True,
-                ).to(device=kernel.device, dtype=kernel.dtype)
+                conv = DepthwiseConv2d(kernel.shape[0], self.kernel_size, bias=True)
+                conv = conv.to(device=kernel.device, dtype=kernel.dtype)
                 conv.weight.copy_(kernel)
                 conv.bias.copy_(bias)
                 self.dwconv = conv
             self.norm = nn.Identity()
-        if len(self.pwconv2) == 3:  # Linear(no bias), permute, BN
-            linear, bn, grn = self.pwconv2[0], self.pwconv2[2], self.act[1]
+        if self.pwconv2.norm is not None:  # Linear(no bias), permute, BN
+            linear, bn, grn = self.pwconv2.linear, self.pwconv2.norm, self.act.grn
             # y = BN(W2 (grn_core + beta)) * s: the GRN bias enters the Linear as W2 beta, then BN and scale fold in
             input_bias = linear.weight @ grn.beta.reshape(-1) if grn.beta is not None else None
             weight, bias = fuse_bn(linear.weight, bn, input_bias)
@@ -202,7 +163,7 @@ class UniRepLKNetBlock(nn.Module):
             fused = nn.Linear(linear.in_features, linear.out_features).to(device=weight.device, dtype=weight.dtype)
             fused.weight.copy_(weight * scale[:, None])
             fused.bias.copy_(bias * scale)
-            self.pwconv2 = nn.Sequential(fused, NHWCtoNCHW())
+            self.pwconv2.replace_linear(fused)
             grn.beta = None
             self.gamma = None
         self.deploy = True
@@ -346,6 +307,7 @@ class UniRepLKNet(LargeKernelTrunk):
             self._init_head(num_classes, global_pool, drop_rate, nn.LayerNorm(dims[-1], eps=1e-6))
         self.apply(self._init_weights)
         self._scale_head_init(head_init_scale)
+        self._choose_fast_path()
         if with_cp:
             self.set_grad_checkpointing(True)
 
@@ -397,7 +359,7 @@ class UniRepLKNet(LargeKernelTrunk):
 
     @torch.jit.unused
     def _channels_last_stem(self, x: Tensor) -> bool:
-        return not plain_required() and x.device.type == "cpu" and fused_enabled()
+        return not plain_required() and x.device.type == "cpu" and fused_enabled(self.fast_path)
 
     def _prune_stage_inputs(self, num_stages: int) -> None:
         self.downsample_layers = self.downsample_layers[:num_stages]

@@ -25,9 +25,11 @@ The same switch turns on two more rounding-level rewrites outside the blocks: ``
 downsampling layers) runs :func:`channel_layer_norm`, and UniRepLKNet runs its stem channels-last on CPU, where its
 dense 3x3 convolutions are 3-5x faster.
 
-The fused form is opt-in (``UNILK_FUSED_TAIL=1`` or ``with fused_tail():``): reordering the float operations moves
-block outputs by about 1e-6 relative, and by default unilk reproduces the official implementation's numbers to 1e-5
-absolute. It is never used in ``lkconv_mode("plain")`` nor while a model is exported or traced.
+The fast path is on by default: it passes the exactness policy of docs/performance.md (against a float64 run, its
+relative error is within a small factor of the plain float32 build's). A model chooses it once, when it is built
+(:func:`fast_path_from_env`, ``$UNILK_FAST_PATH``), and ``model.set_fast_path(False)`` gives the plain bit-reference
+build; ``with fused_tail(False):`` overrides both inside the block. It is never used in ``lkconv_mode("plain")``,
+under ``torch.autocast``, nor while a graph is captured (FX, TorchScript, ``torch.compile``, export).
 """
 
 from __future__ import annotations
@@ -38,34 +40,69 @@ import math
 import os
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+from unilk.errors import ConfigError
 from unilk.ops._onednn import LinearFn, onednn_linear
 from unilk.ops.lkconv import _is_exporting, current_mode
 
+if TYPE_CHECKING:
+    from unilk.layers.grn import GRNwithNHWC
+
 __all__ = [
     "ENV_VAR",
+    "LEGACY_ENV_VAR",
+    "channel_layer_norm",
     "convnext_block_tail",
+    "fast_path_from_env",
     "fused_enabled",
     "fused_tail",
     "release_workspace",
-    "se_gate",
     "unireplknet_block_tail",
 ]
 
 
-ENV_VAR = "UNILK_FUSED_TAIL"
+ENV_VAR = "UNILK_FAST_PATH"
+LEGACY_ENV_VAR = "UNILK_FUSED_TAIL"  # the opt-in switch of earlier releases, still honoured
+_ON_VALUES = ("1", "on", "true", "yes")
+_OFF_VALUES = ("0", "off", "false", "no")
+
+
+def fast_path_from_env() -> bool:
+    """Whether a model being built takes the fast path: ``$UNILK_FAST_PATH``, else ``$UNILK_FUSED_TAIL``, else on.
+
+    Read once, when a model is built (never in a forward), so a bad value fails there.
+
+    Raises:
+        ConfigError: the variable holds something other than 1/on/true/yes or 0/off/false/no.
+    """
+    for name in (ENV_VAR, LEGACY_ENV_VAR):
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            continue
+        value = raw.lower()
+        if value in _ON_VALUES:
+            return True
+        if value in _OFF_VALUES:
+            return False
+        raise ConfigError(
+            f"${name}={raw!r} is not a fast-path setting; allowed values: {', '.join(_ON_VALUES)} (fast path, the "
+            f"default) or {', '.join(_OFF_VALUES)} (plain bit-reference build)"
+        )
+    return True
+
 
 _override: contextvars.ContextVar[bool | None] = contextvars.ContextVar("unilk_fused_tail", default=None)
 
 
 @contextlib.contextmanager
 def fused_tail(enabled: bool = True) -> Iterator[None]:
-    """Turn the fused path (block tails, fast ``LayerNorm2d``, channels-last UniRepLKNet stem) on or off inside the
-    block, overriding ``$UNILK_FUSED_TAIL``."""
+    """Turn the fast path (block tails, fast ``LayerNorm2d``, channels-last UniRepLKNet stem) on or off inside the
+    block, overriding every model's own choice (``set_fast_path``)."""
     token = _override.set(enabled)
     try:
         yield
@@ -73,10 +110,10 @@ def fused_tail(enabled: bool = True) -> Iterator[None]:
         _override.reset(token)
 
 
-def fused_enabled() -> bool:
-    """Whether blocks take the fused tail: when asked for (:func:`fused_tail`, ``UNILK_FUSED_TAIL=1``), never in
-    ``lkconv_mode("plain")``, never while exporting or tracing, and never under ``torch.autocast`` (the module chain
-    keeps autocast's per-op precision rules; the fused matmuls would see mixed dtypes).
+def fused_enabled(chosen: bool = True) -> bool:
+    """Whether a layer whose own setting is ``chosen`` runs its fast form now: :func:`fused_tail` overrides the
+    setting; never in ``lkconv_mode("plain")``, never while exporting or tracing, and never under ``torch.autocast``
+    (the module chain keeps autocast's per-op precision rules; the fused matmuls would see mixed dtypes).
 
     Raises:
         ConfigError: ``UNILK_LKCONV`` holds an unknown mode.
@@ -84,27 +121,11 @@ def fused_enabled() -> bool:
     if current_mode() == "plain" or _is_exporting() or _autocasting():
         return False
     override = _override.get()
-    return override if override is not None else os.environ.get(ENV_VAR, "0").strip() == "1"
+    return chosen if override is None else override
 
 
 def _autocasting() -> bool:
     return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
-
-
-def se_gate(x: Tensor, down_weight: Tensor, down_bias: Tensor, up_weight: Tensor, up_bias: Tensor) -> Tensor:
-    """The squeeze-and-excitation gate of UniRepLKNet's SEBlock, without applying it.
-
-    Args:
-        x: ``(N, C, H, W)``.
-        down_weight: ``(C_r, C, 1, 1)`` (or ``(C_r, C)``), ``down_bias``: ``(C_r,)``.
-        up_weight: ``(C, C_r, 1, 1)`` (or ``(C, C_r)``), ``up_bias``: ``(C,)``.
-
-    Returns:
-        ``(N, C)`` gate in ``(0, 1)``: ``sigmoid(up(relu(down(mean_hw(x)))))``.
-    """
-    pooled = x.mean((2, 3))  # (N, C)
-    hidden = F.relu(F.linear(pooled, down_weight.flatten(1), down_bias))
-    return torch.sigmoid(F.linear(hidden, up_weight.flatten(1), up_bias))
 
 
 def _inference(*tensors: Tensor | None) -> bool:
@@ -122,32 +143,41 @@ def _gelu(h: Tensor, in_place: bool) -> Tensor:
     return torch.ops.aten.gelu_(h) if in_place else F.gelu(h)
 
 
-class _Workspace(threading.local):
-    """One reusable CPU buffer per thread for the hidden map of a block tail (the largest temporary)."""
+# The reusable per-thread buffers, one per kind of temporary: a slot holds at most one live tensor at a time (the
+# hidden map of a tail; the squares of a sum of squares), so no two tensors of one computation share memory.
+HIDDEN, SQUARES = "hidden", "squares"
 
-    buffer: Tensor | None = None
+
+class _Workspace(threading.local):
+    """Reusable CPU buffers per thread, one per slot (:data:`HIDDEN`, :data:`SQUARES`)."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, Tensor] = {}
 
 
 _workspace = _Workspace()
 
 
 def release_workspace() -> None:
-    """Free this thread's workspace (it holds the largest hidden map seen, e.g. ~200 MB for SLaK-T at batch 32)."""
-    _workspace.buffer = None
+    """Free this thread's workspace (it holds the largest maps seen, e.g. ~200 MB for SLaK-T at batch 32)."""
+    _workspace.buffers.clear()
 
 
-def _hidden_out(shape: tuple[int, ...], like: Tensor, in_place: bool) -> Tensor | None:
-    """A reusable buffer for a tail's hidden map on CPU without autograd, else None (the op allocates).
+def _scratch(slot: str, shape: tuple[int, ...], like: Tensor, in_place: bool) -> Tensor | None:
+    """Slot ``slot``'s reusable buffer for a temporary on CPU without autograd, else None (the op allocates).
 
-    The hidden map never leaves the tail, so one buffer serves every block. A fresh multi-megabyte CPU tensor is
-    mapped page by page on first write, which costs more than the matmul's bias fill and the GELU together.
+    A temporary that never leaves its op can live in one buffer shared by every block. A fresh multi-megabyte CPU
+    tensor is mapped page by page on first write, which costs more than the matmul's bias fill and the GELU together.
     """
     if not in_place or like.device.type != "cpu":
         return None
     numel = math.prod(shape)
-    buffer = _workspace.buffer
+    buffer = _workspace.buffers.get(slot)
     if buffer is None or buffer.numel() < numel or buffer.dtype != like.dtype:
-        buffer = _workspace.buffer = torch.empty(numel, dtype=like.dtype)
+        # A normal tensor even under torch.inference_mode: an inference tensor could not be written later by a
+        # forward that runs under torch.no_grad alone.
+        with torch.inference_mode(False):
+            buffer = _workspace.buffers[slot] = torch.empty(numel, dtype=like.dtype)
     return buffer[:numel].view(shape)
 
 
@@ -197,11 +227,6 @@ def _pointwise(
     return torch.baddbmm(bias.view(1, -1, 1), lhs, x_ncl, out=out)
 
 
-def _grn_scale(gx: Tensor, grn_gamma: Tensor) -> Tensor:
-    """GRN's per-(sample, channel) factor ``gamma * Gx / (mean_c Gx + 1e-6) + 1`` from the L2 norms ``gx (N, D)``."""
-    return grn_gamma.view(1, -1) * (gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)) + 1
-
-
 def channel_layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
     """LayerNorm over the channels of an NCHW map (``LayerNorm2d``), with fewer passes and temporaries.
 
@@ -226,7 +251,7 @@ def channel_layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> T
     if not _inference(x, weight, bias):
         inv_std = torch.rsqrt(centred.square().sum(1, keepdim=True) / channels + eps)
         return torch.addcmul(shift, centred * inv_std, scale)
-    squares = torch.mul(centred, centred, out=_hidden_out(tuple(x.shape), x, True))
+    squares = torch.mul(centred, centred, out=_scratch(SQUARES, tuple(x.shape), x, True))
     centred.mul_(squares.sum(1, keepdim=True).div_(channels).add_(eps).rsqrt_())
     return torch.addcmul(shift, centred, scale, out=centred)
 
@@ -234,7 +259,7 @@ def channel_layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> T
 def _sum_of_squares(x: Tensor, dim: int) -> Tensor:
     """``(x * x).sum(dim)`` without autograd, the squares in the workspace: over a non-innermost dim this is 4-20x
     faster on CPU than ``vector_norm``'s reduction."""
-    return torch.mul(x, x, out=_hidden_out(tuple(x.shape), x, True)).sum(dim)
+    return torch.mul(x, x, out=_scratch(SQUARES, tuple(x.shape), x, True)).sum(dim)
 
 
 def _small_map_linear(y: Tensor, hidden: int, in_place: bool) -> LinearFn | None:
@@ -262,9 +287,8 @@ def _back_to_nchw(out_nlc: Tensor, residual: Tensor | None, size: tuple[int, int
 def _tail_channels_last(
     y_ncl: Tensor,
     gate: Tensor,
-    fc1_weight: Tensor,
-    fc1_bias: Tensor,
-    grn_gamma: Tensor,
+    fc1: nn.Linear,
+    grn: GRNwithNHWC,
     fc2_weight: Tensor,
     fc2_bias: Tensor | None,
     residual: Tensor | None,
@@ -279,66 +303,54 @@ def _tail_channels_last(
     n, c, length = y_ncl.shape
     y_nlc = torch.empty((n, length, c), dtype=y_ncl.dtype)
     torch.mul(y_ncl.transpose(1, 2), gate.unsqueeze(1), out=y_nlc)
-    hidden = linear(y_nlc.view(n * length, c), fc1_weight, fc1_bias, True).view(n, length, -1)  # (N, L, D)
-    hidden.mul_(_grn_scale(_sum_of_squares(hidden, dim=1).sqrt_(), grn_gamma).unsqueeze(1))
+    hidden = linear(y_nlc.view(n * length, c), fc1.weight, fc1.bias, True).view(n, length, -1)  # (N, L, D)
+    hidden.mul_(grn.scale_from_norms(_sum_of_squares(hidden, dim=1).sqrt_()).unsqueeze(1))
     out_nlc = linear(hidden.view(n * length, -1), fc2_weight, fc2_bias, False).view(n, length, c)
     return _back_to_nchw(out_nlc, residual, size)
 
 
 def unireplknet_block_tail(
     y: Tensor,
-    se_down_weight: Tensor,
-    se_down_bias: Tensor,
-    se_up_weight: Tensor,
-    se_up_bias: Tensor,
-    fc1_weight: Tensor,
-    fc1_bias: Tensor,
-    grn_gamma: Tensor,
-    grn_beta: Tensor | None,
-    fc2_weight: Tensor,
-    fc2_bias: Tensor | None,
+    gate: Tensor,
+    fc1: nn.Linear,
+    grn: GRNwithNHWC,
+    fc2: nn.Linear,
     residual: Tensor | None = None,
 ) -> Tensor:
     """SE gating -> Linear1 -> GELU -> GRN -> Linear2 of a UniRepLKNet block, computed in the NCHW layout.
 
-    Equals ``pwconv2(act(pwconv1(se(y))))`` of the block (before its trailing NCHW BatchNorm in train form, which stays
-    with the caller) within float rounding, forward and backward. The Linears run as ``W @ X`` on the ``(N, C, H·W)``
-    view of the map, so no permute copy is made; the SE and GRN gates are folded into the weights where that is
-    cheaper; without autograd the GELU and the gates work in place on the hidden map.
+    Equals ``fc2(grn(GELU(fc1(y * gate))))`` in NCHW (the block's chain before its trailing BatchNorm in train form,
+    which stays with the caller) within float rounding, forward and backward. The Linears run as ``W @ X`` on the
+    ``(N, C, H·W)`` view of the map, so no permute copy is made; the SE and GRN gates are folded into the weights
+    where that is cheaper; without autograd the GELU and the gates work in place on the hidden map.
 
     Args:
         y: ``(N, C, H, W)``, the output of the block's depthwise conv and norm.
-        se_down_weight: SE ``down`` weight ``(C_r, C, 1, 1)``; ``se_down_bias``: ``(C_r,)``.
-        se_up_weight: SE ``up`` weight ``(C, C_r, 1, 1)``; ``se_up_bias``: ``(C,)``.
-        fc1_weight: ``(D, C)``; ``fc1_bias``: ``(D,)`` (``pwconv1[1]``).
-        grn_gamma: ``(1, 1, 1, D)``; ``grn_beta``: ``(1, 1, 1, D)`` or None (deploy form).
-        fc2_weight: ``(C, D)``; ``fc2_bias``: ``(C,)`` or None (train form, where a BatchNorm follows).
+        gate: ``(N, C)``, the SE gate of ``y`` (:meth:`unilk.layers.se.SEBlock.gate`).
+        fc1: Linear ``C -> D``; ``grn``: the GRN over ``D`` (its ``beta`` may be None: deploy form).
+        fc2: Linear ``D -> C`` (without bias in train form, where a BatchNorm follows).
         residual: ``(N, C, H, W)`` added to the result inside the last matmul (the block's shortcut), or None.
 
     Returns:
         ``(N, C, H, W)``, contiguous.
     """
     n, c, height, width = y.shape
-    weights = (y, se_down_weight, se_up_weight, fc1_weight, grn_gamma, grn_beta, fc2_weight, fc2_bias, residual)
-    in_place = _inference(*weights)
+    in_place = _inference(y, gate, fc1.weight, grn.gamma, grn.beta, fc2.weight, fc2.bias, residual)
     y_ncl = _flat(y)
-    gate = se_gate(y, se_down_weight, se_down_bias, se_up_weight, se_up_bias)  # (N, C)
-    if grn_beta is not None:
+    fc2_bias = fc2.bias
+    if grn.beta is not None:
         # GRN's additive beta meets Linear2 as a constant input: it folds into the bias.
-        folded = F.linear(grn_beta.view(1, -1), fc2_weight).view(-1)
+        folded = F.linear(grn.beta.view(1, -1), fc2.weight).view(-1)
         fc2_bias = folded if fc2_bias is None else fc2_bias + folded
-    linear = _small_map_linear(y, fc1_weight.shape[0], in_place)
+    linear = _small_map_linear(y, fc1.out_features, in_place)
     if linear is not None:
         # Small maps (H·W <= D), where the gates cannot fold into the weights cheaply anyway: channels-last oneDNN.
-        return _tail_channels_last(
-            y_ncl, gate, fc1_weight, fc1_bias, grn_gamma, fc2_weight, fc2_bias, residual, linear, (height, width)
-        )
-    buffer = _hidden_out((n, fc1_weight.shape[0], height * width), y, in_place)
-    hidden = _gelu(_pointwise(fc1_weight, y_ncl, fc1_bias, gate, out=buffer), in_place)  # (N, D, L)
-    gx = torch.linalg.vector_norm(hidden, dim=-1)  # (N, D): L2 over H, W as GRN does
-    grn_scale = _grn_scale(gx, grn_gamma)  # (N, D)
+        return _tail_channels_last(y_ncl, gate, fc1, grn, fc2.weight, fc2_bias, residual, linear, (height, width))
+    buffer = _scratch(HIDDEN, (n, fc1.out_features, height * width), y, in_place)
+    hidden = _gelu(_pointwise(fc1.weight, y_ncl, fc1.bias, gate, out=buffer), in_place)  # (N, D, L)
+    grn_scale = grn.scale_from_norms(torch.linalg.vector_norm(hidden, dim=-1))  # (N, D): L2 over H, W as GRN does
     shortcut = None if residual is None else _flat(residual)
-    out = _pointwise(fc2_weight, hidden, fc2_bias, grn_scale, in_place=in_place, accumulate=shortcut)  # (N, C, L)
+    out = _pointwise(fc2.weight, hidden, fc2_bias, grn_scale, in_place=in_place, accumulate=shortcut)  # (N, C, L)
     return out.view(n, c, height, width)
 
 
@@ -367,34 +379,30 @@ def _convnext_tail_channels_last(
 
 def convnext_block_tail(
     y: Tensor,
-    ln_weight: Tensor,
-    ln_bias: Tensor,
-    ln_eps: float,
-    fc1_weight: Tensor,
-    fc1_bias: Tensor,
-    fc2_weight: Tensor,
-    fc2_bias: Tensor,
+    norm: nn.LayerNorm,
+    fc1: nn.Linear,
+    fc2: nn.Linear,
     gamma: Tensor | None,
     residual: Tensor | None = None,
 ) -> Tensor:
     """LayerNorm -> Linear1 -> GELU -> Linear2 -> layer scale of a ConvNeXt-style (SLaK) block, in the NCHW layout.
 
-    Equals ``gamma * pwconv2(GELU(pwconv1(LayerNorm(y.permute(0, 2, 3, 1))))).permute(0, 3, 1, 2)`` (plus
-    ``residual``) within float rounding, forward and backward. The LayerNorm's affine folds into Linear1 and the layer
-    scale into Linear2; both Linears run as ``W @ X`` on the ``(N, C, H·W)`` view, so neither permute is copied.
+    Equals ``gamma * fc2(GELU(fc1(norm(y.permute(0, 2, 3, 1))))).permute(0, 3, 1, 2)`` (plus ``residual``) within
+    float rounding, forward and backward. The LayerNorm's affine folds into Linear1 and the layer scale into Linear2;
+    both Linears run as ``W @ X`` on the ``(N, C, H·W)`` view, so neither permute is copied.
 
     Args:
         y: ``(N, C, H, W)``, the large-kernel layer's output; a temporary that is overwritten when no autograd graph
             is recorded.
-        ln_weight: ``(C,)``; ``ln_bias``: ``(C,)``; ``ln_eps``: the LayerNorm's epsilon.
-        fc1_weight: ``(D, C)``; ``fc1_bias``: ``(D,)``.
-        fc2_weight: ``(C, D)``; ``fc2_bias``: ``(C,)``.
+        norm: the LayerNorm over C (with its affine part); ``fc1``: Linear ``C -> D``; ``fc2``: Linear ``D -> C``.
         gamma: layer scale ``(C,)`` or None.
         residual: ``(N, C, H, W)`` added to the result inside the last matmul (the block's shortcut), or None.
 
     Returns:
         ``(N, C, H, W)``, contiguous.
     """
+    ln_weight, ln_bias, ln_eps = norm.weight, norm.bias, norm.eps
+    fc1_weight, fc1_bias, fc2_weight, fc2_bias = fc1.weight, fc1.bias, fc2.weight, fc2.bias
     n, c, height, width = y.shape
     in_place = _inference(y, ln_weight, ln_bias, fc1_weight, fc2_weight, fc2_bias, gamma, residual)
     y_ncl = _flat(y)
@@ -407,7 +415,7 @@ def convnext_block_tail(
         )
     mean = y_ncl.mean(1, keepdim=True)
     centred = y_ncl.sub_(mean) if in_place else y_ncl - mean
-    squares = torch.mul(centred, centred, out=_hidden_out(tuple(centred.shape), y, in_place))
+    squares = torch.mul(centred, centred, out=_scratch(SQUARES, tuple(centred.shape), y, in_place))
     inv_std = torch.rsqrt(squares.mean(1, keepdim=True) + ln_eps)  # biased variance, as LayerNorm
     normed = centred.mul_(inv_std) if in_place else centred * inv_std
     # Per-channel affine parts go onto the weights (D·C products) when the map is larger (N·H·W > D), else the map.
@@ -420,7 +428,7 @@ def convnext_block_tail(
             normed = normed.mul_(ln_weight.view(1, -1, 1)).add_(ln_bias.view(1, -1, 1))
         else:
             normed = torch.addcmul(ln_bias.view(1, -1, 1), normed, ln_weight.view(1, -1, 1))
-    buffer = _hidden_out((n, fc1_weight.shape[0], height * width), y, in_place)
+    buffer = _scratch(HIDDEN, (n, fc1_weight.shape[0], height * width), y, in_place)
     hidden = _gelu(_pointwise(w1, normed, b1, out=buffer), in_place)  # (N, D, L)
     shortcut = None if residual is None else _flat(residual)
     if gamma is None or fold:
