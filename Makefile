@@ -8,6 +8,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.unilk-installed
 PYTEST_ARGS ?=
+# two test processes of one thread each: on 2 cores this halves the suite's time against one process of two threads
+# (PyTorch's intra-op threads barely help the suite's small tensors); PYTEST_ARGS="-n 0" runs in one process
+PYTEST_PARALLEL ?= -n 2
 
 .PHONY: setup demo test test-all lint format system-deps clean
 
@@ -42,10 +45,10 @@ demo: setup
 	$(BIN)/unilk demo
 
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-all: setup
-	$(BIN)/python -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "slow or not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
