@@ -37,7 +37,9 @@ $(VENV)/bin/python:
 # Ray engine's tests run on a local 2-CPU cluster, no network) and DuckDB + Polars (the docs' shard-reading examples).
 $(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 	@echo "[setup] installing unilk (editable) with pinned dependencies from constraints.txt"
-	@$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@# setuptools warns on every editable install that a folder named like the package may shadow it: here adapters/
+	@# and datasets/ are mapped to unilk.adapters and unilk.datasets on purpose, so the notice is not for the user
+	@PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 	@echo "[setup] done"
 
