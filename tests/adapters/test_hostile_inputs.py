@@ -22,7 +22,7 @@ PEAK_LIMIT_MB = 1536  # the issue's bound: 1.5 GB for any input file under 1 MB
 
 # Runs in a fresh interpreter: adapts each file and reports its outcome and the process's peak resident memory.
 _PEAK_SCRIPT = """
-import json, resource, sys
+import json, sys
 from unilk.adapters import build_adapter
 results = []
 for modality, path, config in json.loads(sys.argv[1]):
@@ -32,7 +32,9 @@ for modality, path, config in json.loads(sys.argv[1]):
         results.append(["ok", list(out.shape)])
     except Exception as err:
         results.append([type(err).__name__, str(err)])
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM belongs to this program's memory map; ru_maxrss would also count the forking parent (Linux keeps it across exec)
+with open("/proc/self/status") as status:
+    peak_mb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 print(json.dumps({"results": results, "peak_mb": peak_mb}))
 """
 
