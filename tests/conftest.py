@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,43 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # CI clones the repository next to shared/, so the fixtures are at <repo>/../shared/fixtures
 FIXTURES_DIR = REPO_ROOT.parent / "shared" / "fixtures"
+
+
+def _untracked_files() -> set[str] | None:
+    """Untracked, non-ignored files of the checkout, or None outside a git checkout."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--others", "--exclude-standard", "-z"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {name for name in listed.decode(errors="replace").split("\0") if name}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_UNTRACKED_AT_START] = _untracked_files()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A test that writes into the checkout (instead of ``tmp_path``) fails the run: nothing lands there by accident."""
+    if hasattr(session.config, "workerinput"):  # xdist workers: the controller checks once
+        return
+    before = session.config.stash.get(_UNTRACKED_AT_START, None)
+    after = _untracked_files()
+    if before is None or after is None:
+        return
+    created = sorted(after - before)
+    if created:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"tests wrote into the checkout (use tmp_path): {', '.join(created)}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_UNTRACKED_AT_START = pytest.StashKey[set[str] | None]()
 
 
 @pytest.fixture(scope="session")

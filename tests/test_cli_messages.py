@@ -53,7 +53,9 @@ def _image(path: Path) -> Path:
 def test_encode_adapter_overrides(tmp_path: Path) -> None:
     image = _image(tmp_path / "a.png")
     base = [str(image), "--model", "test_unireplknet", "--random-weights", "--device", "cpu"]
-    small = CliRunner().invoke(encode_command, [*base, "--adapter", "input_size=[3,32,32]", "--out", "s.npz"])
+    small = CliRunner().invoke(
+        encode_command, [*base, "--adapter", "input_size=[3,32,32]", "--out", str(tmp_path / "s.npz")]
+    )
     assert small.exit_code == 0, small.output
     prefixed = CliRunner().invoke(encode_command, [*base, "--adapter", "image.crop_pct=1.0"])
     assert prefixed.exit_code == 0, prefixed.output
