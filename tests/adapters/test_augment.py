@@ -186,3 +186,73 @@ def test_points_transform_and_votes() -> None:
     assert not torch.equal(views[1], views[2])
     with pytest.raises(ConfigError, match=r"augment\.scale"):
         PointsVotes(adapter, PointsAugment(), votes=3)
+
+
+def _ramp_image(size: int = 32) -> np.ndarray:
+    """A grey ramp that brightens left to right (uint8 [size, size, 3]): mirroring and zooming are visible."""
+    row = np.linspace(0, 255, size).round().astype(np.uint8)
+    return np.repeat(np.tile(row, (size, 1))[..., None], 3, axis=2)
+
+
+def test_image_full_crop_is_the_adapters_map_and_hflip_mirrors_it() -> None:
+    adapter = ImageAdapter(ImageConfig(input_size=(3, 32, 32), crop_pct=1.0))
+    clean = adapter(_ramp_image())
+    whole = {"random_resized_crop": True, "scale": [1.0, 1.0], "ratio": [1.0, 1.0]}
+    kept = build_train_transform(adapter, augment_config("image", {**whole, "hflip": 0.0}))
+    mirrored = build_train_transform(adapter, augment_config("image", {**whole, "hflip": 1.0}))
+    torch.manual_seed(0)
+    # the training pipeline uses the adapter's size, mean and std: a crop of the whole image is the adapter's map
+    torch.testing.assert_close(kept(_ramp_image()), clean, atol=1e-5, rtol=0)
+    torch.testing.assert_close(mirrored(_ramp_image()), clean.flip(-1), atol=1e-5, rtol=0)
+
+
+def test_image_random_resized_crop_zooms_into_a_part() -> None:
+    adapter = ImageAdapter(ImageConfig(input_size=(3, 32, 32), crop_pct=1.0))
+    clean = adapter(_ramp_image())
+    quarter = {"random_resized_crop": True, "scale": [0.25, 0.25], "ratio": [1.0, 1.0], "hflip": 0.0}
+    transform = build_train_transform(adapter, augment_config("image", quarter))
+    full_span = float(clean[0, 0, -1] - clean[0, 0, 0])
+    for seed in range(5):
+        torch.manual_seed(seed)
+        out = transform(_ramp_image())
+        assert out.shape == clean.shape
+        # a 16-pixel-wide box of the ramp, stretched to 32 pixels: about half the brightness span, still increasing
+        span = float(out[0, 0, -1] - out[0, 0, 0])
+        assert 0.35 * full_span < span < 0.65 * full_span
+        assert (out[0, 0, 1:] >= out[0, 0, :-1] - 1e-4).all()
+
+
+def test_image_color_jitter_changes_colours_not_geometry_and_yields_to_auto_augment() -> None:
+    adapter = ImageAdapter(ImageConfig(input_size=(3, 32, 32), crop_pct=1.0))
+    whole = {"random_resized_crop": True, "scale": [1.0, 1.0], "ratio": [1.0, 1.0], "hflip": 0.0}
+    jitter = build_train_transform(adapter, augment_config("image", {**whole, "color_jitter": 0.4}))
+    assert "ColorJitter" in [type(t).__name__ for t in jitter.pipeline.transforms]
+    clean = adapter(_ramp_image())
+    changed = 0
+    for seed in range(5):
+        torch.manual_seed(seed)
+        out = jitter(_ramp_image())
+        changed += int(not torch.allclose(out, clean, atol=1e-3))
+        # brightness and contrast are increasing per pixel and a grey image has no saturation or hue to change:
+        # the ramp still increases left to right, with no pixel moved
+        grey = out * torch.tensor(adapter.config.std).view(3, 1, 1) + torch.tensor(adapter.config.mean).view(3, 1, 1)
+        torch.testing.assert_close(grey[0], grey[1], atol=2e-2, rtol=0)
+        assert (grey[0, :, 1:] >= grey[0, :, :-1] - 1e-4).all()
+    assert changed >= 4
+    # timm applies colour jitter only without an auto-augment policy (as the SLaK / ConvNeXt pipelines do)
+    policy = {**whole, "color_jitter": 0.4, "auto_augment": "rand-m9-mstd0.5-inc1"}
+    names = [type(t).__name__ for t in build_train_transform(adapter, augment_config("image", policy)).pipeline.transforms]
+    assert "ColorJitter" not in names
+    assert "RandAugment" in names
+
+
+def test_video_flip_mirrors_every_frame_of_the_clip() -> None:
+    # frames that brighten left to right, a different level per frame: a mirrored frame darkens left to right
+    ramp = np.linspace(0, 100, 48).astype(np.uint8)
+    video = np.stack([np.broadcast_to((ramp + 10 * t)[None, :, None], (32, 48, 3)) for t in range(8)])
+    cfg = VideoConfig(num_frames=4, frame_stride=2, short_side=32, crop_size=32, mean=(0,) * 3, std=(1,) * 3)
+    adapter = VideoAdapter(cfg)
+    centre = adapter(video)  # Tensor[3, 2·32, 2·32], four tiles
+    mirrored = build_train_transform(adapter, augment_config("video", {"hflip": 1.0}))(video)
+    tiles = centre.unfold(1, 32, 32).unfold(2, 32, 32)  # (3, 2, 2, 32, 32)
+    torch.testing.assert_close(mirrored.unfold(1, 32, 32).unfold(2, 32, 32), tiles.flip(-1))

@@ -190,3 +190,21 @@ def test_off_mesh_is_sampled_on_its_surface(tmp_path: Path) -> None:
     (tmp_path / "cut.off").write_text("OFF\n4 1 0\n0 0 0\n1 0 0\n")
     with pytest.raises(InputError, match="truncated"):
         load_points(tmp_path / "cut.off")
+
+
+def test_scale_shift_factors_and_offsets_stay_in_their_ranges() -> None:
+    # point 0 at the origin shows the offset; point 1 at (1, 1, 1) shows the per-axis factors
+    clouds = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]).expand(64, 2, 3).contiguous()
+    for anisotropic in (False, True):
+        out = scale_shift(
+            clouds, torch.Generator().manual_seed(0), scale=(0.5, 2.0), shift=0.2, anisotropic=anisotropic
+        )
+        offsets, factors = out[:, 0], out[:, 1] - out[:, 0]
+        assert offsets.abs().max() <= 0.2
+        assert offsets.abs().max() > 0.15  # the whole range is drawn from, per axis
+        assert factors.min() >= 0.5 and factors.max() <= 2.0
+        spread = (factors.max(dim=1).values - factors.min(dim=1).values).max()
+        if anisotropic:
+            assert spread > 0.5  # one factor per axis
+        else:
+            assert spread < 1e-6  # one factor per cloud
