@@ -241,7 +241,8 @@ def test_image_color_jitter_changes_colours_not_geometry_and_yields_to_auto_augm
     assert changed >= 4
     # timm applies colour jitter only without an auto-augment policy (as the SLaK / ConvNeXt pipelines do)
     policy = {**whole, "color_jitter": 0.4, "auto_augment": "rand-m9-mstd0.5-inc1"}
-    names = [type(t).__name__ for t in build_train_transform(adapter, augment_config("image", policy)).pipeline.transforms]
+    pipeline = build_train_transform(adapter, augment_config("image", policy)).pipeline
+    names = [type(t).__name__ for t in pipeline.transforms]
     assert "ColorJitter" not in names
     assert "RandAugment" in names
 

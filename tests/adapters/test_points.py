@@ -202,7 +202,8 @@ def test_scale_shift_factors_and_offsets_stay_in_their_ranges() -> None:
         offsets, factors = out[:, 0], out[:, 1] - out[:, 0]
         assert offsets.abs().max() <= 0.2
         assert offsets.abs().max() > 0.15  # the whole range is drawn from, per axis
-        assert factors.min() >= 0.5 and factors.max() <= 2.0
+        assert factors.min() >= 0.5
+        assert factors.max() <= 2.0
         spread = (factors.max(dim=1).values - factors.min(dim=1).values).max()
         if anisotropic:
             assert spread > 0.5  # one factor per axis
