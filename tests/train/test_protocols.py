@@ -119,6 +119,29 @@ def test_mixup_mixes_labels_with_the_inputs(task):
         torch.testing.assert_close(mixed_y.sum(1), torch.ones(4))  # mixed one-hot labels still sum to 1
 
 
+def test_cutmix_pastes_a_box_and_mixes_smoothed_labels_by_its_area():
+    recipe = recipe_from_dict(
+        {"modality": "image", "train": {"cutmix": 1.0, "mixup_prob": 1.0, "label_smoothing": 0.1}}
+    )
+    trainer = Trainer(recipe, TrainParts(model=nn.Identity(), train_set=_Items([0] * 4, [0] * 4), labels=list("abcd")))
+    cutmix = trainer._build_mixup()
+    x = torch.stack([torch.full((3, 16, 16), float(v)) for v in (0, 1, 2, 3)])
+    y = torch.tensor([0, 1, 2, 3])
+    torch.manual_seed(0)
+    mixed_x, mixed_y = cutmix(x.clone(), y)
+    pasted = mixed_x[0, 0] == 3.0  # sample 0 takes a box from the flipped batch's sample 3
+    assert torch.equal(pasted | (mixed_x[0, 0] == 0.0), torch.ones(16, 16, dtype=torch.bool))  # no blending
+    rows, cols = pasted.any(1).nonzero().flatten(), pasted.any(0).nonzero().flatten()
+    box = pasted[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    assert 0 < pasted.sum() < 256  # neither empty nor the whole image
+    assert box.all()  # one rectangle
+    lam = 1 - pasted.float().mean().item()  # the labels carry the kept area
+    off = 0.1 / 4
+    smooth = torch.full((4, 4), off) + torch.eye(4) * (1 - 0.1)  # timm's smoothed one-hot: 0.925 and 0.025
+    torch.testing.assert_close(mixed_y, lam * smooth + (1 - lam) * smooth.flip(0))
+    torch.testing.assert_close(mixed_y.sum(1), torch.ones(4))
+
+
 # ---------------------------------------------------------------------------------------------- cross-validation
 
 _TINY_AUDIO = {
