@@ -27,6 +27,7 @@ from unilk.adapters.audio_augment import add_noise_and_roll, spec_augment
 from unilk.adapters.common import draw_generator, with_generator
 from unilk.adapters.config import AdapterConfig, check_choice
 from unilk.adapters.points_augment import jitter, point_dropout, rotate_up, scale_shift
+from unilk.adapters.series import crop_series
 from unilk.adapters.video import crop_frames
 from unilk.adapters.video_augment import random_flip, random_resized_crop_frames
 from unilk.errors import ConfigError
@@ -38,6 +39,7 @@ __all__ = [
     "PointsAugment",
     "PointsVotes",
     "SeriesAugment",
+    "SeriesTrain",
     "VideoAugment",
     "augment_config",
     "build_train_transform",
@@ -260,14 +262,35 @@ class PointsAugment(AdapterConfig):
 
 @dataclasses.dataclass(frozen=True)
 class SeriesAugment(AdapterConfig):
-    """Forecasting windows get no augmentation (no field)."""
+    """Series classification augmentations (forecasting windows get none).
+
+    Attributes:
+        crop: window slicing: each training series is cut to a random window of this fraction of its steps (drawn
+            uniformly from ``[low, high]``, at a uniform start) before the adapter fits it to ``seq_len`` steps;
+            None: off.
+        scale: multiply each training window by a factor drawn uniformly from ``[low, high]`` (after normalisation);
+            None: off.
+        jitter: add Gaussian noise of this standard deviation to each normalised training window (0: off).
+    """
 
     modality = "series"
 
+    crop: tuple[float, float] | None = None
+    scale: tuple[float, float] | None = None
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        _check_pair(owner, "crop", self.crop, allow_none=True)
+        if self.crop is not None and self.crop[1] > 1.0:
+            raise ConfigError(f"{owner}.crop: got {self.crop!r}, expected fractions of the series in (0, 1]")
+        _check_pair(owner, "scale", self.scale, allow_none=True)
+        _check_range(owner, "jitter", self.jitter, 0.0, 10.0)
+
     @property
     def active(self) -> bool:
-        """Always False."""
-        return False
+        """Whether any augmentation is on."""
+        return self.crop is not None or self.scale is not None or self.jitter > 0
 
 
 #: modality -> augmentation config class
@@ -399,6 +422,31 @@ class PointsTrain:
         return self.adapter.project_batch(self.augment.apply(points, gen))[0]
 
 
+class SeriesTrain:
+    """A random window of the series (window slicing), fitted and normalised by the adapter, then scaled and jittered.
+
+    Crop fractions are applied to the series' own length (at least 2 steps are kept), so the adapter's ``length``
+    policy sees a shorter series; ``resample`` stretches it back to ``seq_len``.
+    """
+
+    def __init__(self, adapter: Any, augment: SeriesAugment) -> None:
+        self.adapter, self.augment = adapter, augment
+
+    def __call__(self, sample: Any) -> Tensor:
+        """One augmented window Tensor[seq_len, D']."""
+        aug, gen = self.augment, draw_generator()
+        data = self.adapter.load(sample)
+        if aug.crop is not None:
+            data = crop_series(data, aug.crop, gen)
+        out = self.adapter(data)
+        if aug.scale is not None:
+            low, high = aug.scale
+            out = out * (low + (high - low) * torch.rand((), generator=gen))
+        if aug.jitter > 0:
+            out = out + aug.jitter * torch.randn(out.shape, generator=gen)
+        return out
+
+
 class PointsVotes:
     """The voting test (Point-BERT / P2P on ModelNet): ``votes`` copies of a cloud, the first as is, the others
     randomly scaled and shifted with the training settings; the model's outputs are averaged over them.
@@ -430,5 +478,11 @@ def build_train_transform(adapter: Any, augment: AdapterConfig) -> Any:
         raise ConfigError(f"augment: a {augment.modality} config for a {adapter.config.modality} adapter")
     if not augment.active:  # type: ignore[attr-defined]
         return adapter
-    wrappers = {"audio": AudioTrain, "image": ImageTrain, "video": VideoTrain, "points": PointsTrain}
+    wrappers = {
+        "audio": AudioTrain,
+        "image": ImageTrain,
+        "video": VideoTrain,
+        "points": PointsTrain,
+        "series": SeriesTrain,
+    }
     return wrappers[augment.modality](adapter, augment)

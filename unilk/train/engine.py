@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -173,6 +173,23 @@ def _stack_targets(targets: list[Any]) -> Tensor:
     return torch.as_tensor(targets)
 
 
+def _fit_batch_to_train_set(recipe: Recipe, num_train: int) -> Recipe:
+    """The recipe with ``data.batch_size`` lowered to the training set when the set is smaller than one update
+    (``batch_size × grad_accum_steps``), so a small dataset trains instead of failing; a warning says so."""
+    accum = recipe.train.grad_accum_steps
+    if num_train >= recipe.data.batch_size * accum or num_train < accum:
+        return recipe
+    batch = num_train // accum
+    logger.warning(
+        "data.batch_size %d × train.grad_accum_steps %d exceeds the %d training samples; training with batch_size %d",
+        recipe.data.batch_size,
+        accum,
+        num_train,
+        batch,
+    )
+    return replace(recipe, data=replace(recipe.data, batch_size=batch))
+
+
 class Trainer:
     """Trains ``parts`` following ``recipe``; one instance per run (per process under torchrun).
 
@@ -189,7 +206,7 @@ class Trainer:
     """
 
     def __init__(self, recipe: Recipe, parts: TrainParts, info: DistInfo | None = None) -> None:
-        self.recipe = recipe
+        self.recipe = recipe = _fit_batch_to_train_set(recipe, len(parts.train_set))  # type: ignore[arg-type]
         self.parts = parts
         self.info = info or init_distributed(recipe.train.device)
         self.out_dir = Path(recipe.output_dir)
