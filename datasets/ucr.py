@@ -217,6 +217,7 @@ def _read_ts(path: Path) -> ArchiveSplit:
         raise InputError(f"{path}: no '@data' line; not a .ts file")
     if classes is None:
         raise InputError(f"{path}: no '@classLabel true <labels>' header line")
+
     def parse(line: str, where: str) -> tuple[list[list[float]], str]:
         if timestamps:  # times hold ':' too, so dimensions split only between ')' and '('
             body, _, label = line.rpartition(":")

@@ -242,7 +242,8 @@ def test_group_size_zero_is_one_node_of_all_channels() -> None:
     with pytest.raises(ConfigError, match="with_channels"):
         SeriesEmbedding(cfg)
     fixed = cfg.with_channels(5)
-    assert fixed.group_size == 5 and POLICY.with_channels(5) == POLICY  # a set group_size stays
+    assert fixed.group_size == 5
+    assert POLICY.with_channels(5) == POLICY
     maps = SeriesEmbedding(fixed)(window[None])
     assert maps.shape == (1, 1, *fixed.map_shape)  # one map for the whole series
     with pytest.raises(ConfigError, match="group_size"):
@@ -265,7 +266,8 @@ def test_crop_series_keeps_a_window_of_the_drawn_fraction() -> None:
         steps, start = out.values.shape[0], int(out.values[0, 0])
         assert 50 <= steps <= 80
         np.testing.assert_array_equal(out.values[:, 0], np.arange(start, start + steps))  # consecutive steps
-        assert out.timestamps[0] == stamps[start] and len(out.timestamps) == steps
+        assert out.timestamps[0] == stamps[start]
+        assert len(out.timestamps) == steps
     assert crop_series(data, (1.0, 1.0), gen).values.shape == (100, 2)
     short = SeriesData(values[:3], ("a", "b"), None)
     assert crop_series(short, (0.1, 0.1), gen).values.shape[0] == 2  # at least two steps
