@@ -11,10 +11,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
+import unilk
 from unilk.errors import ConfigError
+from unilk.layers.fast_path import uses_fast_path
 from unilk.ops._fft_conv import fft_depthwise_backward, fft_depthwise_forward, fft_lengths
 from unilk.ops._lkconv_plan import Plan, choose_plan
-from unilk.ops.lkconv import ENV_VAR, MODES, current_mode, depthwise_conv2d, depthwise_conv2d_sum, lkconv_mode
+from unilk.ops.lkconv import (
+    ENV_VAR,
+    MODES,
+    current_mode,
+    depthwise_conv2d,
+    depthwise_conv2d_sum,
+    lkconv_mode,
+    mode_from_env,
+)
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 
@@ -132,29 +142,53 @@ def test_cropped_taps_get_zero_gradient() -> None:
     assert grad_w[inner].abs().min() > 0
 
 
-def test_plain_mode_is_bitwise_conv2d(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plain_mode_is_bitwise_conv2d() -> None:
     x, weight, bias = torch.randn(2, 8, 20, 20), torch.randn(8, 1, 31, 31), torch.randn(8)
-    monkeypatch.setenv(ENV_VAR, "plain")
-    assert current_mode() == "plain"
-    assert torch.equal(depthwise_conv2d(x, weight, bias), F.conv2d(x, weight, bias, padding=15, groups=8))
+    want = F.conv2d(x, weight, bias, padding=15, groups=8)
+    assert torch.equal(depthwise_conv2d(x, weight, bias, mode="plain"), want)
+    with lkconv_mode("plain"):
+        assert torch.equal(depthwise_conv2d(x, weight, bias), want)
 
 
 def test_mode_sources_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    # A call runs in its caller's mode unless a lkconv_mode block overrides it; the environment is not read per call.
+    monkeypatch.setenv(ENV_VAR, "fastest")
     assert current_mode() == "auto"
-    monkeypatch.setenv(ENV_VAR, "FFT")
-    assert current_mode() == "fft"
+    assert current_mode("fft") == "fft"
     with lkconv_mode("plain"):
-        assert current_mode() == "plain"
+        assert current_mode("fft") == "plain"
         with lkconv_mode("nchw"):
             assert current_mode() == "nchw"
         assert current_mode() == "plain"
-    assert current_mode() == "fft"
-    monkeypatch.setenv(ENV_VAR, "fastest")
-    with pytest.raises(ConfigError, match=r"UNILK_LKCONV.*'fastest'.*'channels_last'"):
-        depthwise_conv2d(torch.randn(1, 1, 3, 3), torch.randn(1, 1, 3, 3))
+    assert current_mode("fft") == "fft"
+    with pytest.raises(ConfigError, match=r"'fastest'.*'channels_last'"):
+        depthwise_conv2d(torch.randn(1, 1, 3, 3), torch.randn(1, 1, 3, 3), mode="fastest")
     with pytest.raises(ConfigError, match="'bogus'"), lkconv_mode("bogus"):
         pass
+
+
+def test_env_mode_is_read_when_a_model_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, " FFT ")
+    assert mode_from_env() == "fft"
+    model = unilk.create_model("test_slak", num_classes=3).eval()
+    convs = [m for m in model.modules() if hasattr(m, "lkconv_mode")]
+    assert convs
+    assert {m.lkconv_mode for m in convs} == {"fft"}
+    # A later change of the variable does not reach the built model, even a bad value: nothing fails mid-forward.
+    monkeypatch.setenv(ENV_VAR, "fastest")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fft_out = model(x)
+        model.set_lkconv_mode("plain")
+        assert torch.allclose(model(x), fft_out, rtol=1e-5, atol=1e-5)
+    model.set_fast_path(False)
+    unilk.reparameterize(model)  # the deploy convs follow the model's choices
+    assert {m.lkconv_mode for m in model.modules() if hasattr(m, "lkconv_mode")} == {"plain"}
+    assert not uses_fast_path(model)
+    with pytest.raises(ConfigError, match=r"UNILK_LKCONV.*'fastest'.*'channels_last'"):
+        unilk.create_model("test_slak")
+    with pytest.raises(ConfigError, match="'bogus'"):
+        model.set_lkconv_mode("bogus")
 
 
 def test_channels_last_input_keeps_its_format() -> None:

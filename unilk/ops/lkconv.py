@@ -15,8 +15,9 @@ algorithms (see :mod:`unilk.ops._lkconv_plan`):
 - ``triton``: Triton kernels for every direction (:mod:`unilk.ops.triton_lkconv`; CUDA, or CPU under
   ``TRITON_INTERPRET=1``); :func:`depthwise_conv2d_sum` then adds SLaK's two rectangles in one pass.
 
-The mode comes from :func:`lkconv_mode` (a context manager) or else the environment variable ``UNILK_LKCONV``
-(``auto`` by default; ``plain`` is exactly ``F.conv2d``, the reference build). ``auto``'s rules were measured on CPU;
+The mode is the caller's ``mode`` argument (layers pass the one their model was built with: ``$UNILK_LKCONV``, read
+by :func:`mode_from_env` when the model is built, ``auto`` when unset; ``plain`` is exactly ``F.conv2d``, the reference
+build), unless a :func:`lkconv_mode` block overrides it. ``auto``'s rules were measured on CPU;
 on CUDA ``auto`` autotunes instead: the first call of each shape, dtype and layout times the exact candidates
 (``nchw``, cuDNN through ``channels_last``, ``fft`` for float32/float64, ``triton`` when installed) per direction and
 keeps the fastest (:mod:`unilk.ops._lkconv_tune`). On other devices ``auto`` applies only the crop, while a forced
@@ -48,7 +49,15 @@ from unilk.ops._lkconv_plan import NCHW_MAX_WIDTH, Plan, choose_plan
 from unilk.ops._lkconv_tune import Tuner, tolerance
 from unilk.ops.tracing import plain_required
 
-__all__ = ["depthwise_conv2d", "depthwise_conv2d_sum", "lkconv_mode", "current_mode", "MODES", "ENV_VAR"]
+__all__ = [
+    "depthwise_conv2d",
+    "depthwise_conv2d_sum",
+    "lkconv_mode",
+    "current_mode",
+    "mode_from_env",
+    "MODES",
+    "ENV_VAR",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,29 +77,28 @@ def _check_mode(mode: str, source: str) -> str:
     return mode
 
 
-# ``$UNILK_LKCONV`` as last read and the mode it names: re-validated only when the variable changes.
-_env_mode: tuple[str | None, str] = (None, "auto")
-
-
-def current_mode() -> str:
-    """The active mode: the innermost :func:`lkconv_mode`, else ``$UNILK_LKCONV``, else ``"auto"``.
+def mode_from_env() -> str:
+    """The mode ``$UNILK_LKCONV`` names (``"auto"`` when unset): read when a model is built, never in a forward.
 
     Raises:
-        ConfigError: ``UNILK_LKCONV`` holds an unknown mode.
+        ConfigError: the variable holds an unknown mode.
     """
-    global _env_mode
+    return _check_mode(os.environ.get(ENV_VAR, "").strip().lower() or "auto", f"${ENV_VAR}")
+
+
+def current_mode(chosen: str = "auto") -> str:
+    """The mode a call runs in: the innermost :func:`lkconv_mode` block, else ``chosen`` (the caller's own mode).
+
+    Args:
+        chosen: the mode the calling layer was built with (``"auto"`` for direct calls).
+    """
     override = _mode_override.get()
-    if override is not None:
-        return override
-    raw = os.environ.get(ENV_VAR)
-    if raw != _env_mode[0]:
-        _env_mode = (raw, _check_mode((raw or "").strip().lower() or "auto", f"${ENV_VAR}"))
-    return _env_mode[1]
+    return chosen if override is None else override
 
 
 @contextlib.contextmanager
 def lkconv_mode(mode: str) -> Iterator[None]:
-    """Use ``mode`` for every :func:`depthwise_conv2d` call inside the block (overrides ``UNILK_LKCONV``).
+    """Use ``mode`` for every :func:`depthwise_conv2d` call inside the block (overrides each model's own mode).
 
     ``with lkconv_mode("plain"):`` turns a model into its plain-convolution build (same module, same weights).
 
@@ -407,7 +415,7 @@ def _make_route(key: tuple[object, ...], mode: str, x: Tensor, weight: Tensor) -
     return route
 
 
-def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, mode: str = "auto") -> Tensor:
     """Depthwise "same" convolution with stride 1, computed by the fastest exact algorithm for the shape.
 
     The result equals ``F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=C)`` within floating-point
@@ -419,14 +427,16 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
         x: input ``(N, C, H, W)``.
         weight: depthwise kernel ``(C, 1, k_h, k_w)`` with odd ``k_h`` and ``k_w``.
         bias: ``(C,)`` or None.
+        mode: the algorithm choice (one of :data:`MODES`; a :func:`lkconv_mode` block overrides it). Layers pass the
+            mode their model was built with (``$UNILK_LKCONV``, read then).
 
     Returns:
         ``(N, C, H, W)``.
 
     Raises:
-        ConfigError: ``UNILK_LKCONV`` holds an unknown mode.
+        ConfigError: unknown ``mode``.
     """
-    mode = current_mode()
+    mode = _check_mode(current_mode(mode), "depthwise_conv2d")
     if mode == "plain" or _is_exporting():
         k_h, k_w = weight.shape[-2:]
         return F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=weight.shape[0])
@@ -449,7 +459,9 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
     return _conv(x, weight, bias, plan.forward)
 
 
-def depthwise_conv2d_sum(x: Tensor, weights: Sequence[Tensor], bias: Tensor | None = None) -> Tensor:
+def depthwise_conv2d_sum(
+    x: Tensor, weights: Sequence[Tensor], bias: Tensor | None = None, *, mode: str = "auto"
+) -> Tensor:
     """The sum of depthwise "same" convolutions of one input with several kernels, e.g. SLaK's M×N and N×M pair.
 
     Equals ``sum(depthwise_conv2d(x, w) for w in weights) + bias``. In the ``triton`` mode one kernel computes the
@@ -460,16 +472,18 @@ def depthwise_conv2d_sum(x: Tensor, weights: Sequence[Tensor], bias: Tensor | No
         x: input ``(N, C, H, W)``.
         weights: one or more depthwise kernels ``(C, 1, k_h, k_w)`` with odd sides.
         bias: ``(C,)`` or None, added once.
+        mode: as for :func:`depthwise_conv2d`.
 
     Returns:
         ``(N, C, H, W)``.
 
     Raises:
         ValueError: ``weights`` is empty.
+        ConfigError: unknown ``mode``.
     """
     if not weights:
         raise ValueError("depthwise_conv2d_sum: weights is empty; pass at least one kernel")
-    mode = current_mode()
+    mode = _check_mode(current_mode(mode), "depthwise_conv2d_sum")
     tensors = (x, *weights) if bias is None else (x, bias, *weights)
     autograd = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     # auto on CUDA weighs the one-pass Triton sum against the separate (each autotuned) convolutions; only without
@@ -482,9 +496,9 @@ def depthwise_conv2d_sum(x: Tensor, weights: Sequence[Tensor], bias: Tensor | No
             cropped = [weight if crop is None else weight[crop] for weight, crop in zip(weights, crops)]
             if mode == "triton" or _tuned_sum(x, cropped) == "triton":
                 return _triton_ops().depthwise_conv2d_triton(x, cropped, bias)
-    out = depthwise_conv2d(x, weights[0], bias)
+    out = depthwise_conv2d(x, weights[0], bias, mode=mode)
     in_place = mode != "plain" and not autograd
     for weight in weights[1:]:
-        term = depthwise_conv2d(x, weight)
+        term = depthwise_conv2d(x, weight, mode=mode)
         out = out.add_(term) if in_place else out + term
     return out
