@@ -16,17 +16,21 @@ __all__ = ["DepthwiseConv2d"]
 
 
 class DepthwiseConv2d(nn.Conv2d):
-    """Depthwise (groups = C), stride-1, undilated conv with "same" padding ``(k_h // 2, k_w // 2)``.
+    """Depthwise (groups = C), stride-1 conv with "same" padding ``(r·(k_h // 2), r·(k_w // 2))``, r the dilation.
 
     Args:
         channels: C.
         kernel_size: ``k`` or ``(k_h, k_w)``, odd sides.
         bias: learnable bias.
+        dilation: r.
     """
 
-    def __init__(self, channels: int, kernel_size: int | tuple[int, int], bias: bool = False) -> None:
+    def __init__(
+        self, channels: int, kernel_size: int | tuple[int, int], bias: bool = False, *, dilation: int = 1
+    ) -> None:
         k_h, k_w = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-        super().__init__(channels, channels, (k_h, k_w), padding=(k_h // 2, k_w // 2), groups=channels, bias=bias)
+        padding = (dilation * (k_h // 2), dilation * (k_w // 2))
+        super().__init__(channels, channels, (k_h, k_w), padding=padding, dilation=dilation, groups=channels, bias=bias)
         self.fast_path = True
         self.lkconv_mode = "auto"  # the algorithm choice of unilk.ops.lkconv; set by the model when it is built
 
@@ -40,4 +44,4 @@ class DepthwiseConv2d(nn.Conv2d):
 
     @torch.jit.unused
     def _routed(self, x: Tensor) -> Tensor:
-        return depthwise_conv2d(x, self.weight, self.bias, mode=self.lkconv_mode)
+        return depthwise_conv2d(x, self.weight, self.bias, mode=self.lkconv_mode, dilation=self.dilation[0])
