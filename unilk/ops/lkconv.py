@@ -194,7 +194,8 @@ def _tuned_weight_grad(x: Tensor, weight: Tensor, grad_out: Tensor) -> str:
         return choice
     if _capturing():
         return "nchw"
-    candidates = {name: functools.partial(_weight_grad, x, weight, grad_out, name) for name in _candidates(x)}
+    names = [*_candidates(x), "corr"]  # the weight gradient as one grouped convolution too
+    candidates = {name: functools.partial(_weight_grad, x, weight, grad_out, name) for name in names}
     return _TUNER.choose(key, candidates, tolerance(x.dtype, tf32=x.is_cuda and torch.backends.cudnn.allow_tf32))
 
 
