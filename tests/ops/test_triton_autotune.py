@@ -144,7 +144,8 @@ def test_synchronized_timer_times_slow_candidates_once() -> None:
 
 def test_tuned_choice_keeps_the_channels_last_format(monkeypatch: pytest.MonkeyPatch) -> None:
     # PyTorch's NCHW kernel wins here; its result still comes back channels-last, like the input.
-    monkeypatch.setattr(lkconv, "_TUNER", Tuner(timer=_fake_timer({"nchw": 1.0, "channels_last": 2.0, "fft": 3.0, "corr": 4.0})))
+    timer = _fake_timer({"nchw": 1.0, "channels_last": 2.0, "fft": 3.0, "corr": 4.0})
+    monkeypatch.setattr(lkconv, "_TUNER", Tuner(timer=timer))
     x = torch.randn(2, 4, 7, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
     weight = torch.randn(4, 1, 5, 5, requires_grad=True)
     out = lkconv._DepthwiseConvFn.apply(x, weight, None, Plan(TUNED, TUNED, TUNED))
