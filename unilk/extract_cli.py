@@ -40,6 +40,8 @@ _CLI_OPTIONS = {
     "model_kwargs=": "--model-kwarg",
     "device=": "--device",
     "batch_size=": "--batch-size",
+    "num_workers=": "--num-workers",
+    "retry_failed=True": "--retry-failed",
 }
 
 
