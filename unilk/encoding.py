@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from unilk.encode_inputs import name_inputs
 from unilk.errors import CheckpointError, ConfigError, InputError
 from unilk.loading import ModelFile
+from unilk.once import log_once
 
 __all__ = [
     "MODALITIES",
@@ -356,7 +357,8 @@ class Encoder:
         if self.pretrained:
             check_pretrained_available(self.model_name, self.model_kwargs.get("cache_dir"))
         elif self._module is None and self.checkpoint is None:
-            logger.info("Encoder(%r): random weights (pretrained=False); embeddings carry no meaning", self.model_name)
+            message = "Encoder(%r): random weights (pretrained=False); embeddings carry no meaning"
+            log_once(logger, ("random weights", self.model_name), message, self.model_name, level=logging.INFO)
 
     def _use_training_config(self, trained: ModelFile, model: str | nn.Module) -> None:
         """Take the architecture, adapter config and labels from a modal model file."""
@@ -367,11 +369,8 @@ class Encoder:
             )
         self.model_name = trained.arch["trunk"]
         if trained.modality in self._adapter_configs:
-            logger.warning(
-                "adapters[%r] overrides the adapter config stored in %s: features will differ from training",
-                trained.modality,
-                trained.path,
-            )
+            message = "adapters[%r] overrides the adapter config stored in %s: features will differ from training"
+            log_once(logger, ("override", trained.modality, trained.path), message, trained.modality, trained.path)
         else:
             self._adapter_configs[trained.modality] = {k: v for k, v in trained.adapter.items() if k != "modality"}
         self.labels = trained.labels

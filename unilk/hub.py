@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from unilk.errors import CheckpointError
+from unilk.once import log_once
 
 __all__ = [
     "file_sha256",
@@ -134,19 +135,18 @@ def adapt_state_dict(state_dict: dict[str, Any], model: Any) -> tuple[dict[str, 
     classifier = cfg.get("classifier")
     for key in (f"{classifier}.weight", f"{classifier}.bias") if classifier else ():
         if key in state_dict and (key not in target or target[key].shape != state_dict[key].shape):
-            logger.info(
-                "dropped %s %s from the checkpoint: the model's classifier is %s",
-                key,
-                tuple(state_dict[key].shape),
-                tuple(target[key].shape) if key in target else "absent",
-            )
+            shape, fits = tuple(state_dict[key].shape), tuple(target[key].shape) if key in target else "absent"
+            message = "dropped %s %s from the checkpoint: the model's classifier is %s"
+            log_once(logger, ("dropped", key, shape, fits), message, key, shape, fits, level=logging.INFO)
             dropped.append(key)
             del state_dict[key]
     first_conv = cfg.get("first_conv")
     key = f"{first_conv}.weight"
     if first_conv and key in state_dict and key in target and state_dict[key].shape[1] != target[key].shape[1]:
         in_chans = target[key].shape[1]
-        logger.info("adapted %s from %d to %d input channels", key, state_dict[key].shape[1], in_chans)
+        was = state_dict[key].shape[1]
+        message = "adapted %s from %d to %d input channels"
+        log_once(logger, ("adapted", key, was, in_chans), message, key, was, in_chans, level=logging.INFO)
         from timm.models import adapt_input_conv
 
         state_dict[key] = adapt_input_conv(in_chans, state_dict[key])
