@@ -92,7 +92,7 @@ def _fake_tools(folder: Path, apt_exit: int) -> dict[str, str]:
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_setup_prints_its_own_steps_and_apt_output_only_on_failure(tmp_path: Path) -> None:
-    make = ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "system-deps"]
+    make = ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "system-deps", "LDCONFIG=ldconfig"]
     quiet = subprocess.run(make, env=_fake_tools(tmp_path / "ok", 0), capture_output=True, text=True, cwd=REPO)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout.splitlines() == ["[setup] installing libusb-1.0-0 (needed by open3d) with apt-get"]
@@ -101,3 +101,14 @@ def test_setup_prints_its_own_steps_and_apt_output_only_on_failure(tmp_path: Pat
     assert failed.returncode != 0
     assert "[setup] apt-get failed" in failed.stdout
     assert "E: Unable to locate package libusb-1.0-0" in failed.stdout  # what failed is shown
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_setup_finds_ldconfig_outside_the_path() -> None:
+    """A normal user's PATH often lacks /sbin: libusb is found all the same, not reported missing."""
+    show = "show-ldconfig: ; @echo $(LDCONFIG)"
+    make = ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), f"--eval={show}", "show-ldconfig"]
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    ldconfig = subprocess.run(make, env=env, capture_output=True, text=True, cwd=REPO, check=True).stdout.strip()
+    assert Path(ldconfig).name == "ldconfig"
+    assert ldconfig.startswith("/")
