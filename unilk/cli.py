@@ -60,6 +60,8 @@ def cli(verbose: int) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(_CliFormatter(with_names=verbose > 0))
     logging.basicConfig(level=level, handlers=[handler])
+    # off a terminal, long commands report progress as a line now and then (unilk.progress), shown by default
+    logging.getLogger("unilk.progress").setLevel(min(level, logging.INFO))
     warnings.showwarning = _show_warning
     logging.captureWarnings(False)
 

@@ -950,7 +950,7 @@ def extract_items(
         world_size: number of processes; default likewise from ``WORLD_SIZE``.
         write_npy: also write ``part-XXXXX.npy`` + ``part-XXXXX.ids.jsonl`` per shard.
         retry_failed: redo committed shards that recorded errors (e.g. after fixing the files).
-        progress: show a tqdm bar (items/s).
+        progress: show progress (a bar on a terminal, else a line now and then; items/s).
         engine: ``torch`` (DataLoader workers) or ``ray`` (Ray Data tasks load, an actor pool embeds).
         source_root: the shards' ``path`` column holds input paths relative to this directory.
         embedding_dtype: ``float32`` or ``float16`` for the stored embeddings.
@@ -963,7 +963,7 @@ def extract_items(
         ConfigError: ``out_dir`` holds a different job, bad shard/rank settings, an unknown engine or dtype, or Ray
             missing.
     """
-    from tqdm.auto import tqdm
+    from unilk.progress import Progress
 
     start = time.perf_counter()
     if engine == "ray":
@@ -1027,7 +1027,7 @@ def extract_items(
         stream = ray_outcomes(plan.items, batches, load, embed, **dict(ray_options or {}))
     else:
         raise ConfigError(f"extract engine: got {engine!r}, expected one of {list(_ENGINES)}.")
-    bar = tqdm(total=len(item_shard), unit="item", disable=not progress, desc=f"extract[{rank}]")
+    bar = Progress(len(item_shard), desc=f"extract[{rank}]", unit="item", enabled=progress)
     with bar, _recording_crashes(out, plan.items), watch.naming_deaths():
         for outcomes in stream:
             for outcome in outcomes:
@@ -1043,7 +1043,7 @@ def extract_items(
                     summary.failed += failed
                     summary.shards_written += 1
             bar.update(len(outcomes))
-            bar.set_postfix(done=summary.done, failed=summary.failed, refresh=False)
+            bar.set_postfix(done=summary.done, failed=summary.failed)
     if results:
         raise RuntimeError(f"extract engine {engine!r} ended with shards {sorted(results)} incomplete; rerun resumes.")
 
