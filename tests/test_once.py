@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +48,31 @@ def test_an_adaptation_is_logged_once_per_cause(tmp_path: Path, caplog: pytest.L
             unilk.create_model("test_unireplknet", in_chans=1, checkpoint_path=str(weights))
     adapted = [r for r in caplog.records if "to 1 input channels" in r.getMessage()]
     assert [r.levelno for r in adapted] == [logging.INFO, logging.DEBUG]
+
+
+def _small_map_warnings(run: Callable[[], object]) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run()
+    return [str(w.message) for w in caught if "smaller than the reach" in str(w.message)]
+
+
+def test_no_small_map_warning_where_the_user_chose_no_map(tmp_path: Path) -> None:
+    """A shipped recipe as shipped, and a trained model on its own maps, say nothing; a changed adapter does."""
+    from click.testing import CliRunner
+
+    from unilk.train.commands import eval_command, train_command
+
+    args = [
+        "image/quick_stripes", f"output_dir={tmp_path / 'run'}", f"data.root={tmp_path / 'data'}", "train.device=cpu",
+        "data.synthetic_kwargs.n_per_class=4", "data.batch_size=4", "train.max_steps=1", "log.progress=false",
+    ]  # fmt: skip
+    runner = CliRunner()
+    assert _small_map_warnings(lambda: runner.invoke(train_command, args, catch_exceptions=False)) == []
+    assert _small_map_warnings(lambda: runner.invoke(eval_command, [str(tmp_path / "run")])) == []
+    image = np.full((32, 32, 3), 200, np.uint8)
+    trained = unilk.Encoder(checkpoint=tmp_path / "run" / "best.pt", device="cpu")
+    assert _small_map_warnings(lambda: trained.encode(image=image)) == []
+    changed = [*args[:1], f"output_dir={tmp_path / 'other'}", *args[2:], "adapter.crop_pct=0.9"]
+    told = _small_map_warnings(lambda: runner.invoke(train_command, changed, catch_exceptions=False))
+    assert len(told) == 1  # the user changed the maps: the warning is for them

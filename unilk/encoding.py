@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 from unilk.encode_inputs import name_inputs
 from unilk.errors import CheckpointError, ConfigError, InputError
 from unilk.loading import ModelFile
-from unilk.once import log_once
+from unilk.once import SMALL_MAP_WARNING, expected, log_once
 
 __all__ = [
     "MODALITIES",
@@ -351,6 +352,7 @@ class Encoder:
         self._series_stem: nn.Module | None = None
         self._modal: nn.Module | None = None
         self.labels: list[str] = []
+        self._as_trained = False  # a trained model file with its own adapter config
         if self.trained is not None:
             self._use_training_config(self.trained, model)
         self._adapters: dict[str, Any] = {}
@@ -373,6 +375,7 @@ class Encoder:
             log_once(logger, ("override", trained.modality, trained.path), message, trained.modality, trained.path)
         else:
             self._adapter_configs[trained.modality] = {k: v for k, v in trained.adapter.items() if k != "modality"}
+            self._as_trained = True
         self.labels = trained.labels
 
     # ----------------------------------------------------------------------------------------------- parts
@@ -493,22 +496,24 @@ class Encoder:
         """
         trunk = self.trunk(maps.shape[1])
         rows, feats = [], []
-        for start in range(0, maps.shape[0], self.batch_size):
-            x = maps[start : start + self.batch_size].to(self.device, non_blocking=True)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            dtype = self.autocast_dtype
-            with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                feat = trunk.forward_features(x)  # (B, D, h, w)
-                if self.pool == "avg":
-                    emb = trunk.forward_head(feat, pre_logits=True)  # (B, D)
-                elif self.pool == "max":
-                    emb = feat.amax(dim=(-2, -1))
-                else:
-                    raise ConfigError(f"Encoder pool: got {self.pool!r}, expected one of {list(_POOLS)}.")
-            rows.append(emb.float().cpu())
-            if return_maps:
-                feats.append(feat.float().cpu())
+        # a trained model on its own maps (its stored adapter config): the size it learned on, nothing to act on
+        with expected(SMALL_MAP_WARNING) if self._as_trained else nullcontext():
+            for start in range(0, maps.shape[0], self.batch_size):
+                x = maps[start : start + self.batch_size].to(self.device, non_blocking=True)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                dtype = self.autocast_dtype
+                with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                    feat = trunk.forward_features(x)  # (B, D, h, w)
+                    if self.pool == "avg":
+                        emb = trunk.forward_head(feat, pre_logits=True)  # (B, D)
+                    elif self.pool == "max":
+                        emb = feat.amax(dim=(-2, -1))
+                    else:
+                        raise ConfigError(f"Encoder pool: got {self.pool!r}, expected one of {list(_POOLS)}.")
+                rows.append(emb.float().cpu())
+                if return_maps:
+                    feats.append(feat.float().cpu())
         return torch.cat(rows), torch.cat(feats) if return_maps else None
 
     def embed_samples(self, stacks: Sequence[Tensor], *, return_maps: bool = False) -> tuple[Tensor, list | None]:

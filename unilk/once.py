@@ -7,16 +7,24 @@ first time it comes up it is told at its level, later times at debug level (log 
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import re
 import threading
 import warnings
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["forget", "log_once", "warn_once"]
+__all__ = ["SMALL_MAP_WARNING", "expected", "forget", "log_once", "warn_once"]
+
+#: the trunks' warning that the last-stage map is smaller than a kernel's reach (models/unireplknet.py)
+SMALL_MAP_WARNING = r".*smaller than the reach of the largest kernel"
 
 _seen: set[Hashable] = set()
 _lock = threading.Lock()
+#: patterns of the warnings expected where the code now runs (see :func:`expected`)
+_expected: contextvars.ContextVar[tuple[re.Pattern[str], ...]] = contextvars.ContextVar("unilk_expected", default=())
 
 
 def _first(cause: Hashable) -> bool:
@@ -35,6 +43,8 @@ def warn_once(message: str, category: type[Warning] = UserWarning, stacklevel: i
         category: the warning class.
         stacklevel: as for :func:`warnings.warn`, counted from the caller of this function.
     """
+    if any(pattern.match(message) for pattern in _expected.get()):
+        return  # not told, and not counted as told: outside the block it is news again
     if _first(("warning", category, message)):
         warnings.warn(message, category, stacklevel=stacklevel + 1)
 
@@ -53,6 +63,23 @@ def log_once(logger: logging.Logger, cause: Hashable, message: str, *args: Any, 
         logger.log(level, message, *args)
     else:
         logger.debug(message, *args)
+
+
+@contextmanager
+def expected(*messages: str) -> Iterator[None]:
+    """Within the block, warnings whose text matches one of ``messages`` (regexes) are not shown.
+
+    For a warning the user cannot act on where it arises: a model run on the maps it was trained on, a shipped
+    recipe's deliberate settings.
+    """
+    token = _expected.set((*_expected.get(), *(re.compile(message, re.IGNORECASE) for message in messages)))
+    try:
+        with warnings.catch_warnings():
+            for message in messages:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        _expected.reset(token)
 
 
 def forget() -> None:

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from unilk.errors import CheckpointError, InputError, UnilkError
+from unilk.once import SMALL_MAP_WARNING, expected
 
 __all__ = ["Prediction", "predict", "predict_command"]
 
@@ -163,7 +164,9 @@ def predict(
     listed = list(_expand(inputs, modality))
 
     def flush() -> None:
-        for (slot, _), prediction in zip(batch_ids, runner([i for _, i in batch_ids], batch)):
+        with expected(SMALL_MAP_WARNING):  # the trained model on its own adapter's maps: nothing to act on
+            predictions = runner([i for _, i in batch_ids], batch)
+        for (slot, _), prediction in zip(batch_ids, predictions):
             results[slot] = prediction
         batch_ids.clear()
         batch.clear()
