@@ -67,3 +67,38 @@ def test_encode_adapter_overrides(tmp_path: Path) -> None:
     unknown = CliRunner().invoke(encode_command, [*base, "--adapter", "input_sise=[3,32,32]"])
     assert unknown.exit_code == 1
     assert "did you mean 'input_size'" in unknown.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["encode", "a.png"],
+        ["extract", "image", "src", "--out", "feats"],
+        ["predict", "run", "a.wav"],
+        ["calibrate", "run", "data", "--out", "c.pt"],
+        ["probe", "run", "data"],
+        ["erf", "unireplknet_a", "--images", "."],
+        ["info", "unireplknet_a"],
+    ],
+)
+@pytest.mark.parametrize("device", ["tpu", "cuda:7"])
+def test_every_device_option_is_checked_before_anything_runs(command: list[str], device: str) -> None:
+    from unilk.cli import cli
+    from unilk.errors import ConfigError
+
+    result = CliRunner().invoke(cli, [*command, "--device", device])
+    assert isinstance(result.exception, ConfigError), result.output
+    assert str(result.exception).startswith(f"--device: got {device!r}")
+    assert "expected 'auto'" in str(result.exception)
+
+
+def test_a_bad_device_is_one_error_line_with_exit_code_2() -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "unilk", "info", "unireplknet_a", "--device", "tpu"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        "Error: --device: got 'tpu', not a device; expected 'auto', 'cpu', 'cuda' or 'cuda:N' or 'meta'."
+    ]

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from unilk.devices import resolve_device
 from unilk.encode_inputs import name_inputs
 from unilk.errors import CheckpointError, ConfigError, InputError
 from unilk.loading import ModelFile
@@ -179,27 +180,6 @@ def _seeded() -> Iterator[None]:
         yield
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` or a torch device string -> a usable device.
-
-    Raises:
-        ConfigError: an unknown device, or a CUDA device on a machine without one.
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(f"device: got {device!r} ({err}); expected 'auto', 'cpu', 'cuda' or 'cuda:N'.") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: got {device!r} but no CUDA GPU is available here; expected 'auto' or 'cpu'.")
-    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise ConfigError(f"device: got {device!r}; this machine has {torch.cuda.device_count()} CUDA device(s).")
-    if resolved.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device: got {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'.")
-    return resolved
-
-
 def _resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype | None:
     """``dtype=`` -> the autocast dtype (None for float32).
 
@@ -329,7 +309,7 @@ class Encoder:
         unknown = set(adapters or {}) - set(MODALITIES)
         if unknown:
             raise ConfigError(f"Encoder adapters: unknown modality {sorted(unknown)}; expected some of {MODALITIES}.")
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.batch_size = batch_size
         self.pool = pool
         self.channels_last = channels_last

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from unilk.devices import DEVICE
 from unilk.errors import UnilkError
 
 __all__ = ["encode_command", "extract_command"]
@@ -82,7 +83,7 @@ _model_options = [
         help="Random weights instead of the registry's pretrained ones (embeddings without meaning: smoke tests).",
     ),
     click.option("--model-kwarg", "model_kwargs", multiple=True, metavar="KEY=VALUE", help="Extra create_model key."),
-    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
+    click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda, cuda:1, ..."),
     click.option("--batch-size", default=32, show_default=True, help="Maps per forward pass."),
     click.option("--pool", type=click.Choice(["avg", "max"]), default="avg", show_default=True),
 ]
