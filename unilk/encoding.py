@@ -326,6 +326,10 @@ class Encoder:
         self.model_name = model if isinstance(model, str) else _DEFAULT_MODEL if model is None else type(model).__name__
         if self.file is not None and self.trained is None:
             self.model_name = self.file.architecture
+        elif self.file is None and not isinstance(model, nn.Module):
+            from unilk.models.registry import model_entrypoint
+
+            model_entrypoint(self.model_name)  # a misspelt name fails now, not at the first input that decodes
         self._module = model if isinstance(model, nn.Module) else None
         self._adapter_configs: dict[str, Any] = dict(adapters or {})
         self._trunks: dict[int, nn.Module] = {}

@@ -53,6 +53,36 @@ def cli_words(message: str) -> str:
     return message
 
 
+def _expand_folders(files: tuple[str, ...], modality: str | None) -> list[str]:
+    """FILES with each folder replaced by its media files (recursively, sorted; of ``modality``'s kinds when given).
+
+    Raises:
+        click.BadParameter: a folder holds no such file.
+    """
+    from unilk.adapters import io
+    from unilk.errors import InputError
+    from unilk.extract import list_inputs
+
+    kinds = {
+        "audio": io.AUDIO_EXTENSIONS,
+        "image": io.IMAGE_EXTENSIONS,
+        "video": io.VIDEO_EXTENSIONS,
+        "points": io.POINT_EXTENSIONS,
+        "series": io.SERIES_EXTENSIONS,
+    }
+    suffixes = sorted(kinds[modality] if modality else {s for group in kinds.values() for s in group})
+    expanded: list[str] = []
+    for path in files:
+        if not Path(path).is_dir():
+            expanded.append(path)
+            continue
+        try:
+            expanded += [item.path for item in list_inputs(path, extensions=suffixes)]
+        except InputError as err:
+            raise click.BadParameter(f"{err} (media files: {', '.join(suffixes)})", param_hint="FILES") from err
+    return expanded
+
+
 def _modality_of(path: str) -> str:
     from unilk.adapters import io
 
@@ -120,13 +150,13 @@ def encode_command(
     batch_size: int,
     pool: str,
 ) -> None:
-    """Embed a few FILES and print the shapes (for many files, use `unilk extract`)."""
+    """Embed a few FILES (files or folders) and print the shapes (for many files, use `unilk extract`)."""
     import numpy as np
 
     from unilk.encoding import Encoder
 
     groups: dict[str, list[str]] = {}
-    for path in files:
+    for path in _expand_folders(files, modality):
         groups.setdefault(modality or _modality_of(path), []).append(path)
     adapters = _adapter_overrides(_parse_kwargs(adapter_kwargs), list(groups))
     try:
