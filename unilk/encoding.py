@@ -343,7 +343,7 @@ class Encoder:
         if self.pretrained:
             check_pretrained_available(self.model_name, self.model_kwargs.get("cache_dir"))
         elif self._module is None and self.checkpoint is None:
-            message = "Encoder(%r): random weights (pretrained=False); embeddings carry no meaning"
+            message = "Encoder(%r): random weights, as asked; embeddings carry no meaning"
             log_once(logger, ("random weights", self.model_name), message, self.model_name, level=logging.INFO)
 
     def _use_training_config(self, trained: ModelFile, model: str | nn.Module) -> None:
