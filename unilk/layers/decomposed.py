@@ -92,7 +92,8 @@ class DecomposedLargeKernelConv(nn.Module):
         if torch.jit.is_scripting():
             return self._plain_forward(x)
         if self._sums_in_place():
-            return depthwise_conv2d_sum(x, (self.LoRA1.weight, self.LoRA2.weight), self.LoRA1.bias)
+            weights = (self.LoRA1.weight, self.LoRA2.weight)
+            return depthwise_conv2d_sum(x, weights, self.LoRA1.bias, mode=self.LoRA1.lkconv_mode)
         return self._plain_forward(x)
 
     @torch.jit.unused
