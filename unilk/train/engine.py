@@ -743,7 +743,7 @@ class Trainer:
         mine = torch.tensor([loaded], dtype=torch.long, device=self.info.device)
         every = [torch.zeros_like(mine) for _ in range(self.info.world_size)]
         dist.all_gather(every, mine)
-        return [int(t.item()) for t in every]
+        return torch.cat(every).tolist()
 
     def _train_micro(self, inputs: list[Tensor], targets: Tensor, counts: list[int], last_micro: bool) -> float | None:
         """Forward and backward of one micro-batch; returns its mean loss, or None when no sample of it loaded here.
