@@ -507,6 +507,16 @@ def resolve_recipe_path(name_or_path: str | Path) -> Path:
     raise ConfigError(f"recipe {str(name_or_path)!r}: no such file or shipped recipe; {hint}shipped: {list_recipes()}")
 
 
+def is_shipped(name_or_path: str | Path) -> bool:
+    """Whether ``name_or_path`` names a recipe shipped with unilk (by name, or by its path in the package)."""
+    from unilk.recipes import recipe_root
+
+    try:
+        return resolve_recipe_path(name_or_path).resolve().is_relative_to(recipe_root().resolve())
+    except ConfigError:
+        return False
+
+
 def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Read a recipe YAML (``yaml.safe_load``), apply overrides and validate it.
 
