@@ -230,3 +230,14 @@ def test_progress_is_lines_when_stderr_is_not_a_terminal(tmp_path, caplog):
         Trainer(recipe, tiny_parts()).fit()  # pytest captures stderr: not a terminal
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tiny: step")]
     assert [line.split(": ", 1)[1].split(" (")[0] for line in lines] == ["step 4/8", "step 8/8"]
+
+
+def test_a_batch_larger_than_the_training_set_shrinks_to_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    recipe = tiny_recipe(str(tmp_path), ["data.batch_size=100", "train.grad_accum_steps=2"])
+    with caplog.at_level("WARNING", logger="unilk.train.engine"):
+        trainer = Trainer(recipe, tiny_parts())
+    assert trainer.recipe.data.batch_size == 32  # 64 samples, two micro-batches per update
+    assert trainer.steps_per_epoch == 1
+    assert "exceeds the 64 training samples; training with batch_size 32" in caplog.text
+    unchanged = tiny_recipe(str(tmp_path))
+    assert Trainer(unchanged, tiny_parts()).recipe is unchanged
