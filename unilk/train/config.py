@@ -182,6 +182,9 @@ class TrainConfig:
         deterministic: ``torch.use_deterministic_algorithms`` and no cuDNN benchmarking.
         eval_every_epochs: evaluate after every this many epochs (0: only at the end).
         device: ``auto`` (cuda when available), ``cpu`` or ``cuda``.
+        threads: intra-op CPU threads of the run (``torch.set_num_threads``); 0 keeps PyTorch's default, one per
+            core. Tiny models train faster on one: their ops are too small to share, and a parallel op waits for all
+            its threads, which stalls whenever another process holds a core.
     """
 
     epochs: int = 1
@@ -205,6 +208,7 @@ class TrainConfig:
     deterministic: bool = False
     eval_every_epochs: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -423,6 +427,7 @@ def _check_values(recipe: Recipe) -> None:
         ("optim.lr", recipe.optim.lr, recipe.optim.lr > 0, "> 0"),
         ("train.label_smoothing", recipe.train.label_smoothing, 0 <= recipe.train.label_smoothing < 1, "in [0, 1)"),
         ("data.num_workers", recipe.data.num_workers, recipe.data.num_workers >= 0, ">= 0"),
+        ("train.threads", recipe.train.threads, recipe.train.threads >= 0, ">= 0 (0: PyTorch's default)"),
         ("output_dir", recipe.output_dir, bool(recipe.output_dir.strip()), "a directory path (not empty)"),
     ]
     for name, value, ok, expected in checks:

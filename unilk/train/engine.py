@@ -256,6 +256,8 @@ class Trainer:
                 f"exceeds the {len(self.parts.train_set)} training samples; lower one of them"  # type: ignore[arg-type]
             )
         seed_everything(recipe.train.seed + info.rank, recipe.train.deterministic)
+        if recipe.train.threads:
+            torch.set_num_threads(recipe.train.threads)
         model = self.parts.model.to(info.device)
         model = maybe_sync_batchnorm(model, recipe.model.sync_bn, info)
         self.model = model
