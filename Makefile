@@ -8,6 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.unilk-installed
 PYTEST_ARGS ?=
+# ldconfig lives in /sbin, which a normal user's PATH often lacks
+LDCONFIG ?= $(or $(shell command -v ldconfig 2>/dev/null),/sbin/ldconfig)
 # two test processes of one thread each: on 2 cores this halves the suite's time against one process of two threads
 # (PyTorch's intra-op threads barely help the suite's small tensors); PYTEST_ARGS="-n 0" runs in one process
 PYTEST_PARALLEL ?= -n 2
@@ -16,13 +18,18 @@ PYTEST_PARALLEL ?= -n 2
 
 setup: system-deps $(STAMP)
 
-# open3d needs libusb-1.0 at import time; install it only when it is missing.
+# open3d needs libusb-1.0 at import time; install it only when it is missing. apt-get's own output (progress, debconf's
+# "delaying package configuration") is kept in a temporary file and shown only if it fails.
 system-deps:
-	@if ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then \
+	@if $(LDCONFIG) -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then \
 		echo "[setup] libusb-1.0-0 present"; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		echo "[setup] installing libusb-1.0-0 (needed by open3d) with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null; \
+		log=$$(mktemp); \
+		if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0; } >"$$log" 2>&1; then \
+			echo "[setup] apt-get failed; its output:"; cat "$$log"; rm -f "$$log"; exit 1; \
+		fi; \
+		rm -f "$$log"; \
 	else \
 		echo "[setup] WARNING: libusb-1.0-0 is missing and cannot be installed here (need root + apt-get);"; \
 		echo "[setup]          point-cloud files read through open3d will fail until it is installed."; \

@@ -32,6 +32,7 @@ from unilk.adapters.common import stack_maps
 from unilk.adapters.config import AdapterConfig, check_choice, check_positive
 from unilk.adapters.io import DEFAULT_RATE_RANGE, AudioLimits, PathLike, load_audio, sample_name
 from unilk.errors import ConfigError, InputError
+from unilk.once import log_once
 
 __all__ = [
     "AUDIO_PRESETS",
@@ -475,7 +476,8 @@ class AudioAdapter:
         if not wave.any():
             if cfg.silence_policy == "error":
                 raise InputError(f"{name}: clip is silent (all samples are 0); expected audible audio")
-            logger.warning("%s: clip is silent (all samples are 0); its map is the constant log floor", name)
+            message = "%s: clip is silent (all samples are 0); its map is the constant log floor"
+            log_once(logger, "silent clip", message, name)
         return wave
 
     def process(self, sample: AudioSample) -> AudioMaps:

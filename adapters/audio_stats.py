@@ -7,15 +7,15 @@ pull the mean towards 0). The CLI command is ``unilk audio-stats FILE...``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from pathlib import Path
 
 import click
 import torch
-from tqdm import tqdm
 
 from unilk.adapters.audio import AudioAdapter, AudioConfig, AudioSample, waveform_to_fbank
 from unilk.errors import InputError
+from unilk.progress import Progress
 
 __all__ = ["audio_stats", "fbank_mean_std"]
 
@@ -30,7 +30,7 @@ def fbank_mean_std(
     Args:
         samples: paths, bytes or waveforms (anything :class:`AudioAdapter` takes).
         config: front-end settings (``mean``/``std``/``target_frames`` are ignored).
-        progress: show a tqdm bar.
+        progress: show progress (a bar on a terminal, else a line now and then).
 
     Returns:
         ``(mean, std, clips_used)``. Bad clips are logged and counted out, not silently dropped.
@@ -42,7 +42,8 @@ def fbank_mean_std(
     total = torch.zeros((), dtype=torch.float64)
     total_sq = torch.zeros((), dtype=torch.float64)
     count = used = 0
-    for sample in tqdm(samples, desc="fbank stats", disable=not progress):
+    total = len(samples) if isinstance(samples, Sized) else None
+    for sample in Progress(total, desc="fbank stats", unit="clip", enabled=progress).iterate(samples):
         try:
             fbank = waveform_to_fbank(adapter.waveform(sample), adapter.config).to(torch.float64)
         except InputError as err:

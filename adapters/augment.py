@@ -22,7 +22,7 @@ from unilk.adapters.augment_configs import (
     VideoAugment,
     augment_config,
 )
-from unilk.adapters.augment_transforms import PointsVotes, build_train_transform
+from unilk.adapters.augment_transforms import PointsVotes, SeriesTrain, build_train_transform
 
 __all__ = [
     "AUGMENTS",
@@ -31,6 +31,7 @@ __all__ = [
     "PointsAugment",
     "PointsVotes",
     "SeriesAugment",
+    "SeriesTrain",
     "VideoAugment",
     "augment_config",
     "build_train_transform",

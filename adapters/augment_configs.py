@@ -250,14 +250,35 @@ class PointsAugment(AdapterConfig):
 
 @dataclasses.dataclass(frozen=True)
 class SeriesAugment(AdapterConfig):
-    """Forecasting windows get no augmentation (no field)."""
+    """Series classification augmentations (forecasting windows get none).
+
+    Attributes:
+        crop: window slicing: each training series is cut to a random window of this fraction of its steps (drawn
+            uniformly from ``[low, high]``, at a uniform start) before the adapter fits it to ``seq_len`` steps;
+            None: off.
+        scale: multiply each training window by a factor drawn uniformly from ``[low, high]`` (after normalisation);
+            None: off.
+        jitter: add Gaussian noise of this standard deviation to each normalised training window (0: off).
+    """
 
     modality = "series"
 
+    crop: tuple[float, float] | None = None
+    scale: tuple[float, float] | None = None
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        _check_pair(owner, "crop", self.crop, allow_none=True)
+        if self.crop is not None and self.crop[1] > 1.0:
+            raise ConfigError(f"{owner}.crop: got {self.crop!r}, expected fractions of the series in (0, 1]")
+        _check_pair(owner, "scale", self.scale, allow_none=True)
+        _check_range(owner, "jitter", self.jitter, 0.0, 10.0)
+
     @property
     def active(self) -> bool:
-        """Always False."""
-        return False
+        """Whether any augmentation is on."""
+        return self.crop is not None or self.scale is not None or self.jitter > 0
 
 
 #: modality -> augmentation config class

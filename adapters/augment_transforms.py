@@ -21,14 +21,23 @@ import torch
 from torch import Tensor
 
 from unilk.adapters.audio_augment import add_noise_and_roll, spec_augment
-from unilk.adapters.augment_configs import AudioAugment, ImageAugment, PointsAugment, VideoAugment
+from unilk.adapters.augment_configs import AudioAugment, ImageAugment, PointsAugment, SeriesAugment, VideoAugment
 from unilk.adapters.common import draw_generator, with_generator
 from unilk.adapters.config import AdapterConfig
+from unilk.adapters.series import crop_series
 from unilk.adapters.video import crop_frames
 from unilk.adapters.video_augment import random_flip, random_resized_crop_frames
 from unilk.errors import ConfigError
 
-__all__ = ["AudioTrain", "ImageTrain", "PointsTrain", "PointsVotes", "VideoTrain", "build_train_transform"]
+__all__ = [
+    "AudioTrain",
+    "ImageTrain",
+    "PointsTrain",
+    "PointsVotes",
+    "SeriesTrain",
+    "VideoTrain",
+    "build_train_transform",
+]
 
 
 class AudioTrain:
@@ -136,6 +145,31 @@ class PointsTrain:
         return self.adapter.project_batch(self.augment.apply(points, gen))[0]
 
 
+class SeriesTrain:
+    """A random window of the series (window slicing), fitted and normalised by the adapter, then scaled and jittered.
+
+    Crop fractions are applied to the series' own length (at least 2 steps are kept), so the adapter's ``length``
+    policy sees a shorter series; ``resample`` stretches it back to ``seq_len``.
+    """
+
+    def __init__(self, adapter: Any, augment: SeriesAugment) -> None:
+        self.adapter, self.augment = adapter, augment
+
+    def __call__(self, sample: Any) -> Tensor:
+        """One augmented window Tensor[seq_len, D']."""
+        aug, gen = self.augment, draw_generator()
+        data = self.adapter.load(sample)
+        if aug.crop is not None:
+            data = crop_series(data, aug.crop, gen)
+        out = self.adapter(data)
+        if aug.scale is not None:
+            low, high = aug.scale
+            out = out * (low + (high - low) * torch.rand((), generator=gen))
+        if aug.jitter > 0:
+            out = out + aug.jitter * torch.randn(out.shape, generator=gen)
+        return out
+
+
 class PointsVotes:
     """The voting test (Point-BERT / P2P on ModelNet): ``votes`` copies of a cloud, the first as is, the others
     randomly scaled and shifted with the training settings; the model's outputs are averaged over them.
@@ -167,5 +201,11 @@ def build_train_transform(adapter: Any, augment: AdapterConfig) -> Any:
         raise ConfigError(f"augment: a {augment.modality} config for a {adapter.config.modality} adapter")
     if not augment.active:  # type: ignore[attr-defined]
         return adapter
-    wrappers = {"audio": AudioTrain, "image": ImageTrain, "video": VideoTrain, "points": PointsTrain}
+    wrappers = {
+        "audio": AudioTrain,
+        "image": ImageTrain,
+        "video": VideoTrain,
+        "points": PointsTrain,
+        "series": SeriesTrain,
+    }
     return wrappers[augment.modality](adapter, augment)

@@ -7,6 +7,9 @@ are rejected with the list of valid ones, so a typo in a recipe fails loudly ins
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -61,6 +64,13 @@ class AdapterConfig:
         if unknown:
             raise unknown_keys_error(cls.__name__, unknown, valid)
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        hints = typing.get_type_hints(cls)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for name, value in values.items():
+            expected = _mismatch(hints[name], value)
+            if expected:
+                example = list(defaults[name]) if isinstance(defaults[name], tuple) else defaults[name]
+                raise ConfigError(f"{cls.__name__}.{name}: got {value!r}, expected {expected} (default: {example!r})")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +96,32 @@ class AdapterConfig:
     def replace(self: _C, **changes: Any) -> _C:
         """Return a copy with some fields changed (validated again)."""
         return self.from_dict({**self.to_dict(), **changes})
+
+
+def _mismatch(hint: Any, value: Any) -> str:
+    """What ``hint`` (a field's type) expects when ``value`` does not fit it, else ``""``.
+
+    Covers the field types configs use: bool, int, float, str, ``X | None`` and ``tuple[X, ...]``; others pass.
+    """
+    if hint is bool:
+        return "" if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return "" if isinstance(value, numbers.Integral) and not isinstance(value, bool) else "an integer"
+    if hint is float:
+        return "" if isinstance(value, numbers.Real) and not isinstance(value, bool) else "a number"
+    if hint is str:
+        return "" if isinstance(value, str) else "a string"
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if value is None and type(None) in args:
+            return ""
+        inner = [_mismatch(arg, value) for arg in args if arg is not type(None)]
+        return "" if "" in inner else " or ".join([*inner, "null"] if type(None) in args else inner)
+    if typing.get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _mismatch(args[0], None)  # what one element must be
+        if not isinstance(value, tuple) or any(_mismatch(args[0], v) for v in value):
+            return f"a list, each element {item}"
+    return ""
 
 
 def check_choice(owner: str, name: str, value: Any, choices: Iterable[Any]) -> None:

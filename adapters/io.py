@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from unilk.errors import InputError
+from unilk.once import log_once
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -153,7 +154,8 @@ def _read_soundfile(source: Path | io.BytesIO, limits: AudioLimits, name: str) -
         if isinstance(source, Path):
             expected = _SOUNDFILE_FORMATS.get(source.suffix.lower(), set())
             if f.format not in expected:
-                logger.warning("%s: the content is %s, not what the extension says; decoding it anyway", name, f.format)
+                message = "%s: the content is %s, not what the extension says; decoding it anyway"
+                log_once(logger, ("content", source.suffix.lower(), f.format), message, name, f.format)
         rate = int(f.samplerate)
         _check_rate(rate, limits, name)
         wanted = limits.max_frames(rate)
@@ -263,7 +265,8 @@ def load_audio(source: PathLike | bytes, limits: AudioLimits | None = None) -> t
             errors.append(f"{backend}: {err}")
             continue
         if i > 0:
-            logger.warning("%s: decoded with %s after %s (is the extension wrong?)", path, backend, errors[-1])
+            message = "%s: decoded with %s after %s (is the extension wrong?)"
+            log_once(logger, ("fallback", Path(path).suffix.lower(), backend), message, path, backend, errors[-1])
         return waveform, rate
     raise InputError(f"{path}: cannot decode audio ({'; '.join(errors)}); check the file is complete and valid")
 

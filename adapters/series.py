@@ -8,7 +8,10 @@ time features (optional) and Corrformer's station-position embedding (optional: 
 coordinates of the node's stations), then dropout, giving (L, d_model); its row-major flattening is reshaped into a
 1×H×W map with H·W = L·d_model (square when L·d_model is a square, e.g. 48·768 = 192², else the factor pair closest
 to square). With ``revin`` the stem normalises each window by its own statistics (Corrformer's per-window
-normalisation with a per-channel affine) and :meth:`SeriesEmbedding.restore` maps forecasts back.
+normalisation with a per-channel affine) and :meth:`SeriesEmbedding.restore` maps forecasts back; with ``batch_norm``
+it first standardises each channel by statistics learned over the training data (for classification: the scale of the
+data stops mattering, the levels of a series stay). ``group_size`` 0 puts all channels in one node, so the token
+convolution mixes them.
 
 Unlike the other adapters the map is made by a learned module: :class:`SeriesAdapter` fits a series to ``seq_len``
 steps (``length``: resample, pad or truncate), normalises it (``norm``: per series, a fitted scaler, or none) and
@@ -38,6 +41,7 @@ __all__ = [
     "SeriesConfig",
     "SeriesEmbedding",
     "StandardScaler",
+    "crop_series",
     "instance_normalize",
     "map_shape",
     "resample",
@@ -74,7 +78,9 @@ class SeriesConfig(AdapterConfig):
         label_len: steps of the decoder window that overlap the input's end (forecasting only).
         pred_len: steps to forecast (forecasting only; 0 when the config only classifies or encodes).
         group_size: channels per node (Corrformer's ``enc_in``; 11 stations for Global Temp). A series whose channel
-            count D is not a multiple gets zero channels appended (after normalisation) up to the next multiple.
+            count D is not a multiple gets zero channels appended (after normalisation) up to the next multiple. 0:
+            one node of all D channels, so the token convolution mixes them; the trainer fixes it to the training
+            data's D (:meth:`with_channels`) before it builds the stem.
         d_model: embedding width D′; the map has H·W = seq_len·d_model.
         freq: sampling frequency for time features: ``s``, ``t`` (minute), ``h``, ``d``, ``b``, ``w``, ``m``, or
             ``none`` (no time features).
@@ -86,6 +92,11 @@ class SeriesConfig(AdapterConfig):
             ``truncate`` (the last ``seq_len`` steps; a shorter series is an error).
         revin: RevIN-style forecasting: the stem normalises each window by its own per-channel statistics, with a
             learned per-channel affine, and the forecast is mapped back to the window's scale.
+        batch_norm: the stem standardises each channel of a node by statistics over the training data (a BatchNorm
+            without affine: batch statistics in training, running ones at inference, kept in the weights), so the
+            scale and offset of the data do not matter while the levels of a series relative to the others stay.
+        shape_view: the stem also gives the token convolution each channel standardised by its own window's mean
+            and std (its shape, whatever its level), next to the channel itself.
         num_nodes: nodes with a station-position embedding (Corrformer's ``node_num``); 0 for none. Then D must be
             ``num_nodes·group_size``.
         station_coords: coordinates per station (e.g. 3) of the station-position embedding.
@@ -103,15 +114,23 @@ class SeriesConfig(AdapterConfig):
     norm: str = "instance"
     length: str = "resample"
     revin: bool = False
+    batch_norm: bool = False
+    shape_view: bool = False
     num_nodes: int = 0
     station_coords: int = 3
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
-        for name in ("seq_len", "group_size", "d_model", "station_coords"):
+        for name in ("seq_len", "d_model", "station_coords"):
             check_positive(owner, name, getattr(self, name))
+        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 0:
+            raise ConfigError(
+                f"{owner}.group_size: got {self.group_size!r}, expected an integer ≥ 1, or 0 (all channels)"
+            )
         if self.pred_len < 0 or self.num_nodes < 0:
             raise ConfigError(f"{owner}: pred_len={self.pred_len}, num_nodes={self.num_nodes}; expected both >= 0")
+        if self.num_nodes and not self.group_size:
+            raise ConfigError(f"{owner}: num_nodes={self.num_nodes} needs group_size ≥ 1 (stations per node), got 0")
         if not 0 <= self.label_len <= self.seq_len:
             raise ConfigError(f"{owner}.label_len: got {self.label_len}, expected 0 ≤ label_len ≤ seq_len")
         if not 0.0 <= self.dropout < 1.0:
@@ -119,6 +138,17 @@ class SeriesConfig(AdapterConfig):
         check_choice(owner, "freq", self.freq, [*TIME_FEATURES, "none"])
         check_choice(owner, "norm", self.norm, NORMS)
         check_choice(owner, "length", self.length, LENGTH_POLICIES)
+
+    def with_channels(self, channels: int) -> SeriesConfig:
+        """The config for series of ``channels`` channels: ``group_size`` 0 becomes ``channels`` (one node of them
+        all); any other config is returned unchanged.
+
+        Raises:
+            ConfigError: ``channels`` < 1.
+        """
+        if channels < 1:
+            raise ConfigError(f"{type(self).__name__}.with_channels: got {channels} channels, expected ≥ 1")
+        return self.replace(group_size=channels) if self.group_size == 0 else self
 
     @property
     def map_shape(self) -> tuple[int, int]:
@@ -204,6 +234,27 @@ def resample(values: np.ndarray, length: int) -> np.ndarray:
     return np.stack([np.interp(where, np.arange(steps), values[:, j]) for j in range(values.shape[1])], axis=1)
 
 
+def crop_series(data: SeriesData, fraction: tuple[float, float], generator: torch.Generator) -> SeriesData:
+    """A random window of a series (window slicing): ``round(f·T)`` consecutive steps (at least 2, at most T), f drawn
+    uniformly from ``fraction``, at a uniform start; timestamps are cut with the values.
+
+    Args:
+        data: the series, values [T, D].
+        fraction: (low, high) with 0 < low ≤ high ≤ 1.
+        generator: the random stream.
+
+    Returns:
+        :class:`SeriesData` with values [T', D].
+    """
+    steps = data.values.shape[0]
+    low, high = fraction
+    share = low + (high - low) * float(torch.rand((), generator=generator))
+    keep = min(steps, max(2, round(share * steps)))
+    start = int(torch.randint(0, steps - keep + 1, (), generator=generator))
+    stamps = None if data.timestamps is None else data.timestamps[start : start + keep]
+    return dataclasses.replace(data, values=data.values[start : start + keep], timestamps=stamps)
+
+
 class StandardScaler:
     """Per-channel standardisation fitted on the training split, with an inverse transform.
 
@@ -262,7 +313,8 @@ class SeriesEmbedding(nn.Module):
 
     Node j holds channels ``j·group_size … (j+1)·group_size − 1``; maps are ordered sample-major (sample b, node j at
     b·n + j). With ``revin`` the windows are first normalised per sample and channel (:meth:`restore` maps forecasts
-    back); with ``num_nodes`` every node adds the embedding of its stations' positions (:meth:`set_station_positions`).
+    back); with ``batch_norm`` each node's channels are standardised by statistics learned over the training data;
+    with ``num_nodes`` every node adds the embedding of its stations' positions (:meth:`set_station_positions`).
 
     Args:
         config: the series config (``seq_len``, ``group_size``, ``d_model``, ``freq``, ``dropout``, ``revin``,
@@ -276,14 +328,21 @@ class SeriesEmbedding(nn.Module):
 
     def __init__(self, config: SeriesConfig) -> None:
         super().__init__()
+        if config.group_size == 0:
+            raise ConfigError(
+                "SeriesEmbedding: group_size 0 (one node of all channels) is fixed by the data; build the stem from "
+                "config.with_channels(D), or set group_size"
+            )
         self.config = config
+        views = 2 if config.shape_view else 1
         self.token_conv = nn.Conv1d(
-            config.group_size, config.d_model, kernel_size=3, padding=1, padding_mode="circular", bias=False
+            views * config.group_size, config.d_model, kernel_size=3, padding=1, padding_mode="circular", bias=False
         )
         nn.init.kaiming_normal_(self.token_conv.weight, mode="fan_in", nonlinearity="leaky_relu")
         num_marks = 0 if config.freq == "none" else len(TIME_FEATURES[config.freq])
         self.time_linear = nn.Linear(num_marks, config.d_model, bias=False) if num_marks else None
         self.register_buffer("positions", sinusoidal_positions(config.seq_len, config.d_model), persistent=False)
+        self.input_norm = nn.BatchNorm1d(config.group_size, affine=False) if config.batch_norm else None
         if config.revin:
             # one affine per channel of a node, shared by all nodes (Corrformer's affine_weight / affine_bias)
             self.revin_weight = nn.Parameter(torch.ones(config.group_size))
@@ -374,6 +433,14 @@ class SeriesEmbedding(nn.Module):
             weight, bias = self._affine(chans)
             x = (x - mean) / std * weight + bias
         per_node = rearrange(x, "b l (n g) -> (b n) g l", g=cfg.group_size)  # one sample per node, channels first
+        shape = None
+        if cfg.shape_view:  # each channel by its own statistics over the window
+            mean = per_node.mean(dim=-1, keepdim=True)
+            shape = (per_node - mean) / torch.sqrt(per_node.var(dim=-1, keepdim=True, unbiased=False) + _EPS)
+        if self.input_norm is not None:
+            per_node = self.input_norm(per_node)
+        if shape is not None:
+            per_node = torch.cat([per_node, shape], dim=1)  # (b·n, 2·group_size, L)
         out = rearrange(self.token_conv(per_node), "bn d l -> bn l d") + self.positions
         if cfg.num_nodes:
             stations = self.station_embedding(self.station_positions)  # (n, d_model), the same at every step
@@ -550,7 +617,7 @@ class SeriesAdapter:
         data = self.load(sample)
         values = self.normalize(self.fit_length(data.values, sample_name(sample)))
         missing_steps = cfg.seq_len - values.shape[0]
-        missing_chans = -values.shape[1] % cfg.group_size
+        missing_chans = -values.shape[1] % cfg.group_size if cfg.group_size else 0
         # zeros after normalisation: a padded step or channel sits at the series' mean
         values = np.pad(values, ((0, missing_steps), (0, missing_chans)))
         return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))

@@ -32,6 +32,7 @@ from unilk.adapters.common import stack_maps
 from unilk.adapters.config import AdapterConfig, check_choice, check_positive
 from unilk.adapters.io import PathLike, open_video, sample_name
 from unilk.errors import ConfigError, InputError
+from unilk.once import log_once
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -307,7 +308,7 @@ class VideoAdapter:
             )
             if cfg.short_video_policy == "error":
                 raise InputError(message + "; use short_video_policy='repeat_last' or a smaller frame_stride")
-            logger.warning("%s; repeating the last frame", message)
+            log_once(logger, "short video", "%s; repeating the last frame", message)
         if generator is None:
             indices = sample_frame_indices(count, cfg, clip, num_clips)
         else:

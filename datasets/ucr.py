@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,6 +156,32 @@ def _header_flag(value: str, where: str) -> bool:
     return word == "true"
 
 
+CaseParser = Callable[[str, str], tuple[list[list[float]], str]]
+
+
+def _read_cases(
+    path: Path, lines: list[str], first: int, comments: tuple[str, ...], parse: CaseParser, classes: list[str] | None
+) -> ArchiveSplit:
+    """The cases of a split file: ``lines[first:]``, one case per line, blank and comment lines skipped.
+
+    ``parse(line, where)`` returns a case's dimensions (lists of values) and its label; ``where`` is ``file:line``.
+    Every case must have as many dimensions as the first.
+    """
+    series, labels, rows = [], [], []
+    for lineno, raw in enumerate(lines[first:], start=first + 1):
+        line = raw.strip()
+        if not line or (comments and line.startswith(comments)):
+            continue
+        where = f"{path}:{lineno}"
+        dims, label = parse(line, where)
+        if series and len(dims) != series[0].shape[1]:
+            raise InputError(f"{where}: {len(dims)} dimension(s), earlier cases have {series[0].shape[1]}")
+        series.append(_stack_dimensions(dims))
+        labels.append(label)
+        rows.append(lineno)
+    return ArchiveSplit(path, series, labels, rows, classes)
+
+
 def _read_ts(path: Path) -> ArchiveSplit:
     lines = _read_lines(path)
     classes: list[str] | None = None
@@ -190,13 +217,8 @@ def _read_ts(path: Path) -> ArchiveSplit:
         raise InputError(f"{path}: no '@data' line; not a .ts file")
     if classes is None:
         raise InputError(f"{path}: no '@classLabel true <labels>' header line")
-    series, labels, rows = [], [], []
-    num_dims = None
-    for lineno, raw in enumerate(lines[data_start:], start=data_start + 1):
-        line = raw.strip()
-        if not line or line.startswith(("#", "%")):
-            continue
-        where = f"{path}:{lineno}"
+
+    def parse(line: str, where: str) -> tuple[list[list[float]], str]:
         if timestamps:  # times hold ':' too, so dimensions split only between ')' and '('
             body, _, label = line.rpartition(":")
             fields = re.split(r"(?<=\))\s*:\s*(?=\()", body) if body else []
@@ -204,20 +226,15 @@ def _read_ts(path: Path) -> ArchiveSplit:
             *fields, label = line.split(":")
         if not fields:
             raise InputError(f"{where}: no ':' before the label; expected 'dim1:dim2:...:label'")
-        if num_dims is None:
-            num_dims = len(fields)
-        elif len(fields) != num_dims:
-            raise InputError(f"{where}: {len(fields)} dimension(s), earlier cases have {num_dims}")
         if timestamps:
             dims = [[_parse_value(v, where) for _, v in _TIMESTAMPED_VALUE.findall(f)] for f in fields]
         else:
             dims = [[_parse_value(v, where) for v in f.split(",")] for f in fields]
         if any(not d for d in dims):
             raise InputError(f"{where}: a dimension has no values")
-        series.append(_stack_dimensions(dims))
-        labels.append(label.strip())
-        rows.append(lineno)
-    return ArchiveSplit(path, series, labels, rows, classes)
+        return dims, label.strip()
+
+    return _read_cases(path, lines, data_start, ("#", "%"), parse, classes)
 
 
 def _arff_nominal(spec: str, where: str) -> list[str]:
@@ -258,12 +275,8 @@ def _read_arff(path: Path) -> ArchiveSplit:
     classes = _arff_nominal(class_spec, f"{path}:{class_line}")
     multivariate = attributes[0][0].strip().lower() == "relational"
     num_steps = len(attributes) - 1
-    series, labels, rows = [], [], []
-    for lineno, raw in enumerate(lines[data_start:], start=data_start + 1):
-        line = raw.strip()
-        if not line or line.startswith("%"):
-            continue
-        where = f"{path}:{lineno}"
+
+    def parse(line: str, where: str) -> tuple[list[list[float]], str]:
         body, sep, label = line.rpartition(",")
         if not sep:
             raise InputError(f"{where}: no ',' before the label")
@@ -271,40 +284,35 @@ def _read_arff(path: Path) -> ArchiveSplit:
             quoted = body.strip()
             if len(quoted) < 2 or quoted[0] != quoted[-1] or quoted[0] not in "'\"":
                 raise InputError(f"{where}: a relational value must be quoted ('dim1\\ndim2...')")
-            dims = [[_parse_value(v, where) for v in d.split(",")] for d in quoted[1:-1].split("\\n")]
-        else:
-            values = [_parse_value(v, where) for v in body.split(",")]
-            if len(values) != num_steps:
-                raise InputError(f"{where}: {len(values)} values, the header declares {num_steps}")
-            dims = [values]
-        series.append(_stack_dimensions(dims))
-        labels.append(label.strip().strip("'\""))
-        rows.append(lineno)
-    return ArchiveSplit(path, series, labels, rows, classes)
+            return [[_parse_value(v, where) for v in d.split(",")] for d in quoted[1:-1].split("\\n")], _unquote(label)
+        values = [_parse_value(v, where) for v in body.split(",")]
+        if len(values) != num_steps:
+            raise InputError(f"{where}: {len(values)} values, the header declares {num_steps}")
+        return [values], _unquote(label)
+
+    return _read_cases(path, lines, data_start, ("%",), parse, classes)
+
+
+def _unquote(label: str) -> str:
+    return label.strip().strip("'\"")
 
 
 def _read_tsv(path: Path) -> ArchiveSplit:
-    series, labels, rows = [], [], []
-    for lineno, raw in enumerate(_read_lines(path), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        where = f"{path}:{lineno}"
+    def parse(line: str, where: str) -> tuple[list[list[float]], str]:
         label, *values = line.split("\t")
         if not values:
             raise InputError(f"{where}: no tab-separated values after the label; expected 'label<TAB>v1<TAB>v2...'")
-        series.append(_stack_dimensions([[_parse_value(v, where) for v in values]]))
-        labels.append(label.strip())
-        rows.append(lineno)
-    return ArchiveSplit(path, series, labels, rows, None)
+        return [[_parse_value(v, where) for v in values]], label.strip()
+
+    return _read_cases(path, _read_lines(path), 0, (), parse, None)
 
 
 def read_archive_file(path: str | Path) -> ArchiveSplit:
     """Parse one ``.ts``, ``.arff`` or ``.tsv`` split file (missing values stay NaN; see :func:`fill_missing`).
 
     Raises:
-        InputError: a missing, empty or malformed file (the message names the file and line), no cases, or cases
-            with different numbers of dimensions.
+        InputError: a missing, empty or malformed file (the message names the file and line), no cases, or a case
+            with another number of dimensions than the first (named with its line).
     """
     path = Path(path)
     readers = {".ts": _read_ts, ".arff": _read_arff, ".tsv": _read_tsv}
@@ -314,9 +322,6 @@ def read_archive_file(path: str | Path) -> ArchiveSplit:
     split = reader(path)
     if not split.series:
         raise InputError(f"{path}: no cases after the header")
-    dims = {s.shape[1] for s in split.series}
-    if len(dims) != 1:
-        raise InputError(f"{path}: cases have different numbers of dimensions {sorted(dims)}")
     if split.classes is not None:
         unknown = sorted(set(split.labels) - set(split.classes))
         if unknown:

@@ -27,6 +27,14 @@ def _untracked_files() -> set[str] | None:
     return {name for name in listed.decode(errors="replace").split("\0") if name}
 
 
+@pytest.fixture(autouse=True)
+def _fresh_once_registry() -> None:
+    """unilk tells each warning once per process; every test starts as a fresh process would."""
+    from unilk.once import forget
+
+    forget()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[_UNTRACKED_AT_START] = _untracked_files()
 

@@ -67,3 +67,67 @@ def test_encode_adapter_overrides(tmp_path: Path) -> None:
     unknown = CliRunner().invoke(encode_command, [*base, "--adapter", "input_sise=[3,32,32]"])
     assert unknown.exit_code == 1
     assert "did you mean 'input_size'" in unknown.output
+
+
+def test_encode_takes_folders(tmp_path: Path) -> None:
+    (tmp_path / "pics" / "sub").mkdir(parents=True)
+    for name in ("a.png", "sub/b.png"):
+        _image(tmp_path / "pics" / name)
+    (tmp_path / "pics" / "notes.md").write_text("not a picture")
+    (tmp_path / "nothing").mkdir()
+    base = ["--model", "test_unireplknet", "--random-weights", "--device", "cpu", "--adapter", "input_size=[3,32,32]"]
+    out = tmp_path / "e.npz"
+    folder = CliRunner().invoke(encode_command, [str(tmp_path / "pics"), *base, "--out", str(out)])
+    assert folder.exit_code == 0, folder.output
+    assert "image: 2 input(s) -> embeddings (2, 64)" in folder.output
+    assert [Path(p).name for p in np.load(out)["image_ids"]] == ["a.png", "b.png"]
+    empty = CliRunner().invoke(encode_command, [str(tmp_path / "nothing"), *base])
+    assert empty.exit_code == 2
+    assert "lists no inputs" in empty.output
+
+
+def test_a_misspelt_model_fails_before_any_input_is_read(tmp_path: Path) -> None:
+    import unilk
+
+    with pytest.raises(unilk.ConfigError, match=r"unknown model 'unireplknet_q'; did you mean \['unireplknet_t'"):
+        unilk.Encoder("unireplknet_q", pretrained=False)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    result = CliRunner().invoke(encode_command, [str(broken), "--model", "unireplknet_q", "--random-weights"])
+    assert result.exit_code == 1
+    assert "unknown model 'unireplknet_q'" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["encode", "a.png"],
+        ["extract", "image", "src", "--out", "feats"],
+        ["predict", "run", "a.wav"],
+        ["calibrate", "run", "data", "--out", "c.pt"],
+        ["probe", "run", "data"],
+        ["erf", "unireplknet_a", "--images", "."],
+        ["info", "unireplknet_a"],
+    ],
+)
+@pytest.mark.parametrize("device", ["tpu", "cuda:7"])
+def test_every_device_option_is_checked_before_anything_runs(command: list[str], device: str) -> None:
+    from unilk.cli import cli
+    from unilk.errors import ConfigError
+
+    result = CliRunner().invoke(cli, [*command, "--device", device])
+    assert isinstance(result.exception, ConfigError), result.output
+    assert str(result.exception).startswith(f"--device: got {device!r}")
+    assert "expected 'auto'" in str(result.exception)
+
+
+def test_a_bad_device_is_one_error_line_with_exit_code_2() -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "unilk", "info", "unireplknet_a", "--device", "tpu"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        "Error: --device: got 'tpu', not a device; expected 'auto', 'cpu', 'cuda' or 'cuda:N' or 'meta'."
+    ]

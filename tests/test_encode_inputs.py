@@ -255,3 +255,20 @@ def test_cli_names_its_own_options_in_the_message(monkeypatch: pytest.MonkeyPatc
     assert "--random-weights" in result.output
     assert "pretrained=False" not in result.output
     assert "--checkpoint" in result.output
+
+
+def test_a_trained_model_file_has_a_one_line_repr(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from unilk.loading import read_model_file
+    from unilk.train.commands import train_command
+
+    args = [
+        "image/quick_stripes", f"output_dir={tmp_path / 'run'}", f"data.root={tmp_path / 'data'}",
+        "data.synthetic_kwargs.n_per_class=2", "data.batch_size=4", "train.max_steps=1", "train.device=cpu",
+    ]  # fmt: skip
+    assert CliRunner().invoke(train_command, args).exit_code == 0
+    text = repr(read_model_file(tmp_path / "run" / "best.pt"))
+    assert "\n" not in text
+    assert len(text) < 150 + len(str(tmp_path))
+    assert "an image classification model (trunk test_unireplknet" in text

@@ -129,3 +129,30 @@ def test_training_checkpoint_into_an_adapted_deploy_model(tmp_path: Path, random
     for key, value in expected.state_dict().items():
         if not key.startswith("head."):  # both heads are fresh
             assert torch.allclose(state[key], value, atol=1e-6), key
+
+
+def test_load_checkpoint_into_a_built_model(tmp_path: Path, randomize: Any) -> None:
+    """``unilk.load_checkpoint``: the head dropped for another num_classes, the stem adapted, strict keys and shapes."""
+    import unilk
+
+    source = randomize(create_model("test_unireplknet"))
+    path = tmp_path / "tiny.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in source.state_dict().items()}}, path)
+    target = create_model("test_unireplknet", num_classes=5, in_chans=1)
+    fresh_head = target.head.weight.clone()
+    assert unilk.load_checkpoint(target, path) is target
+    state, reference = target.state_dict(), source.state_dict()
+    assert torch.equal(state["stages.3.0.pwconv1.1.weight"], reference["stages.3.0.pwconv1.1.weight"])
+    assert torch.allclose(state["downsample_layers.0.0.weight"], reference["downsample_layers.0.0.weight"].sum(1, True))
+    assert torch.equal(target.head.weight, fresh_head)  # a dropped head keeps its initialisation
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        unilk.load_checkpoint(create_model("test_unireplknet_allk"), path)
+    renamed = tmp_path / "renamed.pth"
+    torch.save({f"other.{k}": v for k, v in reference.items()}, renamed)
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        unilk.load_checkpoint(create_model("test_unireplknet"), renamed)
+    back = unilk.load_checkpoint(create_model("test_unireplknet"), renamed, filter_fn=lambda sd, _: {
+        k.removeprefix("other."): v for k, v in sd.items()
+    })  # fmt: skip
+    assert torch.equal(back.state_dict()["head.weight"], reference["head.weight"])
+    assert unilk.load_checkpoint(create_model("test_unireplknet"), renamed, strict=False) is not None

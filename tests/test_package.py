@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 import unilk
 from unilk.cli import cli
-from unilk.errors import CheckpointError, ConfigError, InputError, UnilkError, unknown_keys_error
+from unilk.errors import CheckpointError, ConfigError, InputError, UnilkError, WorkerDiedError, unknown_keys_error
+
+REPO = Path(__file__).resolve().parents[1]
 
 HEAVY_MODULES = ["torch", "timm", "open3d", "decord", "ray", "librosa", "matplotlib"]
 
@@ -43,7 +48,7 @@ def test_console_script_runs_as_module() -> None:
     assert unilk.__version__ in out.stdout
 
 
-@pytest.mark.parametrize("error", [InputError, ConfigError, CheckpointError])
+@pytest.mark.parametrize("error", [InputError, ConfigError, CheckpointError, WorkerDiedError])
 def test_errors_share_one_base(error: type[UnilkError]) -> None:
     assert issubclass(error, UnilkError)
     with pytest.raises(UnilkError):
@@ -64,3 +69,46 @@ def test_shipped_recipes_are_found() -> None:
     assert recipe_root().is_dir()
     names = list_recipes()
     assert all("/" in name for name in names)
+
+
+def _fake_tools(folder: Path, apt_exit: int) -> dict[str, str]:
+    """A PATH where libusb is missing, the user is root and apt-get talks on both streams as on a fresh machine."""
+    folder.mkdir()
+    tools = {
+        "ldconfig": "exit 0",
+        "id": "echo 0",
+        "apt-get": (
+            'echo "Selecting previously unselected package libusb-1.0-0."\n'
+            'echo "debconf: delaying package configuration, since apt-utils is not installed" >&2\n'
+            f'[ "$1" = install ] && [ {apt_exit} != 0 ] && echo "E: Unable to locate package libusb-1.0-0" >&2\n'
+            f'[ "$1" = install ] && exit {apt_exit}\nexit 0'
+        ),
+    }
+    for name, body in tools.items():
+        (folder / name).write_text(f"#!/bin/sh\n{body}\n")
+        (folder / name).chmod(0o755)
+    return {**os.environ, "PATH": f"{folder}:{os.environ['PATH']}"}
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_setup_prints_its_own_steps_and_apt_output_only_on_failure(tmp_path: Path) -> None:
+    make = ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "system-deps", "LDCONFIG=ldconfig"]
+    quiet = subprocess.run(make, env=_fake_tools(tmp_path / "ok", 0), capture_output=True, text=True, cwd=REPO)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.splitlines() == ["[setup] installing libusb-1.0-0 (needed by open3d) with apt-get"]
+    assert quiet.stderr == ""
+    failed = subprocess.run(make, env=_fake_tools(tmp_path / "bad", 100), capture_output=True, text=True, cwd=REPO)
+    assert failed.returncode != 0
+    assert "[setup] apt-get failed" in failed.stdout
+    assert "E: Unable to locate package libusb-1.0-0" in failed.stdout  # what failed is shown
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_setup_finds_ldconfig_outside_the_path() -> None:
+    """A normal user's PATH often lacks /sbin: libusb is found all the same, not reported missing."""
+    show = "show-ldconfig: ; @echo $(LDCONFIG)"
+    make = ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), f"--eval={show}", "show-ldconfig"]
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    ldconfig = subprocess.run(make, env=env, capture_output=True, text=True, cwd=REPO, check=True).stdout.strip()
+    assert Path(ldconfig).name == "ldconfig"
+    assert ldconfig.startswith("/")

@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from unilk import _timm_hook
-from unilk.errors import CheckpointError, ConfigError, InputError, UnilkError
+from unilk.errors import CheckpointError, ConfigError, InputError, UnilkError, WorkerDiedError
 from unilk.version import __version__
 
 if TYPE_CHECKING:  # for type checkers and IDEs only; at run time these load lazily
@@ -39,6 +39,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "UnilkError",
+    "WorkerDiedError",
     "__version__",
     *_LAZY,
 ]

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from unilk.devices import DEVICE
 from unilk.errors import CheckpointError, ConfigError, InputError, UnilkError
 
 __all__ = [
@@ -307,7 +308,7 @@ def _format_shift(value: float) -> str:
 @click.option("--modality", default=None, help="Modality of DATA (default: the model's own; needed for a trunk).")
 @click.option("--batches", type=int, default=None, help="Use at most N batches (default: every input).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, type=DEVICE, help="cpu, cuda, cuda:1, ...")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the report as JSON.")
 def calibrate_command(
     source: str,

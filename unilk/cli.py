@@ -14,7 +14,7 @@ import warnings
 
 import click
 
-from unilk.errors import UnilkError
+from unilk.errors import UnilkError, WorkerDiedError
 from unilk.version import __version__
 
 # name -> "module:attribute" of a click.Command; imported lazily.
@@ -60,6 +60,8 @@ def cli(verbose: int) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(_CliFormatter(with_names=verbose > 0))
     logging.basicConfig(level=level, handlers=[handler])
+    # off a terminal, long commands report progress as a line now and then (unilk.progress), shown by default
+    logging.getLogger("unilk.progress").setLevel(min(level, logging.INFO))
     warnings.showwarning = _show_warning
     logging.captureWarnings(False)
 
@@ -86,7 +88,8 @@ def main() -> None:
     """Entry point of the ``unilk`` console script.
 
     A unilk error ends with its message on one line and exit code 2; an operating-system error (disk full, permission
-    denied, a path that is a file) with its message and exit code 1. ``-v`` adds the traceback.
+    denied, a path that is a file, a data-loading worker that died) with its message and exit code 1. ``-v`` adds
+    the traceback.
     """
     try:
         cli(prog_name="unilk", standalone_mode=False)
@@ -96,6 +99,8 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except WorkerDiedError as exc:  # the operating system ended a worker: like an OSError
+        _fail(exc, 1)
     except UnilkError as exc:
         _fail(exc, 2)
     except OSError as exc:

@@ -20,7 +20,6 @@ import resource
 import shutil
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import click
 
 from unilk.errors import ConfigError
+from unilk.once import SMALL_MAP_WARNING, expected
 
 __all__ = ["DemoSummary", "EncodedSample", "demo", "encode_samples", "plot_modalities", "run_demo", "train_audio"]
 
@@ -91,8 +91,6 @@ _MODES: dict[str, dict[str, Any]] = {
 }
 
 _RECIPE = "audio/quick_speech_commands"
-# The quick trunks see small maps on purpose; their "kernel larger than the last map" warning is expected here.
-_SMALL_MAP_WARNING = r".*smaller than the reach of the largest kernel.*"
 
 
 @dataclass(frozen=True)
@@ -381,8 +379,8 @@ def run_demo(
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     # a bar on a terminal only; in a log file the stage lines logged below say the same
     stages = tqdm(total=4, desc="unilk demo", unit="stage", disable=not progress or not sys.stderr.isatty())
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_SMALL_MAP_WARNING, category=UserWarning)
+    # the quick trunks see small maps on purpose; their "kernel larger than the last map" warning is expected here
+    with expected(SMALL_MAP_WARNING):
         stages.set_postfix_str("1/4 writing synthetic data")
         samples = write_datasets(out / "data", mode)
         stages.update(1)

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,9 +30,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from unilk.devices import resolve_device
 from unilk.encode_inputs import name_inputs
 from unilk.errors import CheckpointError, ConfigError, InputError
 from unilk.loading import ModelFile
+from unilk.once import SMALL_MAP_WARNING, expected, log_once
 
 __all__ = [
     "MODALITIES",
@@ -177,27 +180,6 @@ def _seeded() -> Iterator[None]:
         yield
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` or a torch device string -> a usable device.
-
-    Raises:
-        ConfigError: an unknown device, or a CUDA device on a machine without one.
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(f"device: got {device!r} ({err}); expected 'auto', 'cpu', 'cuda' or 'cuda:N'.") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: got {device!r} but no CUDA GPU is available here; expected 'auto' or 'cpu'.")
-    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise ConfigError(f"device: got {device!r}; this machine has {torch.cuda.device_count()} CUDA device(s).")
-    if resolved.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device: got {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'.")
-    return resolved
-
-
 def _resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype | None:
     """``dtype=`` -> the autocast dtype (None for float32).
 
@@ -327,7 +309,7 @@ class Encoder:
         unknown = set(adapters or {}) - set(MODALITIES)
         if unknown:
             raise ConfigError(f"Encoder adapters: unknown modality {sorted(unknown)}; expected some of {MODALITIES}.")
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.batch_size = batch_size
         self.pool = pool
         self.channels_last = channels_last
@@ -344,19 +326,25 @@ class Encoder:
         self.model_name = model if isinstance(model, str) else _DEFAULT_MODEL if model is None else type(model).__name__
         if self.file is not None and self.trained is None:
             self.model_name = self.file.architecture
+        elif self.file is None and not isinstance(model, nn.Module):
+            from unilk.models.registry import model_entrypoint
+
+            model_entrypoint(self.model_name)  # a misspelt name fails now, not at the first input that decodes
         self._module = model if isinstance(model, nn.Module) else None
         self._adapter_configs: dict[str, Any] = dict(adapters or {})
         self._trunks: dict[int, nn.Module] = {}
         self._series_stem: nn.Module | None = None
         self._modal: nn.Module | None = None
         self.labels: list[str] = []
+        self._as_trained = False  # a trained model file with its own adapter config
         if self.trained is not None:
             self._use_training_config(self.trained, model)
         self._adapters: dict[str, Any] = {}
         if self.pretrained:
             check_pretrained_available(self.model_name, self.model_kwargs.get("cache_dir"))
         elif self._module is None and self.checkpoint is None:
-            logger.info("Encoder(%r): random weights (pretrained=False); embeddings carry no meaning", self.model_name)
+            message = "Encoder(%r): random weights, as asked; embeddings carry no meaning"
+            log_once(logger, ("random weights", self.model_name), message, self.model_name, level=logging.INFO)
 
     def _use_training_config(self, trained: ModelFile, model: str | nn.Module) -> None:
         """Take the architecture, adapter config and labels from a modal model file."""
@@ -367,13 +355,11 @@ class Encoder:
             )
         self.model_name = trained.arch["trunk"]
         if trained.modality in self._adapter_configs:
-            logger.warning(
-                "adapters[%r] overrides the adapter config stored in %s: features will differ from training",
-                trained.modality,
-                trained.path,
-            )
+            message = "adapters[%r] overrides the adapter config stored in %s: features will differ from training"
+            log_once(logger, ("override", trained.modality, trained.path), message, trained.modality, trained.path)
         else:
             self._adapter_configs[trained.modality] = {k: v for k, v in trained.adapter.items() if k != "modality"}
+            self._as_trained = True
         self.labels = trained.labels
 
     # ----------------------------------------------------------------------------------------------- parts
@@ -494,22 +480,24 @@ class Encoder:
         """
         trunk = self.trunk(maps.shape[1])
         rows, feats = [], []
-        for start in range(0, maps.shape[0], self.batch_size):
-            x = maps[start : start + self.batch_size].to(self.device, non_blocking=True)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            dtype = self.autocast_dtype
-            with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                feat = trunk.forward_features(x)  # (B, D, h, w)
-                if self.pool == "avg":
-                    emb = trunk.forward_head(feat, pre_logits=True)  # (B, D)
-                elif self.pool == "max":
-                    emb = feat.amax(dim=(-2, -1))
-                else:
-                    raise ConfigError(f"Encoder pool: got {self.pool!r}, expected one of {list(_POOLS)}.")
-            rows.append(emb.float().cpu())
-            if return_maps:
-                feats.append(feat.float().cpu())
+        # a trained model on its own maps (its stored adapter config): the size it learned on, nothing to act on
+        with expected(SMALL_MAP_WARNING) if self._as_trained else nullcontext():
+            for start in range(0, maps.shape[0], self.batch_size):
+                x = maps[start : start + self.batch_size].to(self.device, non_blocking=True)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                dtype = self.autocast_dtype
+                with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                    feat = trunk.forward_features(x)  # (B, D, h, w)
+                    if self.pool == "avg":
+                        emb = trunk.forward_head(feat, pre_logits=True)  # (B, D)
+                    elif self.pool == "max":
+                        emb = feat.amax(dim=(-2, -1))
+                    else:
+                        raise ConfigError(f"Encoder pool: got {self.pool!r}, expected one of {list(_POOLS)}.")
+                rows.append(emb.float().cpu())
+                if return_maps:
+                    feats.append(feat.float().cpu())
         return torch.cat(rows), torch.cat(feats) if return_maps else None
 
     def embed_samples(self, stacks: Sequence[Tensor], *, return_maps: bool = False) -> tuple[Tensor, list | None]:

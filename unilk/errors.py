@@ -7,14 +7,23 @@ Hierarchy::
     UnilkError
      ├── InputError       a bad sample or file (batch jobs record it and go on)
      ├── ConfigError      a bad model, adapter or recipe configuration
-     └── CheckpointError  a checkpoint that cannot be read or does not fit the model
+     ├── CheckpointError  a checkpoint that cannot be read or does not fit the model
+     └── WorkerDiedError  a data-loading worker process died (a decoder crash, the out-of-memory killer)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["UnilkError", "InputError", "ConfigError", "CheckpointError", "did_you_mean", "unknown_keys_error"]
+__all__ = [
+    "UnilkError",
+    "InputError",
+    "ConfigError",
+    "CheckpointError",
+    "WorkerDiedError",
+    "did_you_mean",
+    "unknown_keys_error",
+]
 
 
 class UnilkError(Exception):
@@ -31,6 +40,20 @@ class ConfigError(UnilkError, ValueError):
 
 class CheckpointError(UnilkError, RuntimeError):
     """A checkpoint that cannot be loaded, or that does not match the model."""
+
+
+class WorkerDiedError(UnilkError, RuntimeError):
+    """A data-loading worker process died; the message names the input it was reading, when it was reading one.
+
+    Attributes:
+        reading: the dataset indices the dead worker was reading (empty when none).
+        how: the cause as the operating system reported it (``"Segmentation fault"``, ``"Killed"``, ``"exit code 1"``).
+    """
+
+    def __init__(self, message: str, reading: Iterable[int] = (), how: str = "") -> None:
+        super().__init__(message)
+        self.reading = list(reading)
+        self.how = how
 
 
 def did_you_mean(value: object, choices: Iterable[str]) -> str:

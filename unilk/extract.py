@@ -41,6 +41,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
     import torch
+
+    from unilk.loader_workers import WorkerWatch
 
 __all__ = [
     "Item",
@@ -746,11 +749,15 @@ def _finalize(out: Path, plan: _Plan, job: dict[str, Any]) -> bool:
 
 class _LoadDataset:
     """Map-style dataset of (item index, loaded sample or None, error record or None, input state); a bad input is
-    data, not a crash: any exception while reading or adapting one input becomes its ``{"type", "error"}`` record."""
+    data, not a crash: any exception while reading or adapting one input becomes its ``{"type", "error"}`` record,
+    and so does a file whose reading killed a worker in an earlier run (``crashed``: path -> its sha256 and error)."""
 
-    def __init__(self, items: Sequence[Item], load: Callable[[str], Any]) -> None:
+    def __init__(
+        self, items: Sequence[Item], load: Callable[[str], Any], crashed: Mapping[str, dict[str, str]] | None = None
+    ) -> None:
         self.items = items
         self.load = load
+        self.crashed = crashed or {}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -761,6 +768,9 @@ class _LoadDataset:
         item = self.items[index]
         # the state is read first: the embedding then belongs to this content (or to a newer one, never an older)
         state = input_state(item.path)
+        crash = self.crashed.get(item.path)
+        if crash is not None and state is not None and crash["sha256"] == state["sha256"]:
+            return index, None, {"type": "WorkerDiedError", "error": crash["error"]}, state
         try:
             return index, self.load(item.path), None, state
         except Exception as err:  # one input's failure, whatever the decoder raised, must not end the job
@@ -768,6 +778,41 @@ class _LoadDataset:
             if not isinstance(err, InputError) and item.path not in record["error"]:
                 record["error"] = f"{_display_id(item.path)}: {record['error']}"
             return index, None, {"type": record["type"], "error": record["error"]}, state
+
+
+#: files whose reading killed a data-loading worker; a rerun records them as failed instead of reading them again
+_CRASHED = "crashed.jsonl"
+
+
+def _read_crashed(out: Path) -> dict[str, dict[str, str]]:
+    """``path -> {"sha256", "error"}`` of the inputs that killed a worker in an earlier run (the last record wins)."""
+    path = out / _CRASHED
+    if not path.is_file():
+        return {}
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["path"]: {"sha256": r["sha256"], "error": r["error"]} for r in records}
+
+
+@contextmanager
+def _recording_crashes(out: Path, items: Sequence[Item]) -> Iterator[None]:
+    """Note the input(s) a dying worker was reading in ``crashed.jsonl`` (several ranks append whole lines)."""
+    from unilk.errors import WorkerDiedError
+
+    try:
+        yield
+    except WorkerDiedError as err:
+        lines = []
+        for index in err.reading:
+            state = input_state(items[index].path)
+            if state is not None:
+                error = (
+                    f"{_display_id(items[index].path)}: reading it killed a data-loading worker ({err.how}); left out"
+                )
+                lines.append(json.dumps({"path": items[index].path, "sha256": state["sha256"], "error": error}) + "\n")
+        if lines:
+            with open(out / _CRASHED, "a") as handle:
+                handle.write("".join(lines))
+        raise
 
 
 def _keep_list(batch: list[Any]) -> list[Any]:
@@ -842,13 +887,19 @@ def _torch_outcomes(
     load: Callable[[str], Any],
     embed: Callable[[list[Any]], Any],
     num_workers: int,
+    watch: WorkerWatch,
+    crashed: Mapping[str, dict[str, str]],
 ) -> Iterator[list[_Outcome]]:
     """DataLoader workers run ``load``; this process runs ``embed`` on each batch, in order."""
     import torch
     from torch.utils.data import DataLoader
 
     loader = DataLoader(
-        _LoadDataset(items, load), batch_sampler=batches, num_workers=num_workers, collate_fn=_keep_list
+        watch.track(_LoadDataset(items, load, crashed)),
+        batch_sampler=batches,
+        num_workers=num_workers,
+        collate_fn=_keep_list,
+        worker_init_fn=watch.worker_init,
     )
     with torch.inference_mode():
         for batch in loader:
@@ -899,7 +950,7 @@ def extract_items(
         world_size: number of processes; default likewise from ``WORLD_SIZE``.
         write_npy: also write ``part-XXXXX.npy`` + ``part-XXXXX.ids.jsonl`` per shard.
         retry_failed: redo committed shards that recorded errors (e.g. after fixing the files).
-        progress: show a tqdm bar (items/s).
+        progress: show progress (a bar on a terminal, else a line now and then; items/s).
         engine: ``torch`` (DataLoader workers) or ``ray`` (Ray Data tasks load, an actor pool embeds).
         source_root: the shards' ``path`` column holds input paths relative to this directory.
         embedding_dtype: ``float32`` or ``float16`` for the stored embeddings.
@@ -912,7 +963,7 @@ def extract_items(
         ConfigError: ``out_dir`` holds a different job, bad shard/rank settings, an unknown engine or dtype, or Ray
             missing.
     """
-    from tqdm.auto import tqdm
+    from unilk.progress import Progress
 
     start = time.perf_counter()
     if engine == "ray":
@@ -958,16 +1009,26 @@ def extract_items(
     item_shard = {i: k for k in owned for i in plan.shards[k]}
     results: dict[int, dict[int, _Outcome]] = {k: {} for k in owned}  # shard -> item index -> outcome
     batches = _batches(plan.shards, owned, batch_size)
+    from unilk.loader_workers import WorkerWatch
+
+    # a DataLoader worker that dies (a decoder crash, the out-of-memory killer) is told in one line naming its input
+    watch = WorkerWatch(
+        num_workers,
+        lambda i: repr(_display_id(plan.items[i].path)),
+        fix="rerun: extraction resumes, recording that file as failed (retry_failed=True reads it again)",
+        workers="num_workers=",
+    )
     if engine == "torch":
-        stream = _torch_outcomes(plan.items, batches, load, embed, num_workers)
+        crashed = {} if retry_failed else _read_crashed(out)
+        stream = _torch_outcomes(plan.items, batches, load, embed, num_workers, watch, crashed)
     elif engine == "ray":
         from unilk.extract_ray import ray_outcomes
 
         stream = ray_outcomes(plan.items, batches, load, embed, **dict(ray_options or {}))
     else:
         raise ConfigError(f"extract engine: got {engine!r}, expected one of {list(_ENGINES)}.")
-    bar = tqdm(total=len(item_shard), unit="item", disable=not progress, desc=f"extract[{rank}]")
-    with bar:
+    bar = Progress(len(item_shard), desc=f"extract[{rank}]", unit="item", enabled=progress)
+    with bar, _recording_crashes(out, plan.items), watch.naming_deaths():
         for outcomes in stream:
             for outcome in outcomes:
                 k = item_shard[outcome.index]
@@ -982,7 +1043,7 @@ def extract_items(
                     summary.failed += failed
                     summary.shards_written += 1
             bar.update(len(outcomes))
-            bar.set_postfix(done=summary.done, failed=summary.failed, refresh=False)
+            bar.set_postfix(done=summary.done, failed=summary.failed)
     if results:
         raise RuntimeError(f"extract engine {engine!r} ended with shards {sorted(results)} incomplete; rerun resumes.")
 

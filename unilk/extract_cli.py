@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from unilk.devices import DEVICE
 from unilk.errors import UnilkError
 
 __all__ = ["encode_command", "extract_command"]
@@ -40,6 +41,8 @@ _CLI_OPTIONS = {
     "model_kwargs=": "--model-kwarg",
     "device=": "--device",
     "batch_size=": "--batch-size",
+    "num_workers=": "--num-workers",
+    "retry_failed=True": "--retry-failed",
 }
 
 
@@ -48,6 +51,36 @@ def cli_words(message: str) -> str:
     for keyword, option in _CLI_OPTIONS.items():
         message = re.sub(rf"(?<![\w.-]){re.escape(keyword)} ?", option + " ", message)
     return message
+
+
+def _expand_folders(files: tuple[str, ...], modality: str | None) -> list[str]:
+    """FILES with each folder replaced by its media files (recursively, sorted; of ``modality``'s kinds when given).
+
+    Raises:
+        click.BadParameter: a folder holds no such file.
+    """
+    from unilk.adapters import io
+    from unilk.errors import InputError
+    from unilk.extract import list_inputs
+
+    kinds = {
+        "audio": io.AUDIO_EXTENSIONS,
+        "image": io.IMAGE_EXTENSIONS,
+        "video": io.VIDEO_EXTENSIONS,
+        "points": io.POINT_EXTENSIONS,
+        "series": io.SERIES_EXTENSIONS,
+    }
+    suffixes = sorted(kinds[modality] if modality else {s for group in kinds.values() for s in group})
+    expanded: list[str] = []
+    for path in files:
+        if not Path(path).is_dir():
+            expanded.append(path)
+            continue
+        try:
+            expanded += [item.path for item in list_inputs(path, extensions=suffixes)]
+        except InputError as err:
+            raise click.BadParameter(f"{err} (media files: {', '.join(suffixes)})", param_hint="FILES") from err
+    return expanded
 
 
 def _modality_of(path: str) -> str:
@@ -80,7 +113,7 @@ _model_options = [
         help="Random weights instead of the registry's pretrained ones (embeddings without meaning: smoke tests).",
     ),
     click.option("--model-kwarg", "model_kwargs", multiple=True, metavar="KEY=VALUE", help="Extra create_model key."),
-    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
+    click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda, cuda:1, ..."),
     click.option("--batch-size", default=32, show_default=True, help="Maps per forward pass."),
     click.option("--pool", type=click.Choice(["avg", "max"]), default="avg", show_default=True),
 ]
@@ -117,13 +150,13 @@ def encode_command(
     batch_size: int,
     pool: str,
 ) -> None:
-    """Embed a few FILES and print the shapes (for many files, use `unilk extract`)."""
+    """Embed a few FILES (files or folders) and print the shapes (for many files, use `unilk extract`)."""
     import numpy as np
 
     from unilk.encoding import Encoder
 
     groups: dict[str, list[str]] = {}
-    for path in files:
+    for path in _expand_folders(files, modality):
         groups.setdefault(modality or _modality_of(path), []).append(path)
     adapters = _adapter_overrides(_parse_kwargs(adapter_kwargs), list(groups))
     try:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from unilk.errors import CheckpointError
+from unilk.once import log_once
 
 __all__ = [
     "file_sha256",
@@ -134,19 +135,18 @@ def adapt_state_dict(state_dict: dict[str, Any], model: Any) -> tuple[dict[str, 
     classifier = cfg.get("classifier")
     for key in (f"{classifier}.weight", f"{classifier}.bias") if classifier else ():
         if key in state_dict and (key not in target or target[key].shape != state_dict[key].shape):
-            logger.info(
-                "dropped %s %s from the checkpoint: the model's classifier is %s",
-                key,
-                tuple(state_dict[key].shape),
-                tuple(target[key].shape) if key in target else "absent",
-            )
+            shape, fits = tuple(state_dict[key].shape), tuple(target[key].shape) if key in target else "absent"
+            message = "dropped %s %s from the checkpoint: the model's classifier is %s"
+            log_once(logger, ("dropped", key, shape, fits), message, key, shape, fits, level=logging.INFO)
             dropped.append(key)
             del state_dict[key]
     first_conv = cfg.get("first_conv")
     key = f"{first_conv}.weight"
     if first_conv and key in state_dict and key in target and state_dict[key].shape[1] != target[key].shape[1]:
         in_chans = target[key].shape[1]
-        logger.info("adapted %s from %d to %d input channels", key, state_dict[key].shape[1], in_chans)
+        was = state_dict[key].shape[1]
+        message = "adapted %s from %d to %d input channels"
+        log_once(logger, ("adapted", key, was, in_chans), message, key, was, in_chans, level=logging.INFO)
         from timm.models import adapt_input_conv
 
         state_dict[key] = adapt_input_conv(in_chans, state_dict[key])
@@ -159,11 +159,12 @@ def load_checkpoint(
     filter_fn: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None,
     strict: bool = True,
 ) -> Any:
-    """Load a local checkpoint into a model, adapting its head and stem.
+    """Load a checkpoint into a built model, adapting its head and stem (:func:`unilk.loading.load_weights`).
 
     Args:
         model: the target ``nn.Module``.
-        checkpoint_path: ``.pth``/``.pt``/``.bin`` (weights_only) or ``.safetensors``.
+        checkpoint_path: ``.pth``/``.pt``/``.bin`` (weights_only) or ``.safetensors``; also anything
+            :func:`unilk.load` reads (a unilk export folder, a training checkpoint, an ``hf-hub:`` id).
         filter_fn: ``fn(state_dict, model) -> state_dict`` mapping foreign layouts to the model's keys.
         strict: every key must match, except a classifier dropped because ``num_classes`` differs.
 
@@ -173,31 +174,9 @@ def load_checkpoint(
     Raises:
         CheckpointError: when keys or shapes do not match.
     """
-    state_dict = load_state_dict_file(checkpoint_path)
-    if filter_fn is not None:
-        state_dict = filter_fn(state_dict, model)
-    state_dict, dropped = adapt_state_dict(state_dict, model)
-    target = model.state_dict()
-    mismatched = [
-        f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(target[key].shape)}"
-        for key, value in state_dict.items()
-        if key in target and target[key].shape != value.shape
-    ]
-    if mismatched:
-        raise CheckpointError(
-            f"{checkpoint_path}: {len(mismatched)} shape mismatch(es), e.g. {mismatched[:3]}; build the model with "
-            "the checkpoint's configuration (depths, dims, kernel_sizes, deploy)"
-        )
-    result = model.load_state_dict(state_dict, strict=False)
-    missing = [key for key in result.missing_keys if key not in dropped]  # a dropped head keeps its fresh init
-    if strict and (missing or result.unexpected_keys):
-        raise CheckpointError(
-            f"{checkpoint_path} does not fit the model: missing {missing[:5]} ({len(missing)}), unexpected "
-            f"{result.unexpected_keys[:5]} ({len(result.unexpected_keys)}); check that the model (variant, deploy, "
-            "features_only) matches the checkpoint, or load with strict=False"
-        )
-    logger.info("loaded %s (%d tensors)", checkpoint_path, len(state_dict))
-    return model
+    from unilk.loading import load_weights
+
+    return load_weights(model, checkpoint_path, filter_fn=filter_fn, strict=strict)
 
 
 def save_state_dict(state_dict: Mapping[str, Any], path: str | Path) -> Path:

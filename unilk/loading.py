@@ -123,12 +123,16 @@ class ModelFile:
         form = "deploy form" if self.deploy else "training form"
         if self.kind == "modal":
             arch = self.config["arch"]
-            what = f"a {arch['modality']} {arch['task']} model (trunk {arch['trunk']}, {form}"
+            article = "an" if arch["modality"][0] in "aeiou" else "a"  # an audio, an image, a video
+            what = f"{article} {arch['modality']} {arch['task']} model (trunk {arch['trunk']}, {form}"
             what += f", {len(self.labels)} labels)" if self.labels else ")"
         else:
             what = f"a bare {self.architecture} trunk ({self.config.get('num_classes')} classes, {form}, no adapter "
             what += "config or labels)"
         return f"{self.source!r} ({self.origin}: {what})"
+
+    def __repr__(self) -> str:
+        return f"ModelFile({self.describe()}, {len(self.state_dict)} tensors)"
 
 
 # --------------------------------------------------------------------------------------------------------- reading

@@ -24,7 +24,9 @@ import click
 import torch
 from torch import Tensor
 
+from unilk.devices import DEVICE, resolve_device
 from unilk.errors import CheckpointError, InputError, UnilkError
+from unilk.once import SMALL_MAP_WARNING, expected
 
 __all__ = ["Prediction", "predict", "predict_command"]
 
@@ -150,7 +152,7 @@ def predict(
             f"{found.describe()}: predict needs a trained model with its adapter config and labels (a `unilk train` "
             "run or checkpoint, or its export); embed with `unilk encode` instead"
         )
-    device = torch.device(device)
+    device = resolve_device(device)
     model = reparameterize(build(found)).eval().to(device)
     modality = found.modality
     adapter = build_adapter(modality, {k: v for k, v in found.adapter.items() if k != "modality"})
@@ -163,7 +165,9 @@ def predict(
     listed = list(_expand(inputs, modality))
 
     def flush() -> None:
-        for (slot, _), prediction in zip(batch_ids, runner([i for _, i in batch_ids], batch)):
+        with expected(SMALL_MAP_WARNING):  # the trained model on its own adapter's maps: nothing to act on
+            predictions = runner([i for _, i in batch_ids], batch)
+        for (slot, _), prediction in zip(batch_ids, predictions):
             results[slot] = prediction
         batch_ids.clear()
         batch.clear()
@@ -194,7 +198,7 @@ def predict(
     "--jsonl", "jsonl", type=click.Path(dir_okay=False, path_type=Path), help="Also write one JSON line per input."
 )
 @click.option("--batch-size", default=32, show_default=True, help="Inputs per forward pass.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--device", default="cpu", show_default=True, type=DEVICE, help="cpu, cuda, cuda:1, ...")
 def predict_command(
     source: str, inputs: tuple[str, ...], top_k: int, jsonl: Path | None, batch_size: int, device: str
 ) -> None:

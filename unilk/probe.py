@@ -222,8 +222,8 @@ def select_l2(
         raise InputError(f"linear probe: {len(targets)} train samples are too few to hold out {holdout:.0%} of them")
     results = {}
     for l2 in sorted(grid):
-        probe = fit_linear(features[fit], targets[fit], num_classes, l2)
-        results[l2] = score(probe.scores(features[held]), targets[held])
+        _, logits = _fit_and_score(features[fit], targets[fit], features[held], num_classes, l2)
+        results[l2] = score(logits, targets[held])
     best = max(results.values())
     chosen = max(l2 for l2, value in results.items() if value == best)
     logger.info("linear probe: held-out scores %s, chose l2=%g", results, chosen)
@@ -246,5 +246,13 @@ def linear_probe(
         ``(logits Tensor[M, K], the probe, {l2: held-out score})``.
     """
     l2, results = select_l2(train, train_targets, num_classes, grid=grid, holdout=holdout, seed=seed)
+    probe, logits = _fit_and_score(train, train_targets, test, num_classes, l2)
+    return logits, probe, results
+
+
+def _fit_and_score(
+    train: Tensor, train_targets: Tensor, test: Tensor, num_classes: int, l2: float
+) -> tuple[LinearProbe, Tensor]:
+    """The probe fitted on ``train`` with strength ``l2``, and its logits Tensor[M, K] on ``test``."""
     probe = fit_linear(train, train_targets, num_classes, l2)
-    return probe.scores(test), probe, results
+    return probe, probe.scores(test)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from unilk.devices import DEVICE
 from unilk.errors import ConfigError, InputError, UnilkError
 
 __all__ = ["SplitEmbeddings", "embed_split", "probe_command", "run_probe"]
@@ -279,7 +280,7 @@ def _parse_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help=f"Default: ${CACHE_ENV}/probe.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write cached embeddings.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, type=DEVICE, help="cpu, cuda, cuda:1, ...")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
 def probe_command(
     source: str,

@@ -257,3 +257,28 @@ def test_video_flip_mirrors_every_frame_of_the_clip() -> None:
     mirrored = build_train_transform(adapter, augment_config("video", {"hflip": 1.0}))(video)
     tiles = centre.unfold(1, 32, 32).unfold(2, 32, 32)  # (3, 2, 2, 32, 32)
     torch.testing.assert_close(mirrored.unfold(1, 32, 32).unfold(2, 32, 32), tiles.flip(-1))
+
+
+def test_series_transform_crops_scales_and_jitters() -> None:
+    from unilk.adapters import SeriesAdapter, SeriesConfig
+
+    adapter = SeriesAdapter(SeriesConfig(seq_len=16, label_len=0, pred_len=0, group_size=1, d_model=8))
+    ramp = np.linspace(0.0, 1.0, 64)[:, None] ** 2  # a convex ramp: a window of it normalises to another curve
+    with pytest.raises(ConfigError, match="crop"):
+        augment_config("series", {"crop": [0.5, 1.2]})
+    with pytest.raises(ConfigError, match="jitter"):
+        augment_config("series", {"jitter": -0.1})
+    crop = build_train_transform(adapter, augment_config("series", {"crop": [0.5, 0.5]}))
+    torch.manual_seed(0)
+    windows = torch.stack([crop(ramp) for _ in range(8)])
+    assert windows.shape == (8, 16, 1)
+    assert not torch.allclose(windows[0], adapter(ramp))  # half of the series, stretched to 16 steps
+    assert len({tuple(w.flatten().tolist()) for w in windows}) > 1  # the window moves
+    torch.manual_seed(0)
+    torch.testing.assert_close(torch.stack([crop(ramp) for _ in range(8)]), windows)  # seeded
+    scale = build_train_transform(adapter, augment_config("series", {"scale": [2.0, 2.0]}))
+    torch.testing.assert_close(scale(ramp), 2.0 * adapter(ramp))
+    jitter = build_train_transform(adapter, augment_config("series", {"jitter": 0.1}))
+    noise = torch.cat([jitter(ramp) - adapter(ramp) for _ in range(50)])
+    assert 0.08 < float(noise.std()) < 0.12
+    assert abs(float(noise.mean())) < 0.03

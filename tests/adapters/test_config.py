@@ -58,6 +58,30 @@ def test_bad_values_and_wrong_modality() -> None:
         AudioConfig.preset("librispeech")
 
 
+@pytest.mark.parametrize("modality", sorted(ADAPTERS))
+def test_a_value_of_the_wrong_type_names_the_field(modality: str) -> None:
+    """Every field of every config: a value of the wrong type is a ConfigError naming the field (never a TypeError)."""
+    config_cls, _ = ADAPTERS[modality]
+    for name, default in config_cls().to_dict().items():
+        if name == "modality":
+            continue
+        wrong = 7 if isinstance(default, (list, str)) else [1, 2] if not isinstance(default, list) else "x"
+        with pytest.raises(ConfigError, match=rf"{config_cls.__name__}\.{name}: got .*, expected"):
+            config_cls.from_dict({name: wrong})
+
+
+def test_wrong_types_say_what_was_expected() -> None:
+    from unilk.adapters import ImageConfig
+
+    with pytest.raises(ConfigError, match=r"input_size: got 64, expected a list, each element an integer"):
+        ImageConfig.from_dict({"input_size": 64})
+    with pytest.raises(ConfigError, match=r"num_mel_bins: got '64', expected an integer \(default: 128\)"):
+        AudioConfig.from_dict({"num_mel_bins": "64"})
+    with pytest.raises(ConfigError, match=r"mean: got 'x', expected a number or null"):
+        AudioConfig.from_dict({"mean": "x"})
+    assert AudioConfig.from_dict({"max_seconds": 30}).max_seconds == 30  # an int for a float: fine
+
+
 def test_import_adapters_pulls_in_no_optional_heavy_module() -> None:
     code = "import sys, unilk.adapters; print(' '.join(m for m in ('open3d', 'decord', 'librosa') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == ""

@@ -232,3 +232,77 @@ def test_station_position_embedding() -> None:
         stem(torch.zeros(1, 8, 4))
     with pytest.raises(InputError, match="station coordinates"):
         stem.set_station_positions(coords[:4])
+
+
+def test_group_size_zero_is_one_node_of_all_channels() -> None:
+    cfg = POLICY.replace(group_size=0)
+    values = np.random.default_rng(1).normal(size=(20, 5))
+    window = SeriesAdapter(cfg)(values)
+    assert window.shape == (8, 5)  # no channel padding
+    with pytest.raises(ConfigError, match="with_channels"):
+        SeriesEmbedding(cfg)
+    fixed = cfg.with_channels(5)
+    assert fixed.group_size == 5
+    assert POLICY.with_channels(5) == POLICY
+    maps = SeriesEmbedding(fixed)(window[None])
+    assert maps.shape == (1, 1, *fixed.map_shape)  # one map for the whole series
+    with pytest.raises(ConfigError, match="group_size"):
+        POLICY.replace(group_size=-1)
+    with pytest.raises(ConfigError, match="num_nodes"):
+        POLICY.replace(group_size=0, num_nodes=2)
+    with pytest.raises(ConfigError, match="channels"):
+        cfg.with_channels(0)
+
+
+def test_crop_series_keeps_a_window_of_the_drawn_fraction() -> None:
+    from unilk.adapters.series import crop_series
+
+    values = np.arange(100, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)
+    stamps = np.datetime64("2024-01-01") + np.arange(100)
+    data = SeriesData(values, ("a", "b"), stamps)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        out = crop_series(data, (0.5, 0.8), gen)
+        steps, start = out.values.shape[0], int(out.values[0, 0])
+        assert 50 <= steps <= 80
+        np.testing.assert_array_equal(out.values[:, 0], np.arange(start, start + steps))  # consecutive steps
+        assert out.timestamps[0] == stamps[start]
+        assert len(out.timestamps) == steps
+    assert crop_series(data, (1.0, 1.0), gen).values.shape == (100, 2)
+    short = SeriesData(values[:3], ("a", "b"), None)
+    assert crop_series(short, (0.1, 0.1), gen).values.shape[0] == 2  # at least two steps
+
+
+def test_batch_norm_stem_learns_the_data_scale_and_keeps_levels() -> None:
+    cfg = POLICY.replace(group_size=2, norm="none", batch_norm=True)
+    stem = SeriesEmbedding(cfg)
+    gen = torch.Generator().manual_seed(0)
+    level = torch.tensor([200.0, -5.0])  # an EEG-like offset per channel
+    batch = level + 10.0 * torch.randn(64, 8, 2, generator=gen)
+    plain = SeriesEmbedding(cfg.replace(batch_norm=False))
+    plain.token_conv.load_state_dict(stem.token_conv.state_dict())
+    with torch.no_grad():
+        for _ in range(60):  # training batches move the running statistics to the data's
+            stem(batch)
+        stats = stem.input_norm
+        torch.testing.assert_close(stats.running_mean, batch.mean((0, 1)), rtol=0.01, atol=0.5)
+        stem.eval()
+        one = batch[:1]
+        expected = (one - stats.running_mean) / torch.sqrt(stats.running_var + stats.eps)
+        # at inference the stem embeds the window standardised by the training statistics
+        torch.testing.assert_close(stem.embed(one), plain.embed(expected))
+        # a series 30 units above the rest stays above it: the level is not normalised away
+        assert not torch.allclose(stem.embed(one + 30.0), stem.embed(one))
+    assert "input_norm.running_mean" in stem.state_dict()  # saved with the weights
+
+
+def test_shape_view_feeds_each_channel_standardised_next_to_itself() -> None:
+    cfg = POLICY.replace(group_size=2, norm="none", shape_view=True)
+    stem = SeriesEmbedding(cfg).eval()
+    assert stem.token_conv.in_channels == 4  # the two channels, then their two shapes
+    x = torch.randn(3, 8, 2, generator=torch.Generator().manual_seed(0))
+    moved = 5.0 * x + 40.0  # the same shapes at another level and scale
+    with torch.no_grad():
+        assert not torch.allclose(stem.embed(moved), stem.embed(x))  # the level channels see the difference
+        stem.token_conv.weight[:, :2] = 0.0  # keep only the shape channels
+        torch.testing.assert_close(stem.embed(moved), stem.embed(x), atol=1e-4, rtol=1e-4)

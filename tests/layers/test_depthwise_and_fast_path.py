@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -18,9 +20,9 @@ def _counting_route(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     calls: list[tuple[int, ...]] = []
     real = lkconv.depthwise_conv2d
 
-    def counting(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    def counting(x: Tensor, weight: Tensor, bias: Tensor | None = None, **kwargs: Any) -> Tensor:
         calls.append(tuple(weight.shape))
-        return real(x, weight, bias)
+        return real(x, weight, bias, **kwargs)
 
     monkeypatch.setattr("unilk.layers.depthwise.depthwise_conv2d", counting)
     return calls

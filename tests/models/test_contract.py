@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+import unilk
 from unilk.models import create_model, list_models
 from unilk.models.registry import get_pretrained_cfg
 from unilk.reparam import reparameterize
@@ -50,6 +51,21 @@ def test_forward_backward_and_feature_shapes(name: str) -> None:
     assert no_grad == []
     assert f"{cfg.first_conv}.weight" in model.state_dict()
     assert f"{cfg.classifier}.weight" in model.state_dict()
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_an_empty_batch_passes_in_every_form(name: str) -> None:
+    # a data-parallel rank whose samples all failed to load runs an empty batch; the fast path must take it too
+    model = create_model(name, num_classes=3)
+    x = torch.randn(0, 3, 64, 64, requires_grad=True)
+    out = model.train()(x)
+    assert out.shape == (0, 3)
+    out.sum().backward()
+    model.eval()
+    with torch.no_grad():
+        assert model(x).shape == (0, 3)
+        unilk.reparameterize(model)
+        assert model(x).shape == (0, 3)
 
 
 @pytest.mark.parametrize("name", TINY)

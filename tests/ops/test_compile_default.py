@@ -21,7 +21,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.slow  # about a minute of Inductor code generation per model on two cores
-@pytest.mark.parametrize("name", ["test_unireplknet", "test_slak"])
+@pytest.mark.parametrize("name", ["test_unireplknet", "test_slak", "test_replknet"])
 def test_torch_compile_of_the_default_fast_path_trains_and_infers(name: str, randomize: Any) -> None:
     model = randomize(timm.create_model(name, num_classes=5), seed=2).eval()
     assert uses_fast_path(model)  # the default

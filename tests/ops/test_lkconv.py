@@ -11,10 +11,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
+import unilk
 from unilk.errors import ConfigError
+from unilk.layers.fast_path import uses_fast_path
 from unilk.ops._fft_conv import fft_depthwise_backward, fft_depthwise_forward, fft_lengths
 from unilk.ops._lkconv_plan import Plan, choose_plan
-from unilk.ops.lkconv import ENV_VAR, MODES, current_mode, depthwise_conv2d, depthwise_conv2d_sum, lkconv_mode
+from unilk.ops.lkconv import (
+    ENV_VAR,
+    MODES,
+    correlation_weight_grad,
+    current_mode,
+    depthwise_conv2d,
+    depthwise_conv2d_sum,
+    lkconv_mode,
+    mode_from_env,
+)
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 
@@ -132,29 +143,53 @@ def test_cropped_taps_get_zero_gradient() -> None:
     assert grad_w[inner].abs().min() > 0
 
 
-def test_plain_mode_is_bitwise_conv2d(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plain_mode_is_bitwise_conv2d() -> None:
     x, weight, bias = torch.randn(2, 8, 20, 20), torch.randn(8, 1, 31, 31), torch.randn(8)
-    monkeypatch.setenv(ENV_VAR, "plain")
-    assert current_mode() == "plain"
-    assert torch.equal(depthwise_conv2d(x, weight, bias), F.conv2d(x, weight, bias, padding=15, groups=8))
+    want = F.conv2d(x, weight, bias, padding=15, groups=8)
+    assert torch.equal(depthwise_conv2d(x, weight, bias, mode="plain"), want)
+    with lkconv_mode("plain"):
+        assert torch.equal(depthwise_conv2d(x, weight, bias), want)
 
 
 def test_mode_sources_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    # A call runs in its caller's mode unless a lkconv_mode block overrides it; the environment is not read per call.
+    monkeypatch.setenv(ENV_VAR, "fastest")
     assert current_mode() == "auto"
-    monkeypatch.setenv(ENV_VAR, "FFT")
-    assert current_mode() == "fft"
+    assert current_mode("fft") == "fft"
     with lkconv_mode("plain"):
-        assert current_mode() == "plain"
+        assert current_mode("fft") == "plain"
         with lkconv_mode("nchw"):
             assert current_mode() == "nchw"
         assert current_mode() == "plain"
-    assert current_mode() == "fft"
-    monkeypatch.setenv(ENV_VAR, "fastest")
-    with pytest.raises(ConfigError, match=r"UNILK_LKCONV.*'fastest'.*'channels_last'"):
-        depthwise_conv2d(torch.randn(1, 1, 3, 3), torch.randn(1, 1, 3, 3))
+    assert current_mode("fft") == "fft"
+    with pytest.raises(ConfigError, match=r"'fastest'.*'channels_last'"):
+        depthwise_conv2d(torch.randn(1, 1, 3, 3), torch.randn(1, 1, 3, 3), mode="fastest")
     with pytest.raises(ConfigError, match="'bogus'"), lkconv_mode("bogus"):
         pass
+
+
+def test_env_mode_is_read_when_a_model_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, " FFT ")
+    assert mode_from_env() == "fft"
+    model = unilk.create_model("test_slak", num_classes=3).eval()
+    convs = [m for m in model.modules() if hasattr(m, "lkconv_mode")]
+    assert convs
+    assert {m.lkconv_mode for m in convs} == {"fft"}
+    # A later change of the variable does not reach the built model, even a bad value: nothing fails mid-forward.
+    monkeypatch.setenv(ENV_VAR, "fastest")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fft_out = model(x)
+        model.set_lkconv_mode("plain")
+        assert torch.allclose(model(x), fft_out, rtol=1e-5, atol=1e-5)
+    model.set_fast_path(False)
+    unilk.reparameterize(model)  # the deploy convs follow the model's choices
+    assert {m.lkconv_mode for m in model.modules() if hasattr(m, "lkconv_mode")} == {"plain"}
+    assert not uses_fast_path(model)
+    with pytest.raises(ConfigError, match=r"UNILK_LKCONV.*'fastest'.*'channels_last'"):
+        unilk.create_model("test_slak")
+    with pytest.raises(ConfigError, match="'bogus'"):
+        model.set_lkconv_mode("bogus")
 
 
 def test_channels_last_input_keeps_its_format() -> None:
@@ -184,16 +219,16 @@ def test_unsupported_shapes_behave_like_conv2d() -> None:
 
 def test_auto_rules_pick_the_measured_algorithms() -> None:
     assert choose_plan("auto", 8, 128, 56, 56, 31, 31) == Plan("channels_last", "channels_last", "fft")
-    assert choose_plan("auto", 8, 128, 56, 56, 13, 13) == Plan("nchw", "nchw", "fft")
+    assert choose_plan("auto", 8, 128, 56, 56, 13, 13) == Plan("nchw", "nchw", "corr")
     assert choose_plan("auto", 8, 124, 56, 56, 51, 5).forward == "nchw"
     assert choose_plan("auto", 8, 124, 56, 56, 5, 51).forward == "channels_last"
-    assert choose_plan("auto", 8, 768, 7, 7, 13, 13).weight_grad == "nchw"
     assert choose_plan("auto", 1, 8, 64, 64, 51, 51).forward == "fft"
-    # 5x5 kernels: FFT weight gradient only on maps >= 28x28 with moderate buffers
-    assert choose_plan("auto", 1, 499, 14, 14, 5, 5).weight_grad == "nchw"
-    assert choose_plan("auto", 1, 249, 28, 28, 5, 5).weight_grad == "fft"
-    assert choose_plan("auto", 32, 124, 56, 56, 5, 5).weight_grad == "nchw"
-    assert choose_plan("auto", 1, 499, 14, 14, 7, 7).weight_grad == "fft"
+    # weight gradient: FFT only for the widest dense kernels on large maps, the grouped correlation elsewhere
+    assert choose_plan("auto", 8, 256, 28, 28, 29, 29).weight_grad == "fft"
+    assert choose_plan("auto", 8, 512, 14, 14, 27, 27).weight_grad == "corr"
+    assert choose_plan("auto", 8, 768, 7, 7, 13, 13).weight_grad == "corr"
+    assert choose_plan("auto", 32, 124, 56, 56, 5, 51).weight_grad == "corr"
+    assert choose_plan("auto", 1, 499, 14, 14, 5, 5).weight_grad == "corr"
     with pytest.raises(ConfigError, match="'crop'"):
         choose_plan("crop", 1, 1, 4, 4, 3, 3)
 
@@ -278,16 +313,16 @@ def test_routes_are_decided_once_and_bounded(monkeypatch: pytest.MonkeyPatch) ->
             assert len(lkconv._ROUTES) <= 3
         route = lkconv._ROUTES[("auto", x.shape, weight.shape, x.dtype, weight.dtype, True)]
     assert route.crop is None
-    assert route.plan == Plan("nchw", "nchw", "nchw")
+    assert route.plan == Plan("nchw", "nchw", "corr")
 
 
 def test_training_uses_native_autograd_where_every_direction_is_native() -> None:
     weight = torch.randn(8, 1, 13, 13, requires_grad=True)
-    small = torch.randn(2, 8, 7, 7, requires_grad=True)  # plan nchw/nchw/nchw: F.conv2d and its autograd
-    large = torch.randn(2, 8, 28, 28, requires_grad=True)  # FFT weight gradient: the custom function
-    with lkconv_mode("auto"):
-        assert type(depthwise_conv2d(small, weight).grad_fn).__name__ == "ConvolutionBackward0"
-        assert "DepthwiseConvFn" in type(depthwise_conv2d(large, weight).grad_fn).__name__
+    x = torch.randn(2, 8, 7, 7, requires_grad=True)
+    with lkconv_mode("nchw"):  # every direction PyTorch's own: F.conv2d and its autograd
+        assert type(depthwise_conv2d(x, weight).grad_fn).__name__ == "ConvolutionBackward0"
+    with lkconv_mode("auto"):  # the correlation weight gradient: the custom function
+        assert "DepthwiseConvFn" in type(depthwise_conv2d(x, weight).grad_fn).__name__
 
 
 @pytest.mark.parametrize("mode", ["auto", "plain"])
@@ -329,3 +364,72 @@ def test_auto_rules_stay_on_cpu_and_forced_modes_run_on_other_devices() -> None:
         out = depthwise_conv2d(x, weight)
     assert out.shape == x.shape
     assert out.device.type == "meta"
+
+
+@pytest.mark.parametrize(
+    ("shape", "dilation"),
+    [((2, 3, 9, 11, 5, 7), 1), ((1, 4, 14, 14, 13, 13), 1), ((3, 2, 12, 10, 3, 5), 3), ((2, 3, 7, 7, 7, 7), 2)],
+)
+def test_correlation_weight_grad_equals_pytorchs_in_float64(shape: tuple[int, ...], dilation: int) -> None:
+    n, c, h, w, k_h, k_w = shape
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(n, c, h, w, dtype=torch.float64, generator=gen)
+    grad_out = torch.randn(n, c, h, w, dtype=torch.float64, generator=gen)
+    weight = torch.zeros(c, 1, k_h, k_w, dtype=torch.float64)
+    padding = [dilation * (k_h // 2), dilation * (k_w // 2)]
+    want = torch.ops.aten.convolution_backward(
+        grad_out, x, weight, None, [1, 1], padding, [dilation, dilation], False, [0, 0], c, [False, True, False]
+    )[1]
+    got = correlation_weight_grad(x, grad_out, k_h, k_w, dilation)
+    assert got.shape == want.shape
+    assert _rel(got, want) <= 1e-12
+    channels_last = correlation_weight_grad(
+        x.contiguous(memory_format=torch.channels_last), grad_out.contiguous(memory_format=torch.channels_last),
+        k_h, k_w, dilation,
+    )  # fmt: skip
+    assert _rel(channels_last, want) <= 1e-12
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dilated_convolution_equals_conv2d_in_every_direction(dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, 11, 9, dtype=dtype, generator=gen, requires_grad=True)
+    weight = torch.randn(4, 1, 3, 5, dtype=dtype, generator=gen, requires_grad=True)
+    bias = torch.randn(4, dtype=dtype, generator=gen, requires_grad=True)
+    ref = F.conv2d(x, weight, bias, padding=(3, 6), dilation=3, groups=4)
+    grad_out = torch.randn(ref.shape, dtype=dtype, generator=gen)
+    want = torch.autograd.grad(ref, (x, weight, bias), grad_out)
+    out = depthwise_conv2d(x, weight, bias, dilation=3)
+    assert "DilatedDepthwiseFn" in type(out.grad_fn).__name__
+    got = torch.autograd.grad(out, (x, weight, bias), grad_out)
+    assert _rel(out, ref) <= TOL[dtype]
+    for name, g, w in zip(("x", "weight", "bias"), got, want):
+        assert _rel(g, w) <= TOL[dtype], name
+    plain = depthwise_conv2d(x, weight, bias, mode="plain", dilation=3)
+    assert type(plain.grad_fn).__name__ == "ConvolutionBackward0"
+    assert torch.equal(plain, ref)
+    if dtype == torch.float64:
+        small = (x[:1, :2, :6, :5].detach(), weight[:2].detach(), bias[:2].detach())
+        small = tuple(t.requires_grad_() for t in small)
+        assert torch.autograd.gradcheck(lambda *t: depthwise_conv2d(*t, dilation=2), small)
+
+
+def test_dilated_branches_of_a_training_drb_match_the_plain_build() -> None:
+    from unilk.layers.dilated_reparam import DilatedReparamBlock
+    from unilk.layers.fast_path import set_fast_path
+
+    block = DilatedReparamBlock(6, 13).double().train()
+    x = torch.randn(2, 6, 15, 15, dtype=torch.float64, requires_grad=True)
+    grads = {}
+    for fast in (True, False):
+        set_fast_path(block, fast)
+        block.zero_grad()
+        out = block(x)
+        (grad_x,) = torch.autograd.grad(out.square().sum(), x, retain_graph=True)
+        out.square().sum().backward()
+        grads[fast] = (out.detach(), grad_x, [p.grad.clone() for p in block.parameters()])
+    (out_f, gx_f, gp_f), (out_p, gx_p, gp_p) = grads[True], grads[False]
+    assert _rel(out_f, out_p) <= 1e-12
+    assert _rel(gx_f, gx_p) <= 1e-12
+    for fast_grad, plain_grad in zip(gp_f, gp_p):
+        assert _rel(fast_grad, plain_grad) <= 1e-12

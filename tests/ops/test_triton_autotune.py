@@ -94,7 +94,7 @@ def test_tolerance_per_dtype() -> None:
 
 def test_tuned_plan_runs_real_candidates_per_direction(monkeypatch: pytest.MonkeyPatch) -> None:
     # What auto does on CUDA, run on CPU with the CPU's candidates and a timer that prefers FFT.
-    tuner = Tuner(timer=_fake_timer({"nchw": 2.0, "channels_last": 3.0, "fft": 1.0}))
+    tuner = Tuner(timer=_fake_timer({"nchw": 2.0, "channels_last": 3.0, "fft": 1.0, "corr": 1.5}))
     monkeypatch.setattr(lkconv, "_TUNER", tuner)
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 3, 9, 8, dtype=torch.float64, generator=gen, requires_grad=True)
@@ -144,7 +144,8 @@ def test_synchronized_timer_times_slow_candidates_once() -> None:
 
 def test_tuned_choice_keeps_the_channels_last_format(monkeypatch: pytest.MonkeyPatch) -> None:
     # PyTorch's NCHW kernel wins here; its result still comes back channels-last, like the input.
-    monkeypatch.setattr(lkconv, "_TUNER", Tuner(timer=_fake_timer({"nchw": 1.0, "channels_last": 2.0, "fft": 3.0})))
+    timer = _fake_timer({"nchw": 1.0, "channels_last": 2.0, "fft": 3.0, "corr": 4.0})
+    monkeypatch.setattr(lkconv, "_TUNER", Tuner(timer=timer))
     x = torch.randn(2, 4, 7, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
     weight = torch.randn(4, 1, 5, 5, requires_grad=True)
     out = lkconv._DepthwiseConvFn.apply(x, weight, None, Plan(TUNED, TUNED, TUNED))

@@ -1,7 +1,8 @@
 """A tiny, fast training problem shared by the engine tests, also runnable as a script (for SIGKILL and torchrun).
 
-Usage as a script: ``python _train_tiny.py OUT_DIR [--resume] [--slow-ms N] [--drop P] [key=value ...]``;
-prints the summary JSON.
+Usage as a script: ``python _train_tiny.py OUT_DIR [--resume] [--slow-ms N] [--drop P] [--bad I,J,...] [--bn]
+[key=value ...]``; prints the summary JSON. ``--bad`` lists training samples that fail to load; ``--bn`` adds a
+BatchNorm (buffers that DDP broadcasts at every forward).
 """
 
 from __future__ import annotations
@@ -42,12 +43,31 @@ class Blobs(Dataset):
         return {"id": f"s{i}", "input": self.x[i], "target": int(self.targets[i])}
 
 
-class TinyNet(nn.Module):
-    """Conv + LayerNorm + dropout + Linear: no BatchNorm, so DDP matches one process exactly."""
+class Unreadable(Dataset):
+    """``dataset`` whose samples at ``bad`` raise when read, as corrupt files do."""
 
-    def __init__(self, drop: float = 0.1) -> None:
+    def __init__(self, dataset: Dataset, bad: set[int]) -> None:
+        self.dataset, self.bad = dataset, bad
+        self.classes = dataset.classes
+        self.targets = dataset.targets
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if i in self.bad:
+            raise ValueError(f"s{i}: cannot decode")
+        return self.dataset[i]
+
+
+class TinyNet(nn.Module):
+    """Conv + LayerNorm + dropout + Linear: no BatchNorm (unless ``bn``), so DDP matches one process exactly."""
+
+    def __init__(self, drop: float = 0.1, bn: bool = False) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(2, 8, 3, padding=1)
+        self.conv = (
+            nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.BatchNorm2d(8)) if bn else nn.Conv2d(2, 8, 3, padding=1)
+        )
         self.norm = nn.LayerNorm(8)
         self.drop = nn.Dropout(drop)
         self.fc = nn.Linear(8, 4)
@@ -72,12 +92,15 @@ def tiny_recipe(out_dir: str, overrides: list[str] | None = None) -> Recipe:
     return recipe_from_dict(base).replace(overrides or [])
 
 
-def tiny_parts(slow_ms: float = 0.0, drop: float = 0.1) -> TrainParts:
+def tiny_parts(
+    slow_ms: float = 0.0, drop: float = 0.1, bad: set[int] | frozenset[int] = frozenset(), bn: bool = False
+) -> TrainParts:
     """Model and data; the model is initialised from a fixed seed so every run starts equal."""
     torch.manual_seed(1)
+    train_set: Dataset = Blobs(64, seed=0, slow_ms=slow_ms)
     return TrainParts(
-        model=TinyNet(drop),
-        train_set=Blobs(64, seed=0, slow_ms=slow_ms),
+        model=TinyNet(drop, bn),
+        train_set=Unreadable(train_set, set(bad)) if bad else train_set,
         eval_set=Blobs(29, seed=1),
         arch={"name": "tiny"},
         labels=Blobs.classes,
@@ -92,7 +115,8 @@ def main(argv: list[str]) -> None:
     out_dir, rest = argv[0], argv[1:]
     torch.set_num_threads(1)  # the test machine is shared; one thread is faster and reproducible
     overrides = [a for a in rest if "=" in a]
-    parts = tiny_parts(_flag(rest, "--slow-ms", 0.0), _flag(rest, "--drop", 0.1))
+    bad = {int(i) for i in rest[rest.index("--bad") + 1].split(",")} if "--bad" in rest else set()
+    parts = tiny_parts(_flag(rest, "--slow-ms", 0.0), _flag(rest, "--drop", 0.1), bad, "--bn" in rest)
     summary = Trainer(tiny_recipe(out_dir, overrides), parts).fit(resume="--resume" in rest)
     shutdown_process_group(wait_for_peers=True)
     # One write per line: the ranks share torchrun's stdout pipe and finish together (PYTHONUNBUFFERED splits print()).

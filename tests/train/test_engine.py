@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from unilk.errors import CheckpointError, ConfigError
+from unilk.errors import CheckpointError, ConfigError, InputError
 from unilk.train.checkpoint import load_checkpoint
+from unilk.train.distributed import GlobalBatchSampler
 from unilk.train.engine import Trainer
 
 HERE = Path(__file__).resolve().parent
@@ -122,26 +123,85 @@ def test_resume_refuses_a_different_model_section(tmp_path):
         Trainer(other, tiny_parts()).fit(resume=True)
 
 
-def test_two_torchrun_processes_match_one_process(tmp_path):
-    args = ["--drop", "0", "train.epochs=2", "data.batch_size=8", "data.eval_batch_size=5"]
-    single = Trainer(tiny_recipe(str(tmp_path / "one"), args[2:]), tiny_parts(drop=0.0)).fit()
+def _torchrun_tiny(out_dir: Path, args: list[str]) -> list[dict]:
+    """Two CPU processes (gloo) train the tiny problem; returns both ranks' summaries."""
     env = {**os.environ, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}
     with socket.socket() as sock:  # a free port: torchrun's static rendezvous does not accept port 0
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1"]
     cmd += [f"--master_port={port}", str(SCRIPT)]
-    out = subprocess.run(
-        [*cmd, str(tmp_path / "two"), *args], env=env, capture_output=True, text=True, timeout=240, check=False
-    )
+    out = subprocess.run([*cmd, str(out_dir), *args], env=env, capture_output=True, text=True, timeout=240, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     summaries = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(summaries) == 2
+    return summaries
+
+
+def test_two_torchrun_processes_match_one_process(tmp_path):
+    args = ["--drop", "0", "train.epochs=2", "data.batch_size=8", "data.eval_batch_size=5"]
+    single = Trainer(tiny_recipe(str(tmp_path / "one"), args[2:]), tiny_parts(drop=0.0)).fit()
+    summaries = _torchrun_tiny(tmp_path / "two", args)
     assert summaries[0]["metrics"] == summaries[1]["metrics"]
     for key, value in single["metrics"].items():
         assert summaries[0]["metrics"][key] == pytest.approx(value, abs=1e-4)
     assert _max_diff(_weights(tmp_path / "two" / "last.pt"), _weights(tmp_path / "one" / "last.pt")) < 1e-4
     assert len(load_checkpoint(tmp_path / "two" / "last.pt")["rng"]) == 2
+
+
+def _bad_samples(seed: int, world_size: int, batch_size: int) -> tuple[set[int], set[int]]:
+    """Training samples to fail in epoch 0: all of rank 1's share of global batches 0 and 3, and all of batch 5."""
+    ranks = [list(GlobalBatchSampler(64, batch_size, seed, rank, world_size)) for rank in range(world_size)]
+    rank1_empty = set(ranks[1][0]) | set(ranks[1][3])
+    return rank1_empty | set(ranks[0][5]) | set(ranks[1][5]), rank1_empty
+
+
+def test_a_rank_whose_whole_batch_fails_keeps_step_with_the_others(tmp_path):
+    """Under DDP a rank with nothing to train on contributes zero weight; the update equals one process's."""
+    bad, _ = _bad_samples(seed=3, world_size=2, batch_size=8)
+    # with accumulation over 2 micro-batches: rank 1 is empty in the first micro-batch of update 0, in the last of
+    # update 1, and every rank is empty in the last of update 2; in epoch 1 the bad samples fall anywhere
+    args = ["train.epochs=2", "data.batch_size=8", "train.grad_accum_steps=2", "data.eval_batch_size=5"]
+    parts = tiny_parts(drop=0.0, bad=bad)
+    single = Trainer(tiny_recipe(str(tmp_path / "one"), args), parts).fit()
+    summaries = _torchrun_tiny(tmp_path / "two", ["--drop", "0", "--bad", ",".join(map(str, sorted(bad))), *args])
+    assert [s["step"] for s in summaries] == [single["step"]] * 2 == [8, 8]
+    assert summaries[0]["failed_samples"] == len(bad) == 16
+    errors = [json.loads(line) for line in (tmp_path / "two" / "data_errors.jsonl").read_text().splitlines()]
+    assert {(e["split"], e["index"]) for e in errors} == {("train", i) for i in bad}
+    assert _max_diff(_weights(tmp_path / "two" / "last.pt"), _weights(tmp_path / "one" / "last.pt")) < 1e-4
+    for key, value in single["metrics"].items():
+        assert summaries[0]["metrics"][key] == pytest.approx(value, abs=1e-4)
+
+
+def test_with_batchnorm_buffers_an_empty_rank_does_not_hang(tmp_path):
+    """DDP broadcasts BatchNorm buffers at every forward; a rank with no sample must not leave its peer waiting."""
+    _, rank1_empty = _bad_samples(seed=3, world_size=2, batch_size=8)
+    args = ["--bn", "--bad", ",".join(map(str, sorted(rank1_empty))), "train.epochs=1", "data.batch_size=8"]
+    summaries = _torchrun_tiny(tmp_path, args)
+    assert summaries[0]["metrics"] == summaries[1]["metrics"]
+    assert summaries[0]["step"] == 8
+    assert summaries[0]["failed_samples"] == 8
+
+
+def test_a_batch_whose_every_sample_fails_is_a_zero_weight_step(tmp_path, caplog):
+    bad = set(next(iter(GlobalBatchSampler(64, 8, seed=3))))  # the whole first batch
+    with caplog.at_level("WARNING", logger="unilk.train.engine"):
+        summary = Trainer(tiny_recipe(str(tmp_path), ["train.epochs=1"]), tiny_parts(bad=bad)).fit()
+    assert summary["step"] == 8
+    assert summary["failed_samples"] == 8
+    assert "every sample of a training batch failed to load" in caplog.text
+    everything = set(range(64))
+    with pytest.raises(InputError, match="none of the 64 training samples could be read"):
+        Trainer(tiny_recipe(str(tmp_path / "none"), ["train.epochs=1"]), tiny_parts(bad=everything)).fit()
+
+
+def test_mixup_with_an_odd_batch_left_by_a_failed_sample(tmp_path):
+    bad = {next(iter(GlobalBatchSampler(64, 8, seed=3)))[0]}  # the first batch keeps 7 samples
+    recipe = tiny_recipe(str(tmp_path), ["train.mixup=0.8", "train.label_smoothing=0.1", "train.max_steps=2"])
+    summary = Trainer(recipe, tiny_parts(bad=bad)).fit()
+    assert summary["step"] == 2
+    assert summary["failed_samples"] == 1
 
 
 def test_mixup_bf16_autocast_and_limits(tmp_path):
@@ -170,3 +230,14 @@ def test_progress_is_lines_when_stderr_is_not_a_terminal(tmp_path, caplog):
         Trainer(recipe, tiny_parts()).fit()  # pytest captures stderr: not a terminal
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tiny: step")]
     assert [line.split(": ", 1)[1].split(" (")[0] for line in lines] == ["step 4/8", "step 8/8"]
+
+
+def test_a_batch_larger_than_the_training_set_shrinks_to_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    recipe = tiny_recipe(str(tmp_path), ["data.batch_size=100", "train.grad_accum_steps=2"])
+    with caplog.at_level("WARNING", logger="unilk.train.engine"):
+        trainer = Trainer(recipe, tiny_parts())
+    assert trainer.recipe.data.batch_size == 32  # 64 samples, two micro-batches per update
+    assert trainer.steps_per_epoch == 1
+    assert "exceeds the 64 training samples; training with batch_size 32" in caplog.text
+    unchanged = tiny_recipe(str(tmp_path))
+    assert Trainer(unchanged, tiny_parts()).recipe is unchanged

@@ -64,6 +64,7 @@ def test_bad_paths_and_ranges_are_config_errors_before_anything_is_built(tmp_pat
         "output_dir=": "output_dir: got ''",
         f"output_dir={tmp_path / 'a_file'}": "is a file",
         "data.num_workers=-1": "data.num_workers: got -1",
+        "train.threads=-1": "train.threads: got -1",
         "model.arch=unireplknet_q": "model.arch: got 'unireplknet_q'",
         "optim.opt=adamz": "optim.opt: got 'adamz'",
     }
@@ -145,6 +146,18 @@ def test_two_cpu_runs_of_one_recipe_and_seed_log_the_same(tmp_path: Path) -> Non
     other = runner.invoke(train_command, [RECIPE, *_overrides(tmp_path, run="c"), "train.seed=1"])
     assert other.exit_code == 0, other.output
     assert (tmp_path / "c" / "log.csv").read_text() != logs[0]  # the seed matters
+
+
+def test_train_threads_sets_the_runs_intra_op_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    result = CliRunner().invoke(train_command, [RECIPE, *_overrides(tmp_path), "train.threads=1"])
+    assert result.exit_code == 0, result.output
+    assert calls == [1]
+    calls.clear()
+    result = CliRunner().invoke(train_command, [RECIPE, *_overrides(tmp_path, run="default")])
+    assert result.exit_code == 0, result.output
+    assert calls == []  # 0, the default: PyTorch's own choice
 
 
 class _SomeUnreadable(torch.utils.data.Dataset):

@@ -97,7 +97,10 @@ def test_recipe_validates_and_builds_its_model(name):
     adapter = build_adapter(recipe.modality, {**fields, "modality": recipe.modality})
     build_adapter(recipe.modality, {**fields, **recipe.eval_adapter, "modality": recipe.modality})
     _dataset_class(recipe.data.dataset)
-    model = build_model(recipe, None if recipe.task == "forecast" else 3, adapter.config.to_dict())
+    config = adapter.config
+    if recipe.modality == "series":
+        config = config.with_channels(2)  # group_size 0 (all channels) takes the data's channel count
+    model = build_model(recipe, None if recipe.task == "forecast" else 3, config.to_dict())
     build_optimizer(model, recipe.optim, lr=recipe.optim.lr)
 
 

@@ -21,6 +21,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import click
 import torch
@@ -43,6 +44,9 @@ __all__ = [
     "lkconv_table_header",
     "lkconv_table_row",
     "format_model_table",
+    "format_official_table",
+    "bench_official",
+    "perturb_for_check",
     "bench",
 ]
 
@@ -360,6 +364,88 @@ def bench_model(
     return out
 
 
+@torch.no_grad()
+def perturb_for_check(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give ``model`` non-trivial BatchNorm statistics and layer/GRN scales (seeded, in place), so that comparing two
+    implementations' outputs tests every branch: at initialisation BN is the identity and layer scales are ~1e-6, so
+    most of a block would not show in the logits.
+
+    Returns:
+        ``model``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_var is not None:
+            module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=gen) * 0.1)
+            module.running_var.copy_(torch.rand(module.running_var.shape, generator=gen) + 0.5)
+            if module.affine:
+                module.weight.copy_(torch.rand(module.weight.shape, generator=gen) + 0.5)
+                module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
+    for name, param in model.named_parameters():
+        if name.rsplit(".", 1)[-1] in ("gamma", "beta") and param.is_floating_point():
+            param.copy_(torch.rand(param.shape, generator=gen) * 0.4 + 0.1)
+    return model
+
+
+def bench_official(
+    model: nn.Module,
+    official: nn.Module,
+    batch: int,
+    image_size: int = 224,
+    repeats: int = 3,
+    min_time_s: float = 1.0,
+    setting: BenchSetting = BenchSetting(),
+    compiled: bool = False,
+) -> dict[str, float]:
+    """Time ``model`` (its default fast path) against an official implementation holding the same weights.
+
+    Args:
+        model: the unilk model, in the form to time (usually deploy).
+        official: the official model (see :func:`unilk.diagnostics.official.build_official`), in eval mode.
+        batch, image_size, repeats, min_time_s, setting: as for :func:`bench_model`.
+        compiled: the candidate is ``torch.compile(model)``; the official model stays eager.
+
+    Returns:
+        ``infer_ref_ms`` (official), ``infer_ms``, ``infer_ratio``, ``infer_best`` and ``infer_rel_err`` (logits).
+    """
+    in_chans = getattr(model, "in_chans", 3)
+    x = setting.layout(torch.randn(batch, in_chans, image_size, image_size, generator=torch.Generator().manual_seed(0)))
+    memory_format = torch.channels_last if setting.channels_last else torch.contiguous_format
+    model.to(setting.device, memory_format=memory_format).eval()
+    official.to(setting.device, memory_format=memory_format).eval()
+    candidate = torch.compile(model) if compiled else model
+
+    def infer(net: nn.Module) -> Tensor:
+        with torch.inference_mode(), setting.autocast():
+            return net(x)
+
+    ref_s, fast_s, ratio, best = _time_pair(
+        lambda: infer(official), lambda: infer(candidate), repeats, min_time_s, setting.synchronize
+    )
+    return {
+        "infer_ref_ms": ref_s * 1e3,
+        "infer_ms": fast_s * 1e3,
+        "infer_ratio": ratio,
+        "infer_best": best,
+        "infer_rel_err": _relative_error(infer(candidate), infer(official)),
+    }
+
+
+def format_official_table(rows: list[dict[str, object]]) -> str:
+    """Markdown table of ``{"model", "official_form", "form", "run", "batch", **bench_official(...)}`` rows."""
+    lines = [
+        "| model | official form | unilk form | run | batch | official ms | unilk ms | ratio | best | rel err |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['official_form']} | {r['form']} | {r['run']} | {r['batch']} |"
+            f" {r['infer_ref_ms']:.0f} | {r['infer_ms']:.0f} | {r['infer_ratio']:.2f}x | {r['infer_best']:.2f}x |"
+            f" {r['infer_rel_err']:.1e} |"
+        )
+    return "\n".join(lines)
+
+
 def format_model_table(rows: list[dict[str, object]]) -> str:
     """Markdown table of ``{"model", "form", "batch", ["run",] **bench_model(...)}`` rows (run: eager or compiled)."""
     lines = [
@@ -478,6 +564,14 @@ def bench_lkconv_command(
     show_default=True,
     help="Also a row per form for torch.compile of the default build (against the same plain eager build).",
 )
+@click.option(
+    "--official-src",
+    "official_src",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    multiple=True,
+    help="A clone of an official repository (UniRepLKNet, SLaK, RepLKNet-pytorch; repeat for several): time against "
+    "the official implementation with the same weights instead of the plain build (inference).",
+)
 @_setting_options
 def bench_models_command(
     names: tuple[str, ...],
@@ -489,6 +583,7 @@ def bench_models_command(
     no_train_step: bool,
     deploy_only: bool,
     compiled: bool,
+    official_src: tuple[Path, ...],
     device: str,
     dtype: str,
     channels_last: bool,
@@ -497,21 +592,28 @@ def bench_models_command(
     """Whole models (default: unireplknet_a unireplknet_s slak_t replknet_31b) on the default fast path against plain.
 
     Each form gets an eager row and (``--compiled``) a ``torch.compile`` row; the reference is the same module and
-    weights as the plain bit-reference build (``set_fast_path(False)``).
+    weights as the plain bit-reference build (``set_fast_path(False)``), or with ``--official-src`` the official
+    implementation (its deploy form where it has one; SLaK's official code has none, so it runs its training form).
     Order matters on CPU: after a training step glibc keeps more freed memory, so both
     builds page-fault less and their ratio shrinks; ``--deploy-only`` times deploy inference in a fresh process state.
     """
-    import unilk
-
     setting = _make_setting(device, dtype, channels_last, mode)
     click.echo(_set_threads(threads or None, setting))
+    names = names or ("unireplknet_a", "unireplknet_s", "slak_t", "replknet_31b")
+    runs = (False, True) if compiled else (False,)
+    if official_src:
+        rows = [
+            row
+            for name in names
+            for row in _official_rows(name, official_src, deploy, batch, image_size, repeats, setting, runs)
+        ]
+        click.echo(format_official_table(rows))
+        return
+    import unilk
+
     rows = []
-    for name in names or ("unireplknet_a", "unireplknet_s", "slak_t", "replknet_31b"):
-        try:
-            model = unilk.create_model(name)
-        except (KeyError, ConfigError, RuntimeError) as err:
-            raise click.ClickException(f"cannot build model {name!r}: {err}") from err
-        runs = (False, True) if compiled else (False,)
+    for name in names:
+        model = perturb_for_check(_create(name))
         if not deploy_only:
             for compile_it in runs:
                 row = bench_model(model, batch, image_size, repeats, not no_train_step, setting=setting,
@@ -524,3 +626,47 @@ def bench_models_command(
                                   compiled=compile_it)  # fmt: skip
                 rows.append({"model": name, "form": "deploy", "run": _run_name(compile_it), "batch": batch, **row})
     click.echo(format_model_table(rows))
+
+
+def _create(name: str) -> nn.Module:
+    import unilk
+
+    try:
+        return unilk.create_model(name)
+    except (KeyError, ConfigError, RuntimeError) as err:
+        raise click.ClickException(f"cannot build model {name!r}: {err}") from err
+
+
+def _official_rows(
+    name: str,
+    sources: tuple[Path, ...],
+    deploy: bool,
+    batch: int,
+    image_size: int,
+    repeats: int,
+    setting: BenchSetting,
+    runs: tuple[bool, ...],
+) -> list[dict[str, object]]:
+    """The rows of one model against its official implementation (same weights, perturbed so every branch counts)."""
+    import unilk
+    from unilk.diagnostics.official import build_official
+
+    model = perturb_for_check(_create(name))
+    try:
+        official = build_official(model, sources)
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from err
+    for note in official.notes:
+        click.echo(f"note: official {name}: {note}")
+    model.eval()
+    if deploy:
+        unilk.reparameterize(model)
+    rows: list[dict[str, object]] = []
+    for compile_it in runs:
+        row = bench_official(model, official.module, batch, image_size, repeats, setting=setting, compiled=compile_it)
+        form = "deploy" if deploy else "train"
+        rows.append(
+            {"model": name, "official_form": official.form, "form": form, "run": _run_name(compile_it),
+             "batch": batch, **row}
+        )  # fmt: skip
+    return rows

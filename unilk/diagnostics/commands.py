@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from unilk.devices import DEVICE, META_DEVICE
 from unilk.errors import UnilkError
 
 __all__ = ["erf", "info", "convert", "plot"]
@@ -128,7 +129,9 @@ def _parse_thresholds(text: str) -> list[float]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the r(t) table as JSON.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the initialisation of models without weights.")
-@click.option("--device", default="cpu", show_default=True, help="Device to run the models on (cpu, cuda, ...).")
+@click.option(
+    "--device", default="cpu", show_default=True, type=DEVICE, help="Device to run the models on (cpu, cuda, ...)."
+)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @_report_errors
 def erf(
@@ -207,7 +210,11 @@ def erf(
 @click.argument("model")
 @click.option("--input-size", nargs=3, type=int, default=None, help="C H W (default: the model's input size).")
 @click.option(
-    "--device", default="meta", show_default=True, help="Where to build and run; 'meta' needs no memory or weights."
+    "--device",
+    default="meta",
+    show_default=True,
+    type=META_DEVICE,
+    help="Where to build and run; 'meta' needs no memory or weights.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_report_errors

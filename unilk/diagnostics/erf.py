@@ -167,14 +167,14 @@ def compute_erf(
     Raises:
         InputError: if the batches differ in size, or every input was skipped.
     """
-    from tqdm.auto import tqdm
+    from unilk.progress import Progress
 
     model.eval()
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     acc: Tensor | None = None
     used = skipped = 0
-    for batch in tqdm(batches, total=total, disable=not progress, desc="ERF", unit="batch"):
+    for batch in Progress(total, desc="ERF", unit="batch", enabled=progress).iterate(batches):
         maps = input_gradient_maps(model, batch.to(device), feature_fn).double().cpu()
         finite = ~torch.isnan(maps).flatten(1).any(dim=1)
         skipped += int((~finite).sum())

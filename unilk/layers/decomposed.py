@@ -29,10 +29,6 @@ from unilk.ops.tracing import plain_required
 __all__ = ["DecomposedLargeKernelConv"]
 
 
-def _depthwise(channels: int, kernel_size: tuple[int, int], bias: bool) -> nn.Conv2d:
-    return DepthwiseConv2d(channels, kernel_size, bias=bias)
-
-
 def _hooked(module: nn.Module) -> bool:
     return bool(module._forward_hooks or module._forward_pre_hooks)
 
@@ -73,10 +69,10 @@ class DecomposedLargeKernelConv(nn.Module):
         self.deploy = deploy
         tall, wide = (self.kernel_size, self.small_kernel), (self.small_kernel, self.kernel_size)
         if deploy and merge_dense:
-            self.lkb_reparam = _depthwise(channels, self._dense_size(), bias=True)
+            self.lkb_reparam = DepthwiseConv2d(channels, self._dense_size(), bias=True)
         elif deploy:
-            self.LoRA1 = _depthwise(channels, tall, bias=True)
-            self.LoRA2 = _depthwise(channels, wide, bias=False)
+            self.LoRA1 = DepthwiseConv2d(channels, tall, bias=True)
+            self.LoRA2 = DepthwiseConv2d(channels, wide, bias=False)
         else:
             self.LoRA1 = DepthwiseConvBN(channels, tall, bn=bn, norm_layer=norm_layer)
             self.LoRA2 = DepthwiseConvBN(channels, wide, bn=bn, norm_layer=norm_layer)
@@ -92,7 +88,8 @@ class DecomposedLargeKernelConv(nn.Module):
         if torch.jit.is_scripting():
             return self._plain_forward(x)
         if self._sums_in_place():
-            return depthwise_conv2d_sum(x, (self.LoRA1.weight, self.LoRA2.weight), self.LoRA1.bias)
+            weights = (self.LoRA1.weight, self.LoRA2.weight)
+            return depthwise_conv2d_sum(x, weights, self.LoRA1.bias, mode=self.LoRA1.lkconv_mode)
         return self._plain_forward(x)
 
     @torch.jit.unused
@@ -158,7 +155,7 @@ class DecomposedLargeKernelConv(nn.Module):
             return
         if dense:
             kernel, bias = self.fused_kernel_bias()
-            conv = _depthwise(kernel.shape[0], self._dense_size(), bias=True)
+            conv = DepthwiseConv2d(kernel.shape[0], self._dense_size(), bias=True)
             conv = conv.to(device=kernel.device, dtype=kernel.dtype)
             conv.weight.copy_(kernel)
             conv.bias.copy_(bias)
@@ -167,8 +164,8 @@ class DecomposedLargeKernelConv(nn.Module):
         else:
             tall, wide, bias = self.fused_kernels()
             channels = tall.shape[0]
-            conv_tall = _depthwise(channels, tuple(tall.shape[-2:]), bias=True).to(tall.device, tall.dtype)
-            conv_wide = _depthwise(channels, tuple(wide.shape[-2:]), bias=False).to(tall.device, tall.dtype)
+            conv_tall = DepthwiseConv2d(channels, tuple(tall.shape[-2:]), bias=True).to(tall.device, tall.dtype)
+            conv_wide = DepthwiseConv2d(channels, tuple(wide.shape[-2:]), bias=False).to(tall.device, tall.dtype)
             conv_tall.weight.copy_(tall)
             conv_tall.bias.copy_(bias)
             conv_wide.weight.copy_(wide)

@@ -27,13 +27,6 @@ DRB_BRANCHES: dict[int, tuple[tuple[int, int], ...]] = {
 }
 
 
-def _depthwise(channels: int, kernel_size: int, dilation: int = 1, bias: bool = False) -> nn.Conv2d:
-    if dilation == 1:  # routed through unilk.ops.lkconv by the module itself
-        return DepthwiseConv2d(channels, kernel_size, bias=bias)
-    padding = (dilation * (kernel_size - 1) + 1) // 2
-    return nn.Conv2d(channels, channels, kernel_size, padding=padding, dilation=dilation, groups=channels, bias=bias)
-
-
 class DilatedReparamBlock(nn.Module):
     """Depthwise K×K conv with parallel dilated branches (train) or a single K×K conv with bias (deploy).
 
@@ -62,12 +55,12 @@ class DilatedReparamBlock(nn.Module):
         self.kernel_size = kernel_size
         self.branches = DRB_BRANCHES[kernel_size]
         self.deploy = deploy
-        self.lk_origin = _depthwise(channels, kernel_size, bias=deploy)
+        self.lk_origin = DepthwiseConv2d(channels, kernel_size, bias=deploy)
         if deploy:
             return
         self.origin_bn = norm_layer(channels)
         for k, r in self.branches:
-            self.add_module(f"dil_conv_k{k}_{r}", _depthwise(channels, k, dilation=r))
+            self.add_module(f"dil_conv_k{k}_{r}", DepthwiseConv2d(channels, k, dilation=r))
             self.add_module(f"dil_bn_k{k}_{r}", norm_layer(channels))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -104,7 +97,7 @@ class DilatedReparamBlock(nn.Module):
             return
         kernel, bias = self.fused_kernel_bias()
         channels = kernel.shape[0]
-        conv = _depthwise(channels, self.kernel_size, bias=True).to(device=kernel.device, dtype=kernel.dtype)
+        conv = DepthwiseConv2d(channels, self.kernel_size, bias=True).to(device=kernel.device, dtype=kernel.dtype)
         conv.weight.copy_(kernel)
         conv.bias.copy_(bias)
         self.lk_origin = conv

@@ -1,8 +1,11 @@
-"""The per-layer fast-path switch: which layers have a fast form, and turning it on or off for a whole model."""
+"""The per-layer fast-path switches: which layers have a fast form, and choosing it for a whole model."""
 
 from torch import nn
 
-__all__ = ["set_fast_path", "uses_fast_path"]
+from unilk.errors import ConfigError
+from unilk.ops.lkconv import MODES
+
+__all__ = ["set_fast_path", "set_lkconv_mode", "uses_fast_path"]
 
 
 def set_fast_path(module: nn.Module, enabled: bool) -> nn.Module:
@@ -19,6 +22,21 @@ def set_fast_path(module: nn.Module, enabled: bool) -> nn.Module:
     for layer in module.modules():
         if hasattr(layer, "fast_path"):
             layer.fast_path = bool(enabled)
+    return module
+
+
+def set_lkconv_mode(module: nn.Module, mode: str) -> nn.Module:
+    """Set the large-kernel convolution mode (:data:`unilk.ops.lkconv.MODES`) of every routed depthwise conv of
+    ``module`` (those with an ``lkconv_mode`` attribute), in place.
+
+    Raises:
+        ConfigError: unknown mode.
+    """
+    if mode not in MODES:
+        raise ConfigError(f"unknown large-kernel conv mode {mode!r}; expected one of {list(MODES)}")
+    for layer in module.modules():
+        if hasattr(layer, "lkconv_mode"):
+            layer.lkconv_mode = mode
     return module
 
 

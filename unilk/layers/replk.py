@@ -35,10 +35,6 @@ def check_odd_kernel(name: str, size: int | tuple[int, int]) -> tuple[int, int]:
     return k_h, k_w
 
 
-def _depthwise(channels: int, kernel_size: tuple[int, int], bias: bool) -> nn.Conv2d:
-    return DepthwiseConv2d(channels, kernel_size, bias=bias)
-
-
 class DepthwiseConvBN(nn.Module):
     """A bias-free depthwise "same" conv (stride 1) followed by an optional BatchNorm.
 
@@ -61,7 +57,7 @@ class DepthwiseConvBN(nn.Module):
     ) -> None:
         super().__init__()
         self.kernel_size = check_odd_kernel("kernel_size", kernel_size)
-        self.conv = _depthwise(channels, self.kernel_size, bias=False)
+        self.conv = DepthwiseConv2d(channels, self.kernel_size, bias=False)
         self.bn = norm_layer(channels) if bn else None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -116,7 +112,7 @@ class ReparamLargeKernelConv(nn.Module):
         self.small_kernel = small_kernel
         self.deploy = deploy
         if deploy:
-            self.lkb_reparam = _depthwise(channels, (self.kernel_size, self.kernel_size), bias=True)
+            self.lkb_reparam = DepthwiseConv2d(channels, (self.kernel_size, self.kernel_size), bias=True)
             return
         self.lkb_origin = DepthwiseConvBN(channels, self.kernel_size, bn=bn, norm_layer=norm_layer)
         if small_kernel is not None:
@@ -148,7 +144,7 @@ class ReparamLargeKernelConv(nn.Module):
         if self.deploy:
             return
         kernel, bias = self.fused_kernel_bias()
-        conv = _depthwise(kernel.shape[0], (self.kernel_size, self.kernel_size), bias=True)
+        conv = DepthwiseConv2d(kernel.shape[0], (self.kernel_size, self.kernel_size), bias=True)
         conv = conv.to(device=kernel.device, dtype=kernel.dtype)
         conv.weight.copy_(kernel)
         conv.bias.copy_(bias)

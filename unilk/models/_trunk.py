@@ -20,8 +20,9 @@ from timm.models._features import feature_take_indices
 from torch import Tensor
 
 from unilk.errors import ConfigError
-from unilk.layers.fast_path import set_fast_path
+from unilk.layers.fast_path import set_fast_path, set_lkconv_mode
 from unilk.ops.fused import fast_path_from_env
+from unilk.ops.lkconv import mode_from_env
 
 __all__ = ["POOL_TYPES", "LargeKernelTrunk", "TrunkStage", "drop_path_rates", "stage_feature_info"]
 
@@ -111,9 +112,15 @@ class LargeKernelTrunk(nn.Module):
         return SelectAdaptivePool2d(pool_type=POOL_TYPES[global_pool], flatten=bool(global_pool))
 
     def _choose_fast_path(self) -> None:
-        """Apply ``$UNILK_FAST_PATH`` (read here, once, when the model is built) to every layer with a fast form."""
+        """Apply ``$UNILK_FAST_PATH`` and ``$UNILK_LKCONV`` (read here, once, when the model is built) to every layer
+        with a fast form; a bad value fails here, not in a forward."""
         self.fast_path = fast_path_from_env()
+        self.lkconv_mode = mode_from_env()
+        self._apply_fast_path()
+
+    def _apply_fast_path(self) -> None:
         set_fast_path(self, self.fast_path)
+        set_lkconv_mode(self, self.lkconv_mode)
 
     def _scale_head_init(self, head_init_scale: float) -> None:
         if isinstance(getattr(self, "head", None), nn.Linear) and not self.head.weight.is_meta:
@@ -142,6 +149,22 @@ class LargeKernelTrunk(nn.Module):
         """
         self.fast_path = bool(enabled)
         set_fast_path(self, self.fast_path)
+        return self
+
+    @torch.jit.ignore
+    def set_lkconv_mode(self, mode: str = "auto") -> "LargeKernelTrunk":
+        """Choose the large-kernel convolution algorithm of every depthwise conv (``auto``, the default, picks the
+        fastest exact one per shape; see :mod:`unilk.ops.lkconv`), in place. ``$UNILK_LKCONV`` sets it when the model
+        is built.
+
+        Raises:
+            ConfigError: unknown mode.
+
+        Returns:
+            The model.
+        """
+        set_lkconv_mode(self, mode)
+        self.lkconv_mode = mode
         return self
 
     @torch.jit.ignore
@@ -311,5 +334,5 @@ class LargeKernelTrunk(nn.Module):
         for module in list(self.modules()):
             if module is not self and hasattr(module, "reparameterize"):
                 module.reparameterize()
-        set_fast_path(self, self.fast_path)  # the new convs follow the model's choice
+        self._apply_fast_path()  # the new convs follow the model's choice
         self.deploy = True

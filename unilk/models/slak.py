@@ -287,6 +287,7 @@ class SLaK(LargeKernelTrunk):
                 module.reparameterize(dense)
             elif isinstance(module, ReparamLargeKernelConv):
                 module.reparameterize()
+        self._apply_fast_path()  # the new convs follow the model's choice
         self.deploy = True
 
 

@@ -11,7 +11,6 @@ stay plain ``nn.Conv2d``.
 """
 
 import logging
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ from unilk.layers.se import SEBlock
 from unilk.models._builder import PretrainedCfg, build_trunk
 from unilk.models._checkpoint import official_keys, reparameterized_for
 from unilk.models._trunk import LargeKernelTrunk, TrunkStage, drop_path_rates, stage_feature_info
+from unilk.once import warn_once
 from unilk.ops.fused import fused_enabled, unireplknet_block_tail
 from unilk.ops.tracing import plain_required
 
@@ -375,7 +375,7 @@ class UniRepLKNet(LargeKernelTrunk):
         reach = self._max_kernel // 2 + 1
         if max(x.shape[-2:]) < reach:
             self._warned_small_input = True
-            warnings.warn(
+            warn_once(
                 f"UniRepLKNet: the last-stage map is {tuple(x.shape[-2:])}, smaller than the reach of the largest "
                 f"kernel ({self._max_kernel}×{self._max_kernel} needs {reach} pixels along a side), so most of every "
                 f"large kernel never sees the input. Use inputs of at least {32 * (reach - 1) + 1} pixels along one "

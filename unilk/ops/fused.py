@@ -135,7 +135,8 @@ def _inference(*tensors: Tensor | None) -> bool:
 
 def _flat(x: Tensor) -> Tensor:
     """The ``(N, C, H·W)`` view of an NCHW map (copied first only if it is not contiguous)."""
-    return x.contiguous().view(*x.shape[:2], -1)
+    n, c, height, width = x.shape
+    return x.contiguous().view(n, c, height * width)
 
 
 def _gelu(h: Tensor, in_place: bool) -> Tensor:
@@ -303,9 +304,11 @@ def _tail_channels_last(
     n, c, length = y_ncl.shape
     y_nlc = torch.empty((n, length, c), dtype=y_ncl.dtype)
     torch.mul(y_ncl.transpose(1, 2), gate.unsqueeze(1), out=y_nlc)
-    hidden = linear(y_nlc.view(n * length, c), fc1.weight, fc1.bias, True).view(n, length, -1)  # (N, L, D)
+    hidden = linear(y_nlc.view(n * length, c), fc1.weight, fc1.bias, True).view(
+        n, length, fc1.out_features
+    )  # (N, L, D)
     hidden.mul_(grn.scale_from_norms(_sum_of_squares(hidden, dim=1).sqrt_()).unsqueeze(1))
-    out_nlc = linear(hidden.view(n * length, -1), fc2_weight, fc2_bias, False).view(n, length, c)
+    out_nlc = linear(hidden.view(n * length, fc1.out_features), fc2_weight, fc2_bias, False).view(n, length, c)
     return _back_to_nchw(out_nlc, residual, size)
 
 

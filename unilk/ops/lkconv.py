@@ -15,8 +15,9 @@ algorithms (see :mod:`unilk.ops._lkconv_plan`):
 - ``triton``: Triton kernels for every direction (:mod:`unilk.ops.triton_lkconv`; CUDA, or CPU under
   ``TRITON_INTERPRET=1``); :func:`depthwise_conv2d_sum` then adds SLaK's two rectangles in one pass.
 
-The mode comes from :func:`lkconv_mode` (a context manager) or else the environment variable ``UNILK_LKCONV``
-(``auto`` by default; ``plain`` is exactly ``F.conv2d``, the reference build). ``auto``'s rules were measured on CPU;
+The mode is the caller's ``mode`` argument (layers pass the one their model was built with: ``$UNILK_LKCONV``, read
+by :func:`mode_from_env` when the model is built, ``auto`` when unset; ``plain`` is exactly ``F.conv2d``, the reference
+build), unless a :func:`lkconv_mode` block overrides it. ``auto``'s rules were measured on CPU;
 on CUDA ``auto`` autotunes instead: the first call of each shape, dtype and layout times the exact candidates
 (``nchw``, cuDNN through ``channels_last``, ``fft`` for float32/float64, ``triton`` when installed) per direction and
 keeps the fastest (:mod:`unilk.ops._lkconv_tune`). On other devices ``auto`` applies only the crop, while a forced
@@ -48,7 +49,15 @@ from unilk.ops._lkconv_plan import NCHW_MAX_WIDTH, Plan, choose_plan
 from unilk.ops._lkconv_tune import Tuner, tolerance
 from unilk.ops.tracing import plain_required
 
-__all__ = ["depthwise_conv2d", "depthwise_conv2d_sum", "lkconv_mode", "current_mode", "MODES", "ENV_VAR"]
+__all__ = [
+    "depthwise_conv2d",
+    "depthwise_conv2d_sum",
+    "lkconv_mode",
+    "current_mode",
+    "mode_from_env",
+    "MODES",
+    "ENV_VAR",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,29 +77,28 @@ def _check_mode(mode: str, source: str) -> str:
     return mode
 
 
-# ``$UNILK_LKCONV`` as last read and the mode it names: re-validated only when the variable changes.
-_env_mode: tuple[str | None, str] = (None, "auto")
-
-
-def current_mode() -> str:
-    """The active mode: the innermost :func:`lkconv_mode`, else ``$UNILK_LKCONV``, else ``"auto"``.
+def mode_from_env() -> str:
+    """The mode ``$UNILK_LKCONV`` names (``"auto"`` when unset): read when a model is built, never in a forward.
 
     Raises:
-        ConfigError: ``UNILK_LKCONV`` holds an unknown mode.
+        ConfigError: the variable holds an unknown mode.
     """
-    global _env_mode
+    return _check_mode(os.environ.get(ENV_VAR, "").strip().lower() or "auto", f"${ENV_VAR}")
+
+
+def current_mode(chosen: str = "auto") -> str:
+    """The mode a call runs in: the innermost :func:`lkconv_mode` block, else ``chosen`` (the caller's own mode).
+
+    Args:
+        chosen: the mode the calling layer was built with (``"auto"`` for direct calls).
+    """
     override = _mode_override.get()
-    if override is not None:
-        return override
-    raw = os.environ.get(ENV_VAR)
-    if raw != _env_mode[0]:
-        _env_mode = (raw, _check_mode((raw or "").strip().lower() or "auto", f"${ENV_VAR}"))
-    return _env_mode[1]
+    return chosen if override is None else override
 
 
 @contextlib.contextmanager
 def lkconv_mode(mode: str) -> Iterator[None]:
-    """Use ``mode`` for every :func:`depthwise_conv2d` call inside the block (overrides ``UNILK_LKCONV``).
+    """Use ``mode`` for every :func:`depthwise_conv2d` call inside the block (overrides each model's own mode).
 
     ``with lkconv_mode("plain"):`` turns a model into its plain-convolution build (same module, same weights).
 
@@ -186,7 +194,8 @@ def _tuned_weight_grad(x: Tensor, weight: Tensor, grad_out: Tensor) -> str:
         return choice
     if _capturing():
         return "nchw"
-    candidates = {name: functools.partial(_weight_grad, x, weight, grad_out, name) for name in _candidates(x)}
+    names = [*_candidates(x), "corr"]  # the weight gradient as one grouped convolution too
+    candidates = {name: functools.partial(_weight_grad, x, weight, grad_out, name) for name in names}
     return _TUNER.choose(key, candidates, tolerance(x.dtype, tf32=x.is_cuda and torch.backends.cudnn.allow_tf32))
 
 
@@ -236,11 +245,39 @@ def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, algo: str) -> Tensor:
 
 def _weight_grad(x: Tensor, weight: Tensor, grad_out: Tensor, algo: str) -> Tensor:
     """The weight gradient alone with ``algo``."""
+    if algo == "corr":
+        return correlation_weight_grad(x, grad_out, *weight.shape[-2:])
     if algo == "fft":
         return fft_depthwise_backward(x, weight, grad_out, need_input=False, need_weight=True)[1]
     if algo == "triton":
         return _triton_ops().conv_weight_grad(x, grad_out, (weight,))[0]
     return _native_weight_grad(x, weight, grad_out, algo)
+
+
+def correlation_weight_grad(x: Tensor, grad_out: Tensor, k_h: int, k_w: int, dilation: int = 1) -> Tensor:
+    """The weight gradient of a depthwise "same" convolution, computed as one grouped convolution.
+
+    ``grad_w[c, i, j] = sum_{n, h, w} x_pad[n, c, h + i·r, w + j·r] · grad_out[n, c, h, w]`` is, for every (sample,
+    channel), the padded input correlated with the output gradient used as the kernel, with stride ``r`` (the
+    dilation): one ``groups = N·C`` convolution with a map-sized kernel and a ``k_h x k_w`` output, then a sum over
+    the batch. oneDNN runs it far faster than PyTorch's depthwise weight gradient (docs/performance.md).
+
+    Args:
+        x: the forward input ``(N, C, H, W)``.
+        grad_out: ``(N, C, H, W)``.
+        k_h: kernel height (odd).
+        k_w: kernel width (odd).
+        dilation: the convolution's dilation ``r``.
+
+    Returns:
+        ``(C, 1, k_h, k_w)``.
+    """
+    n, c, height, width = x.shape
+    pad_h, pad_w = dilation * (k_h // 2), dilation * (k_w // 2)
+    padded = F.pad(x, (pad_w, pad_w, pad_h, pad_h)).reshape(1, n * c, height + 2 * pad_h, width + 2 * pad_w)
+    kernels = grad_out.reshape(n * c, 1, height, width)
+    per_sample = F.conv2d(padded, kernels, stride=dilation, groups=n * c)  # (1, N·C, k_h, k_w)
+    return per_sample.view(n, c, k_h, k_w).sum(0).unsqueeze(1)
 
 
 def _native_weight_grad(x: Tensor, weight: Tensor, grad_out: Tensor, layout: str) -> Tensor:
@@ -295,6 +332,51 @@ class _DepthwiseConvFn(torch.autograd.Function):
         if need_b:
             grad_b = grad_out.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None
+
+
+class _DilatedDepthwiseFn(torch.autograd.Function):
+    """Dilated depthwise "same" conv: PyTorch's forward and input gradient, the correlation weight gradient (PyTorch's
+    own dilated depthwise weight gradient is 10-20x slower on CPU)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, dilation: int) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.dilation = dilation
+        return _dilated_conv(x, weight, bias, dilation)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        # the input gradient of a same-padded odd-kernel correlation is the correlation with the flipped kernel
+        grad_x = _dilated_conv(grad_out, weight.flip(-2, -1), None, ctx.dilation) if need_x else None
+        grad_w = correlation_weight_grad(x, grad_out, *weight.shape[-2:], ctx.dilation) if need_w else None
+        grad_b = grad_out.sum((0, 2, 3)) if need_b else None
+        return grad_x, grad_w, grad_b, None
+
+
+def _dilated_conv(x: Tensor, weight: Tensor, bias: Tensor | None, dilation: int) -> Tensor:
+    k_h, k_w = weight.shape[-2:]
+    padding = (dilation * (k_h // 2), dilation * (k_w // 2))
+    return F.conv2d(x, weight, bias, padding=padding, dilation=dilation, groups=weight.shape[0])
+
+
+def _dilated_depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, mode: str, dilation: int) -> Tensor:
+    """:func:`depthwise_conv2d` with ``dilation > 1``: on CPU in float32/float64 training, the correlation weight
+    gradient; otherwise (inference, other devices and dtypes, ``plain``, graph capture) ``F.conv2d`` itself."""
+    autograd = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+    fast = (
+        mode != "plain"
+        and autograd
+        and not _is_exporting()
+        and x.device.type == "cpu"
+        and _supported(x, weight)
+        and x.dtype in (torch.float32, torch.float64)
+    )
+    if fast:
+        return _DilatedDepthwiseFn.apply(x, weight, bias, dilation)
+    return _dilated_conv(x, weight, bias, dilation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -407,7 +489,9 @@ def _make_route(key: tuple[object, ...], mode: str, x: Tensor, weight: Tensor) -
     return route
 
 
-def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+def depthwise_conv2d(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, *, mode: str = "auto", dilation: int = 1
+) -> Tensor:
     """Depthwise "same" convolution with stride 1, computed by the fastest exact algorithm for the shape.
 
     The result equals ``F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=C)`` within floating-point
@@ -419,14 +503,21 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
         x: input ``(N, C, H, W)``.
         weight: depthwise kernel ``(C, 1, k_h, k_w)`` with odd ``k_h`` and ``k_w``.
         bias: ``(C,)`` or None.
+        mode: the algorithm choice (one of :data:`MODES`; a :func:`lkconv_mode` block overrides it). Layers pass the
+            mode their model was built with (``$UNILK_LKCONV``, read then).
+        dilation: a dilated kernel (padding ``dilation * (k // 2)``): PyTorch's forward and input gradient, and on CPU
+            in training the fast correlation weight gradient in every mode but ``plain``.
 
     Returns:
         ``(N, C, H, W)``.
 
     Raises:
-        ConfigError: ``UNILK_LKCONV`` holds an unknown mode.
+        ConfigError: unknown ``mode``.
     """
-    mode = current_mode()
+    mode = _check_mode(current_mode(mode), "depthwise_conv2d")
+    if dilation != 1:
+        x, (weight,), bias = _autocast_inputs(x, (weight,), bias)
+        return _dilated_depthwise_conv2d(x, weight, bias, mode, dilation)
     if mode == "plain" or _is_exporting():
         k_h, k_w = weight.shape[-2:]
         return F.conv2d(x, weight, bias, padding=(k_h // 2, k_w // 2), groups=weight.shape[0])
@@ -449,7 +540,9 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
     return _conv(x, weight, bias, plan.forward)
 
 
-def depthwise_conv2d_sum(x: Tensor, weights: Sequence[Tensor], bias: Tensor | None = None) -> Tensor:
+def depthwise_conv2d_sum(
+    x: Tensor, weights: Sequence[Tensor], bias: Tensor | None = None, *, mode: str = "auto"
+) -> Tensor:
     """The sum of depthwise "same" convolutions of one input with several kernels, e.g. SLaK's M×N and N×M pair.
 
     Equals ``sum(depthwise_conv2d(x, w) for w in weights) + bias``. In the ``triton`` mode one kernel computes the
@@ -460,16 +553,18 @@ def depthwise_conv2d_sum(x: Tensor, weights: Sequence[Tensor], bias: Tensor | No
         x: input ``(N, C, H, W)``.
         weights: one or more depthwise kernels ``(C, 1, k_h, k_w)`` with odd sides.
         bias: ``(C,)`` or None, added once.
+        mode: as for :func:`depthwise_conv2d`.
 
     Returns:
         ``(N, C, H, W)``.
 
     Raises:
         ValueError: ``weights`` is empty.
+        ConfigError: unknown ``mode``.
     """
     if not weights:
         raise ValueError("depthwise_conv2d_sum: weights is empty; pass at least one kernel")
-    mode = current_mode()
+    mode = _check_mode(current_mode(mode), "depthwise_conv2d_sum")
     tensors = (x, *weights) if bias is None else (x, bias, *weights)
     autograd = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     # auto on CUDA weighs the one-pass Triton sum against the separate (each autotuned) convolutions; only without
@@ -482,9 +577,9 @@ def depthwise_conv2d_sum(x: Tensor, weights: Sequence[Tensor], bias: Tensor | No
             cropped = [weight if crop is None else weight[crop] for weight, crop in zip(weights, crops)]
             if mode == "triton" or _tuned_sum(x, cropped) == "triton":
                 return _triton_ops().depthwise_conv2d_triton(x, cropped, bias)
-    out = depthwise_conv2d(x, weights[0], bias)
+    out = depthwise_conv2d(x, weights[0], bias, mode=mode)
     in_place = mode != "plain" and not autograd
     for weight in weights[1:]:
-        term = depthwise_conv2d(x, weight)
+        term = depthwise_conv2d(x, weight, mode=mode)
         out = out.add_(term) if in_place else out + term
     return out

@@ -148,6 +148,15 @@ def _calibrate_on_train(
     logger.info("model.calibrate_bn: %s", report.summary)
 
 
+def _fix_series_channels(train_set: Dataset, *adapters: Any) -> None:
+    """``group_size`` 0 (one node of all channels): the adapters' configs get the training data's channel count D, so
+    the stem is built for D channels and checkpoints record it."""
+    channels = int(train_set[0]["input"].shape[-1])  # the adapter's window Tensor[seq_len, D]
+    for adapter in adapters:
+        adapter.config = adapter.config.with_channels(channels)
+    logger.info("adapter.group_size 0: one node of all %d channels", channels)
+
+
 def build_parts(recipe: Recipe, *, with_train: bool = True) -> TrainParts:
     """Adapter, datasets and model for ``recipe``.
 
@@ -181,6 +190,11 @@ def build_parts(recipe: Recipe, *, with_train: bool = True) -> TrainParts:
         )
     else:
         train_set = eval_set
+    series_marks = recipe.modality == "series" and adapter.config.freq != "none"
+    if series_marks and recipe.task != "forecast":
+        raise ConfigError(f"adapter.freq: {adapter.config.freq!r}; series {recipe.task} uses no time marks, set 'none'")
+    if recipe.modality == "series" and adapter.config.group_size == 0:
+        _fix_series_channels(train_set, adapter, eval_adapter)
     labels = list(getattr(train_set, "classes", []) or [])
     if recipe.task == "forecast":
         num_classes = None
@@ -192,9 +206,6 @@ def build_parts(recipe: Recipe, *, with_train: bool = True) -> TrainParts:
     # the seed covers the model's initial weights too: two runs of one recipe and seed start from the same model
     seed_everything(recipe.train.seed, recipe.train.deterministic)
     model = build_model(recipe, num_classes, adapter_config)
-    series_marks = recipe.modality == "series" and adapter.config.freq != "none"
-    if series_marks and recipe.task != "forecast":
-        raise ConfigError(f"adapter.freq: {adapter.config.freq!r}; series {recipe.task} uses no time marks, set 'none'")
     stations = getattr(train_set, "station_positions", None)
     if stations is not None and getattr(model.stem, "station_positions", None) is not None:
         model.stem.set_station_positions(stations)

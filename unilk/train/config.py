@@ -182,6 +182,9 @@ class TrainConfig:
         deterministic: ``torch.use_deterministic_algorithms`` and no cuDNN benchmarking.
         eval_every_epochs: evaluate after every this many epochs (0: only at the end).
         device: ``auto`` (cuda when available), ``cpu`` or ``cuda``.
+        threads: intra-op CPU threads of the run (``torch.set_num_threads``); 0 keeps PyTorch's default, one per
+            core. Tiny models train faster on one: their ops are too small to share, and a parallel op waits for all
+            its threads, which stalls whenever another process holds a core.
     """
 
     epochs: int = 1
@@ -205,6 +208,7 @@ class TrainConfig:
     deterministic: bool = False
     eval_every_epochs: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -423,6 +427,7 @@ def _check_values(recipe: Recipe) -> None:
         ("optim.lr", recipe.optim.lr, recipe.optim.lr > 0, "> 0"),
         ("train.label_smoothing", recipe.train.label_smoothing, 0 <= recipe.train.label_smoothing < 1, "in [0, 1)"),
         ("data.num_workers", recipe.data.num_workers, recipe.data.num_workers >= 0, ">= 0"),
+        ("train.threads", recipe.train.threads, recipe.train.threads >= 0, ">= 0 (0: PyTorch's default)"),
         ("output_dir", recipe.output_dir, bool(recipe.output_dir.strip()), "a directory path (not empty)"),
     ]
     for name, value, ok, expected in checks:
@@ -505,6 +510,16 @@ def resolve_recipe_path(name_or_path: str | Path) -> Path:
         return shipped
     hint = did_you_mean(name_or_path, list_recipes())
     raise ConfigError(f"recipe {str(name_or_path)!r}: no such file or shipped recipe; {hint}shipped: {list_recipes()}")
+
+
+def is_shipped(name_or_path: str | Path) -> bool:
+    """Whether ``name_or_path`` names a recipe shipped with unilk (by name, or by its path in the package)."""
+    from unilk.recipes import recipe_root
+
+    try:
+        return resolve_recipe_path(name_or_path).resolve().is_relative_to(recipe_root().resolve())
+    except ConfigError:
+        return False
 
 
 def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Recipe:

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from unilk.errors import ConfigError
+from unilk.once import log_once
 
 __all__ = [
     "shutdown_process_group",
@@ -177,6 +178,7 @@ def maybe_sync_batchnorm(model: nn.Module, enabled: bool, info: DistInfo) -> nn.
     if not (enabled and info.enabled):
         return model
     if info.device.type != "cuda":
-        logger.warning("model.sync_bn: SyncBatchNorm needs CUDA; keeping per-process BatchNorm on %s", info.device)
+        message = "model.sync_bn: SyncBatchNorm needs CUDA; keeping per-process BatchNorm on %s"
+        log_once(logger, "sync_bn on cpu", message, info.device)
         return model
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)

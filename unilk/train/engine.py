@@ -22,9 +22,9 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,6 +36,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from unilk.errors import CheckpointError, ConfigError, InputError
+from unilk.loader_workers import WorkerWatch
+from unilk.once import log_once
 from unilk.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from unilk.train.config import Recipe
 from unilk.train.distributed import (
@@ -166,11 +168,53 @@ def _merge_present(parts: list[tuple[Tensor, Any, Any]], num_samples: int) -> tu
     return torch.cat([p[1] for p in present])[order], torch.cat([p[2] for p in present])[order]
 
 
+@contextmanager
+def _local_batch_statistics(model: nn.Module) -> Iterator[None]:
+    """SyncBatchNorm layers normalise with their running statistics meanwhile: a rank with no batch cannot join their
+    collectives (plain BatchNorm is per-process already and is left alone)."""
+    synced = [m for m in model.modules() if isinstance(m, nn.SyncBatchNorm) and m.training]
+    if synced:
+        message = "a rank had no sample to train on: SyncBatchNorm uses its running statistics for that batch"
+        log_once(logger, "sync_bn without a batch", message)
+    for module in synced:
+        module.eval()
+    try:
+        yield
+    finally:
+        for module in synced:
+            module.train()
+
+
+def _describe_sample(dataset: Dataset, split: str, index: int) -> str:
+    """``train sample 5 ('/data/a.wav')``: the file when the dataset lists its samples' sources (SampleDataset)."""
+    samples = getattr(dataset, "samples", None)
+    source = getattr(samples[index], "source", None) if isinstance(samples, list) and index < len(samples) else None
+    where = f" ({os.fspath(source)!r})" if isinstance(source, (str, os.PathLike)) else ""
+    return f"{split} sample {index}{where}"
+
+
 def _stack_targets(targets: list[Any]) -> Tensor:
     """Class ids -> Tensor[N] long; tensors (multi-hot, forecasts) -> stacked."""
     if isinstance(targets[0], Tensor):
         return torch.stack(targets)
     return torch.as_tensor(targets)
+
+
+def _fit_batch_to_train_set(recipe: Recipe, num_train: int) -> Recipe:
+    """The recipe with ``data.batch_size`` lowered to the training set when the set is smaller than one update
+    (``batch_size × grad_accum_steps``), so a small dataset trains instead of failing; a warning says so."""
+    accum = recipe.train.grad_accum_steps
+    if num_train >= recipe.data.batch_size * accum or num_train < accum:
+        return recipe
+    batch = num_train // accum
+    logger.warning(
+        "data.batch_size %d × train.grad_accum_steps %d exceeds the %d training samples; training with batch_size %d",
+        recipe.data.batch_size,
+        accum,
+        num_train,
+        batch,
+    )
+    return replace(recipe, data=replace(recipe.data, batch_size=batch))
 
 
 class Trainer:
@@ -189,7 +233,7 @@ class Trainer:
     """
 
     def __init__(self, recipe: Recipe, parts: TrainParts, info: DistInfo | None = None) -> None:
-        self.recipe = recipe
+        self.recipe = recipe = _fit_batch_to_train_set(recipe, len(parts.train_set))  # type: ignore[arg-type]
         self.parts = parts
         self.info = info or init_distributed(recipe.train.device)
         self.out_dir = Path(recipe.output_dir)
@@ -212,6 +256,8 @@ class Trainer:
                 f"exceeds the {len(self.parts.train_set)} training samples; lower one of them"  # type: ignore[arg-type]
             )
         seed_everything(recipe.train.seed + info.rank, recipe.train.deterministic)
+        if recipe.train.threads:
+            torch.set_num_threads(recipe.train.threads)
         model = self.parts.model.to(info.device)
         model = maybe_sync_batchnorm(model, recipe.model.sync_bn, info)
         self.model = model
@@ -360,28 +406,43 @@ class Trainer:
         else:
             raise ConfigError(f"data.sampler: got {data.sampler!r}, expected 'uniform' or 'balanced'")
 
-    def _train_loader(self, epoch: int, start_batch: int) -> DataLoader:
+    def _train_loader(self, epoch: int, start_batch: int) -> tuple[DataLoader, WorkerWatch]:
         sampler = self._batch_sampler()
         sampler.set_position(epoch, start_batch)
+        watch = self._watch(self.parts.train_set, "train")
         # A private generator: the loader's worker seeds must not consume the global RNG (exact resume).
         gen = torch.Generator().manual_seed(self.recipe.train.seed * 100_003 + epoch)
-        return DataLoader(
-            _Indexed(self.parts.train_set),
+        loader = DataLoader(
+            watch.track(_Indexed(self.parts.train_set)),
             batch_sampler=sampler,
             num_workers=self.recipe.data.num_workers,
             collate_fn=self._collate,
             generator=gen,
+            worker_init_fn=watch.worker_init,
         )
+        return loader, watch
 
-    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+    def _eval_loader(self, dataset: Dataset) -> tuple[DataLoader, WorkerWatch]:
         shard = eval_shard(len(dataset), self.info.rank, self.info.world_size)  # type: ignore[arg-type]
-        return DataLoader(
-            Subset(_Indexed(dataset), shard),
+        watch = self._watch(dataset, "eval")
+        loader = DataLoader(
+            Subset(watch.track(_Indexed(dataset)), shard),
             batch_size=self.recipe.data.eval_batch_size,
             shuffle=False,
             num_workers=self.recipe.data.num_workers,
             collate_fn=self._collate,
             generator=torch.Generator().manual_seed(0),
+            worker_init_fn=watch.worker_init,
+        )
+        return loader, watch
+
+    def _watch(self, dataset: Dataset, split: str) -> WorkerWatch:
+        """Names the sample a dying DataLoader worker was reading (its file, when the dataset lists files)."""
+        return WorkerWatch(
+            self.recipe.data.num_workers,
+            lambda index: _describe_sample(dataset, split, index),
+            fix="rerun (--resume continues from the last checkpoint)",
+            workers="data.num_workers",
         )
 
     # ------------------------------------------------------------------------------------------------ eval
@@ -404,20 +465,22 @@ class Trainer:
         model.eval()
         acc = MetricAccumulator()
         failed: list[int] = []
-        for indices, inputs, targets, left_out in self._eval_loader(dataset):
-            self._record_failed(left_out, "eval")
-            failed += [i for i, _ in left_out]
-            if not indices.numel():
-                continue
-            inputs = [x.to(self.info.device) for x in inputs]
-            views = inputs[0].shape[1] if inputs[0].dim() == 5 else 0  # multi-view protocol: Tensor[N, V, C, H, W]
-            if views:
-                inputs[0] = inputs[0].flatten(0, 1)
-            with self._autocast():
-                outputs = model(*inputs)
-            if views:
-                outputs = reduce_views(outputs.unflatten(0, (-1, views)), self.recipe.evaluation.reduce)
-            acc.add(indices, outputs, targets)
+        loader, watch = self._eval_loader(dataset)
+        with watch.naming_deaths():
+            for indices, inputs, targets, left_out in loader:
+                self._record_failed(left_out, "eval")
+                failed += [i for i, _ in left_out]
+                if not indices.numel():
+                    continue
+                inputs = [x.to(self.info.device) for x in inputs]
+                views = inputs[0].shape[1] if inputs[0].dim() == 5 else 0  # multi-view protocol: Tensor[N, V, C, H, W]
+                if views:
+                    inputs[0] = inputs[0].flatten(0, 1)
+                with self._autocast():
+                    outputs = model(*inputs)
+                if views:
+                    outputs = reduce_views(outputs.unflatten(0, (-1, views)), self.recipe.evaluation.reduce)
+                acc.add(indices, outputs, targets)
         model.train(was_training)
         state = acc.state() if acc.indices else (torch.zeros(0, dtype=torch.long), None, None)
         gathered = all_gather_objects((state, failed), self.info)
@@ -541,12 +604,13 @@ class Trainer:
                 if key not in ("step", "epoch"):
                     self.tb.add_scalar(key, value, int(row["step"]))
 
-    def _reduce_mean(self, value: float) -> float:
-        if not self.info.enabled:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.info.device)
-        dist.all_reduce(tensor)
-        return tensor.item() / self.info.world_size
+    def _global_mean(self, total: float, count: int) -> float:
+        """``sum(total) / sum(count)`` over the ranks (NaN when no rank counted anything)."""
+        if self.info.enabled:
+            tensor = torch.tensor([total, count], dtype=torch.float64, device=self.info.device)
+            dist.all_reduce(tensor)
+            total, count = tensor.tolist()
+        return total / count if count else math.nan
 
     def _should_stop(self, start_time: float) -> bool:
         limit = self.recipe.train.max_minutes
@@ -594,69 +658,62 @@ class Trainer:
         self.ddp.train()
         loss_sum, loss_count = 0.0, 0
         while not completed and not stopped:
-            loader = self._train_loader(self.epoch, self.batch_in_epoch)
-            micro = 0
-            for _, inputs, targets, failed in loader:
-                if self.batch_in_epoch >= self.steps_per_epoch * accum:
-                    break  # leftover micro-batches that do not fill an update
-                self._record_failed(failed, "train")
-                if not targets.numel():
-                    raise InputError(
-                        f"every sample of a training batch failed to load ({failed[0][1]} ...); "
-                        "check the dataset files (see the warnings above)"
-                    )
-                if micro == 0:
-                    lr = self.schedule.set_step(self.step)
-                inputs, targets = [x.to(self.info.device) for x in inputs], targets.to(self.info.device)
-                if self.mixup is not None:
-                    inputs[0], targets = self.mixup(inputs[0], targets)
-                last_micro = micro == accum - 1
-                sync = nullcontext() if (last_micro or not self.info.enabled) else self.ddp.no_sync()
-                with sync:
-                    with self._autocast():
-                        outputs = self.ddp(*inputs)
-                    loss = self._loss(outputs, targets)
-                    if not math.isfinite(loss.item()):
-                        raise ConfigError(
-                            f"training loss is {loss.item()} at step {self.step} (expected a finite value); "
-                            "lower optim.lr or set train.clip_grad"
-                        )
-                    self.scaler.scale(loss / accum).backward()
-                loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
-                micro += 1
-                self.batch_in_epoch += 1
-                if not last_micro:
-                    continue
-                micro = 0
-                self._update()
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
-                if every_log and self.step % every_log == 0:
-                    row = {"step": self.step, "epoch": self._epoch_of_step(), "lr": lr, "loss": loss_sum / loss_count}
-                    row["loss"] = self._reduce_mean(row["loss"])
-                    if lines:
-                        logger.info(
-                            "%s: step %d/%d (epoch %d), loss %.4f, lr %.2e, %.1f min",
-                            self.recipe.name,
-                            self.step,
-                            self.total_steps,
-                            row["epoch"],
-                            row["loss"],
-                            lr,
-                            (time.monotonic() - start_time) / 60,
-                        )
-                    if self.sparsity is not None:
-                        row["density"] = self.sparsity.overall_density()
-                    self._log(row)
-                    loss_sum, loss_count = 0.0, 0
-                completed = self.step >= self.total_steps
-                stopped = not completed and self._should_stop(start_time)
-                if completed or stopped:
-                    break
-                if every_ckpt and self.step % every_ckpt == 0:
-                    self._save("last.pt")
+            whole_epoch = self.batch_in_epoch == 0
+            loader, watch = self._train_loader(self.epoch, self.batch_in_epoch)
+            micro, loaded_in_epoch = 0, 0
+            with watch.naming_deaths():
+                for _, inputs, targets, failed in loader:
+                    if self.batch_in_epoch >= self.steps_per_epoch * accum:
+                        break  # leftover micro-batches that do not fill an update
+                    self._record_failed(failed, "train")
+                    if micro == 0:
+                        lr = self.schedule.set_step(self.step)
+                    counts = self._loaded_counts(len(targets))
+                    loaded_in_epoch += sum(counts)
+                    last_micro = micro == accum - 1
+                    loss = self._train_micro(inputs, targets, counts, last_micro)
+                    if loss is not None:
+                        loss_sum, loss_count = loss_sum + loss * len(targets), loss_count + len(targets)
+                    micro += 1
+                    self.batch_in_epoch += 1
+                    if not last_micro:
+                        continue
+                    micro = 0
+                    self._update()
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{loss_sum / max(loss_count, 1):.4f}", lr=f"{lr:.2e}")
+                    if every_log and self.step % every_log == 0:
+                        row = {"step": self.step, "epoch": self._epoch_of_step(), "lr": lr}
+                        row["loss"] = self._global_mean(loss_sum, loss_count)
+                        if lines:
+                            logger.info(
+                                "%s: step %d/%d (epoch %d), loss %.4f, lr %.2e, %.1f min",
+                                self.recipe.name,
+                                self.step,
+                                self.total_steps,
+                                row["epoch"],
+                                row["loss"],
+                                lr,
+                                (time.monotonic() - start_time) / 60,
+                            )
+                        if self.sparsity is not None:
+                            row["density"] = self.sparsity.overall_density()
+                        self._log(row)
+                        loss_sum, loss_count = 0.0, 0
+                    completed = self.step >= self.total_steps
+                    stopped = not completed and self._should_stop(start_time)
+                    if completed or stopped:
+                        break
+                    if every_ckpt and self.step % every_ckpt == 0:
+                        self._save("last.pt")
             if self.batch_in_epoch >= self.steps_per_epoch * accum:
+                if whole_epoch and not loaded_in_epoch:  # every rank knows every count: all stop here together
+                    raise InputError(
+                        f"none of the {len(self.parts.train_set)} training samples could be read in epoch "  # type: ignore[arg-type]
+                        f"{self.epoch} (the first: {next(iter(self.failed_samples.values()), 'unknown error')}); "
+                        "check the dataset files"
+                    )
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                 due = tcfg.eval_every_epochs and self.epoch % tcfg.eval_every_epochs == 0
                 if due and not completed and self.parts.eval_set is not None:
@@ -697,6 +754,86 @@ class Trainer:
     def _epoch_of_step(self) -> int:
         """The epoch (0-based) that trained the current step, so a step's train and eval rows in log.csv agree."""
         return max(self.step - 1, 0) // self.steps_per_epoch
+
+    def _loaded_counts(self, loaded: int) -> list[int]:
+        """How many samples of this micro-batch loaded on each rank (one small collective under DDP)."""
+        if not self.info.enabled:
+            return [loaded]
+        mine = torch.tensor([loaded], dtype=torch.long, device=self.info.device)
+        every = [torch.zeros_like(mine) for _ in range(self.info.world_size)]
+        dist.all_gather(every, mine)
+        return torch.cat(every).tolist()
+
+    def _train_micro(self, inputs: list[Tensor], targets: Tensor, counts: list[int], last_micro: bool) -> float | None:
+        """Forward and backward of one micro-batch; returns its mean loss, or None when no sample of it loaded here.
+
+        Each rank's loss is weighted by its share of the samples that loaded on all ranks, so the averaged gradient
+        is the mean over those samples, as one process would compute it. A rank whose every sample failed (``counts``
+        holds a 0) forwards nothing: then no rank uses DDP's collectives for this micro-batch, and when it ends the
+        update the gradients are averaged by hand (:meth:`_average_gradients`), so all ranks stay in lockstep.
+        """
+        info, accum = self.info, self.recipe.train.grad_accum_steps
+        loaded, total = counts[info.rank], sum(counts)
+        by_hand = info.enabled and min(counts) == 0
+        loss_value = None
+        if loaded:
+            inputs, targets = [x.to(info.device) for x in inputs], targets.to(info.device)
+            if self.mixup is not None:
+                inputs[0], targets = self._mix(inputs[0], targets)
+            weight = loaded * info.world_size / total  # 1.0 when every sample loaded
+            if by_hand:
+                net, context = self.model, _local_batch_statistics(self.model)
+            else:
+                net = self.ddp
+                context = nullcontext() if (last_micro or not info.enabled) else self.ddp.no_sync()
+            with context:
+                with self._autocast():
+                    outputs = net(*inputs)
+                loss = self._loss(outputs, targets)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise ConfigError(
+                        f"training loss is {loss_value} at step {self.step} (expected a finite value); "
+                        "lower optim.lr or set train.clip_grad"
+                    )
+                self.scaler.scale(loss * weight / accum).backward()
+        if not total:
+            message = "step %d: every sample of a training batch failed to load; the batch adds nothing"
+            log_once(logger, "empty batch", message, self.step)
+        if last_micro and (by_hand or not total):
+            self._average_gradients()
+        return loss_value
+
+    def _mix(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Mixup/cutmix. timm mixes pairs: of an odd batch (a sample failed to load) the last sample stays unmixed."""
+        mixup = self.mixup
+        assert mixup is not None
+        if len(inputs) % 2 == 0:
+            return mixup(inputs, targets)
+        from timm.data.mixup import mixup_target
+
+        alone = mixup_target(targets[-1:], mixup.num_classes, 1.0, mixup.label_smoothing, mixup.multi_label)
+        if len(inputs) == 1:
+            return inputs, alone
+        mixed, soft = mixup(inputs[:-1], targets[:-1])
+        return torch.cat([mixed, inputs[-1:]]), torch.cat([soft, alone])
+
+    @torch.no_grad()
+    def _average_gradients(self) -> None:
+        """Average the gradients over the ranks by hand, as DDP would (a missing gradient counts as zero)."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        for param in params:
+            if param.grad is None:
+                param.grad = torch.zeros_like(param)
+        if not self.info.enabled:
+            return
+        flat = torch.cat([param.grad.reshape(-1) for param in params])
+        dist.all_reduce(flat)
+        flat /= self.info.world_size
+        offset = 0
+        for param in params:
+            param.grad.copy_(flat[offset : offset + param.numel()].view_as(param))
+            offset += param.numel()
 
     def _update(self) -> None:
         """Clip, step the optimizer, update the EMA, advance the step counter."""
