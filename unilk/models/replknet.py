@@ -23,6 +23,7 @@ from timm.models import checkpoint_seq, generate_default_cfgs, register_model
 from torch import Tensor
 
 from unilk.errors import ConfigError
+from unilk.layers.activation import GELU
 from unilk.layers.replk import ReparamLargeKernelConv
 from unilk.models._builder import PretrainedCfg, build_trunk
 from unilk.models._checkpoint import official_keys, reparameterized_for
@@ -49,7 +50,7 @@ def conv_bn(
         bn=norm_layer(out_chs),
     )
     if relu:
-        layers["nonlinear"] = nn.ReLU()
+        layers["nonlinear"] = nn.ReLU(inplace=True)  # on the BatchNorm's fresh output
     return nn.Sequential(layers)
 
 
@@ -84,7 +85,7 @@ class RepLKBlock(nn.Module):
         self.pw2 = conv_bn(dw_chs, in_chs, 1, norm_layer=norm_layer)
         self.large_kernel = ReparamLargeKernelConv(dw_chs, kernel_size, small_kernel, deploy=deploy,
                                                    norm_layer=norm_layer)  # fmt: skip
-        self.lk_nonlinear = nn.ReLU()
+        self.lk_nonlinear = nn.ReLU(inplace=True)  # on the large-kernel layer's fresh output
         self.prelkb_bn = norm_layer(in_chs)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
@@ -111,7 +112,7 @@ class ConvFFN(nn.Module):
         self.preffn_bn = norm_layer(in_chs)
         self.pw1 = conv_bn(in_chs, hidden_chs, 1, norm_layer=norm_layer)
         self.pw2 = conv_bn(hidden_chs, in_chs, 1, norm_layer=norm_layer)
-        self.nonlinear = nn.GELU()
+        self.nonlinear = GELU(inplace=True)  # on pw1's fresh output
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:

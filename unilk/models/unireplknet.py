@@ -21,6 +21,7 @@ from timm.models import generate_default_cfgs, register_model
 from torch import Tensor
 
 from unilk.errors import ConfigError
+from unilk.layers.activation import GELU
 from unilk.layers.depthwise import DepthwiseConv2d
 from unilk.layers.dilated_reparam import DilatedReparamBlock
 from unilk.layers.ffn import GELUThenGRN, LinearFromNCHW, LinearToNCHW
@@ -272,7 +273,7 @@ class UniRepLKNet(LargeKernelTrunk):
             nn.Sequential(
                 nn.Conv2d(in_chans, dims[0] // 2, kernel_size=3, stride=2, padding=1),
                 LayerNorm2d(dims[0] // 2),
-                nn.GELU(),
+                GELU(inplace=True),  # its input is the LayerNorm's fresh output
                 nn.Conv2d(dims[0] // 2, dims[0], kernel_size=3, stride=2, padding=1),
                 LayerNorm2d(dims[0]),
             )
