@@ -269,11 +269,13 @@ def extract_command(
     import torch.distributed as dist
 
     from unilk.extract import extract
+    from unilk.train.distributed import shutdown_process_group
 
     # under torchrun, a gloo group lets the ranks total their counts and lets rank 0 write the manifest
     grouped = int(os.environ.get("WORLD_SIZE", 1)) > 1 and "MASTER_ADDR" in os.environ and not dist.is_initialized()
     if grouped:
         dist.init_process_group("gloo")
+    finished = False
     try:
         summary = extract(
             modality,
@@ -296,11 +298,12 @@ def extract_command(
             embedding_dtype=embedding_dtype,
             ray_options={"address": ray_address, "actors": ray_actors} if engine == "ray" else None,
         )
+        finished = True
     except UnilkError as err:
         raise click.ClickException(cli_words(str(err))) from err
     finally:
         if grouped:
-            dist.destroy_process_group()
+            shutdown_process_group(wait_for_peers=finished)
     if int(os.environ.get("RANK", 0)) == 0:
         click.echo(
             f"done {summary.done}, failed {summary.failed}, skipped {summary.skipped} "

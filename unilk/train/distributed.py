@@ -143,17 +143,35 @@ def shutdown_process_group(wait_for_peers: bool) -> None:
     """Leave the default process group (a no-op when none is initialised).
 
     Args:
-        wait_for_peers: meet every rank at a barrier first. Use it when this rank finished normally: a rank that tears
-            gloo down while a peer is still sending can abort the peer (``terminate called without an active
-            exception``). Leave it off on the error path, where a peer may never reach the barrier.
+        wait_for_peers: meet every rank first. Use it when this rank finished normally: a rank that tears gloo down
+            while a peer is still receiving can abort the peer (``terminate called without an active exception``,
+            gloo issue 155: a barrier alone does not prevent it, since a rank leaves the barrier while its last message
+            to a peer may still be in flight). So after the barrier every rank also says in the rendezvous store that it
+            has left it, and waits for all the others to say so, before any rank destroys its connections. Leave it
+            off on the error path, where a peer may never reach the barrier.
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
     try:
         if wait_for_peers:
             dist.barrier()
+            _wait_until_all_left_barrier()
     finally:
         dist.destroy_process_group()
+
+
+def _wait_until_all_left_barrier() -> None:
+    """Each rank marks in the default store that it left the final barrier, then waits for every rank's mark."""
+    get_store = getattr(dist.distributed_c10d, "_get_default_store", None)  # private; absent: the barrier alone
+    if get_store is None:
+        return
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    try:
+        store = get_store()
+        store.set(f"unilk/left_barrier/{rank}", b"1")
+        store.wait([f"unilk/left_barrier/{r}" for r in range(world_size)])
+    except RuntimeError as err:  # DistError included; the store's host already gone: every rank had arrived
+        logger.debug("shutdown: store handshake skipped (%s)", err)
 
 
 def eval_shard(num_samples: int, rank: int, world_size: int) -> list[int]:
