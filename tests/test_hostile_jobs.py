@@ -210,6 +210,21 @@ def test_out_inside_the_source_is_excluded_and_bad_model_options_write_nothing(t
     assert ids == ["c0.npy", "c1.npy", "c2.npy"]
 
 
+def test_symlink_loops_and_dangling_links_are_that_inputs_error(tmp_path: Path) -> None:
+    src = _points_dir(tmp_path / "src", 2)
+    os.symlink(src / "loop_b.npy", src / "loop_a.npy")
+    os.symlink(src / "loop_a.npy", src / "loop_b.npy")
+    os.symlink(src / "gone.npy", src / "dangling.npy")
+    summary = extract(
+        "points", src, tmp_path / "out", model=MODEL, pretrained=False, adapter=POINTS, device="cpu", progress=False,
+        num_workers=0,
+    )  # fmt: skip
+    assert (summary.done, summary.failed, summary.complete) == (2, 3, True)
+    assert sorted((e["id"], e["type"]) for e in summary.errors) == [
+        ("dangling.npy", "InputError"), ("loop_a.npy", "InputError"), ("loop_b.npy", "InputError"),
+    ]  # fmt: skip
+
+
 def _unilk(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "unilk", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 

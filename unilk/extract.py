@@ -669,8 +669,9 @@ def _clean_stale_temps(out: Path, world_size: int) -> int:
 
 def _exclude_out_dir(items: Sequence[Item], out: Path) -> list[Item]:
     """Drop inputs that lie inside the output directory (an ``--out`` inside the source would read its own files)."""
-    root = out.resolve()
-    kept = [item for item in items if not Path(item.path).resolve().is_relative_to(root)]
+    root = Path(os.path.realpath(out))
+    # realpath, not Path.resolve: a symlink loop among the inputs is that input's error later, not this job's end
+    kept = [item for item in items if not Path(os.path.realpath(item.path)).is_relative_to(root)]
     if len(kept) < len(items):
         logger.info("left out %d input(s) inside the output directory %s", len(items) - len(kept), out)
     return kept
