@@ -107,11 +107,46 @@ def resize_crop(image: Tensor, cfg: ImageConfig) -> Tensor:
         scale_h, scale_w = out_h / cfg.crop_pct, out_w / cfg.crop_pct
         scale = max(scale_h / height, scale_w / width)  # short side (w.r.t. the target aspect) to size / crop_pct
         size = (max(out_h, math.floor(height * scale)), max(out_w, math.floor(width * scale)))
+        image, size = _central_part(image, size, (out_h, out_w))
         resized = F.interpolate(image.unsqueeze(0), size=size, **kwargs)[0].clamp_(0, 1)
         top, left = (size[0] - out_h) // 2, (size[1] - out_w) // 2
         return resized[:, top : top + out_h, left : left + out_w]
     else:
         raise ConfigError(f"ImageConfig.crop_mode: got {cfg.crop_mode!r}, expected 'center' or 'squash'")
+
+
+#: a resized side longer than this many output sides is not made whole: only the central part the crop sees is resized.
+_MAX_RESIZED_RATIO = 64
+
+
+def _central_part(image: Tensor, size: tuple[int, int], out: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
+    """The central part of ``image`` that a centre crop of ``out`` from its resize to ``size`` sees, and its resized
+    size.
+
+    A very elongated image (1 × 10000 pixels) resized so its short side fits would be billions of pixels, of which the
+    crop keeps a few: along such a side only the crop's window, with a margin for the resize filter, is resized. The
+    part keeps the image's centre (same parity of length), so the crop sees the same pixels up to a sub-pixel
+    rounding. Sides within ``_MAX_RESIZED_RATIO`` crops are left whole (ordinary images are resized as before).
+
+    Args:
+        image: Tensor[C, H, W].
+        size: the (H', W') the whole image would be resized to.
+        out: the crop (h, w).
+
+    Returns:
+        ``(part, part_size)``: Tensor[C, h0, w0] and the (H'', W'') to resize it to.
+    """
+    part, part_size = image, list(size)
+    for axis, (length, resized, crop) in enumerate(zip(image.shape[-2:], size, out)):
+        if resized <= _MAX_RESIZED_RATIO * crop:
+            continue
+        per_pixel = resized / length  # resized pixels per source pixel
+        margin = 3 * math.ceil(max(1.0, 1.0 / per_pixel))  # the antialiased bicubic filter's reach, and some
+        keep = min(length, 2 * (math.ceil(crop / per_pixel / 2) + margin) + length % 2)
+        start = (length - keep) // 2
+        part = part.narrow(axis + 1, start, keep)
+        part_size[axis] = max(crop, round(keep * per_pixel))
+    return part, (part_size[0], part_size[1])
 
 
 _INT_RANGES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}

@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from unilk.adapters import AudioAdapter, AudioConfig, ImageAdapter, ImageConfig, PointsAdapter, PointsConfig
 from unilk.adapters.audio import resample
+from unilk.adapters.image import resize_crop
 from unilk.adapters.io import load_points
 from unilk.errors import ConfigError, InputError
 
@@ -69,7 +71,9 @@ def _hostile_files(tmp_path: Path) -> dict[str, Path]:
         "cap_png": tmp_path / "cap.png",
         "prime_rate": tmp_path / "prime.wav",
         "many_channels": tmp_path / "channels.flac",
+        "strip_png": tmp_path / "strip.png",
     }
+    Image.new("RGB", (10000, 1), (10, 200, 30)).save(files["strip_png"])
     Image.new("L", (12000, 12000)).save(files["huge_png"], optimize=True)
     Image.new("RGB", (8000, 5000), (90, 120, 200)).save(files["cap_png"])  # 40 Mpx: at the default cap, decoded
     rng = np.random.default_rng(1)
@@ -88,6 +92,7 @@ def test_hostile_files_stay_under_the_memory_bound(tmp_path: Path) -> None:
         ("audio", str(files["prime_rate"]), {}),
         ("audio", str(files["many_channels"]), {}),
         ("audio", str(files["many_channels"]), {"length_policy": "chunk", "target_frames": 512}),
+        ("image", str(files["strip_png"]), {}),
     ]
     # one fresh interpreter per file: the bound is per input, and one process's allocator keeps what earlier files used
     reports = [_peak_run([job]) for job in jobs]
@@ -100,6 +105,7 @@ def test_hostile_files_stay_under_the_memory_bound(tmp_path: Path) -> None:
     assert results[3] == ["ok", [1, 1, 1024, 128]]
     assert results[4] == ["ok", [1, 1, 1024, 128]]
     assert results[5] == ["ok", [6, 1, 512, 128]]  # 30 s -> 2999 frames -> 6 chunks of 512
+    assert results[6] == ["ok", [3, 224, 224]]  # 1 × 10000 pixels: its short side to 256 would be 2.56 G pixels
     peaks = {job[1].rsplit("/", 1)[-1]: report["peak_mb"] for job, report in zip(jobs, reports)}
     assert max(peaks.values()) <= PEAK_LIMIT_MB, peaks
 
@@ -239,6 +245,22 @@ def test_huge_image_is_box_reduced_first_and_matches_the_direct_resize() -> None
     direct = ImageAdapter(cfg)(smooth)  # array input: resized directly
     # the reduced pixels are rounded to uint8 again: a mean difference of about 1.5 grey levels (normalised units)
     assert (reduced - direct).abs().mean() < 0.04
+
+
+def test_very_elongated_image_resizes_only_what_the_crop_sees_and_matches_the_whole_resize() -> None:
+    x = np.linspace(0, 6, 3000)
+    smooth = np.stack([np.sin(x), np.cos(2 * x), np.sin(3 * x + 1)], axis=1) * 0.45 + 0.5
+    strip = torch.from_numpy(np.broadcast_to(smooth.T[:, None, :], (3, 4, 3000)).astype(np.float32))  # 4 × 3000 px
+    cfg = ImageConfig(input_size=(3, 32, 32))
+    part = resize_crop(strip, cfg)  # resized whole: 36 × 27428 pixels; here only the central part
+    whole = F.interpolate(strip[None], size=(36, 27428), mode="bicubic", antialias=True)[0].clamp(0, 1)[:, 2:34]
+    whole = whole[:, :, (27428 - 32) // 2 :][:, :, :32]
+    assert part.shape == (3, 32, 32)
+    assert (part - whole).abs().max() < 2e-3  # the same pixels up to a sub-pixel rounding of the centre
+    for shape in ((1, 300), (300, 1)):  # 1-pixel-wide images either way
+        out = resize_crop(torch.full((3, *shape), 0.25), cfg)
+        assert out.shape == (3, 32, 32)
+        torch.testing.assert_close(out, torch.full((3, 32, 32), 0.25))
 
 
 # ----------------------------------------------------------------------------------------------------------- points
