@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,13 @@ def test_class_folders(tmp_path: Path) -> None:
     assert ds.targets == [0, 0, 1]
     with pytest.raises(InputError, match=r"1.png"):
         ds[0]  # a text file named .png is reported, not skipped
+    os.symlink(tmp_path / "gone.png", tmp_path / "train" / "dog" / "4.png")  # dangling: a sample that fails to load
+    (tmp_path / "train" / "dog" / "5.png").mkdir()
+    ds = ImageFolder(tmp_path, "train", transform=load_image)
+    assert [s.id for s in ds.samples][-2:] == ["dog/4.png", "dog/5.png"]
+    for index in (3, 4):
+        with pytest.raises(InputError, match=r"no such image file"):
+            ds[index]
     touch(tmp_path / "train" / "dog" / "notes.txt")
     with pytest.raises(InputError, match=r"notes.txt"):
         ImageFolder(tmp_path, "train")
