@@ -47,6 +47,7 @@ __all__ = [
     "open_video",
     "sample_mesh_surface",
     "sample_name",
+    "series_float32",
 ]
 
 logger = logging.getLogger(__name__)
@@ -776,20 +777,25 @@ def load_series(path: PathLike) -> SeriesData:
         raise
     except Exception as err:  # parser errors are bad input
         raise InputError(f"{path}: cannot read the series ({err}); check the file") from err
-    values = np.asarray(values, dtype=np.float32)
+    values = series_float32(values, str(path))
     if values.ndim == 1:
         values = values[:, None]
     elif values.ndim == 3:  # Corrformer's (T, stations, features): station-major channels
         values = values.reshape(values.shape[0], -1)
     if values.ndim != 2:
         raise InputError(f"{path}: series has shape {values.shape}; expected [T], [T, D] or [T, stations, features]")
+    if timestamps is not None and timestamps.shape != values.shape[:1]:
+        raise InputError(
+            f"{path}: {timestamps.size} timestamps for {values.shape[0]} steps; expected one timestamp per step"
+        )
     return SeriesData(values, tuple(f"c{i}" for i in range(values.shape[1])), timestamps)
 
 
 def _read_series_csv(path: Path) -> SeriesData:
     """Parse a CSV with a header row; a first column named ``date``/``time``/``timestamp`` holds timestamps."""
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
+    # utf-8-sig: spreadsheet programs start their CSV files with a byte-order mark; blank lines are not rows
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        rows = [row for row in csv.reader(f) if any(cell.strip() for cell in row)]
     if len(rows) < 2:
         raise InputError(f"{path}: the CSV has {len(rows)} row(s); expected a header and at least one data row")
     header = [h.strip() for h in rows[0]]
@@ -800,9 +806,29 @@ def _read_series_csv(path: Path) -> SeriesData:
         raise InputError(f"{path}: rows have {sorted(widths)} cells but the header has {len(header)} (truncated?)")
     start = 1 if has_time else 0
     try:
-        values = np.array([[float(c) for c in r[start:]] for r in body], dtype=np.float32)
+        values = np.array([[float(c) for c in r[start:]] for r in body], dtype=np.float64)
         stamps = [r[0].strip().replace(" ", "T") for r in body]
         timestamps = np.array(stamps, dtype="datetime64[s]") if has_time else None
     except ValueError as err:
         raise InputError(f"{path}: a cell is not a number or a date ({err}); clean the CSV") from err
-    return SeriesData(values, tuple(header[start:]), timestamps)
+    return SeriesData(series_float32(values, str(path)), tuple(header[start:]), timestamps)
+
+
+def series_float32(values: np.ndarray, name: str) -> np.ndarray:
+    """Series values as float32.
+
+    Raises:
+        InputError: values that are not real numbers (strings, complex), or finite values beyond float32's range
+            (they would silently become inf).
+    """
+    values = np.asarray(values)
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_) or np.iscomplexobj(values):
+        raise InputError(f"{name}: series of dtype {values.dtype}; expected real numbers")
+    with np.errstate(over="ignore"):
+        narrow = np.asarray(values, dtype=np.float32)
+    if np.issubdtype(values.dtype, np.floating) and (overflow := np.isinf(narrow) & np.isfinite(values)).any():
+        raise InputError(
+            f"{name}: {int(overflow.sum())} value(s) beyond float32's range (±3.4e38), e.g. {values[overflow][0]:g}; "
+            "rescale the series"
+        )
+    return narrow

@@ -32,7 +32,7 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from unilk.adapters.config import AdapterConfig, check_choice, check_positive
-from unilk.adapters.io import PathLike, SeriesData, load_series, sample_name
+from unilk.adapters.io import PathLike, SeriesData, load_series, sample_name, series_float32
 from unilk.errors import ConfigError, InputError
 
 __all__ = [
@@ -491,7 +491,10 @@ class SeriesAdapter:
         if isinstance(sample, SeriesData):
             data = sample
         elif isinstance(sample, (np.ndarray, Tensor)):
-            values = np.asarray(sample, dtype=np.float32)
+            if isinstance(sample, Tensor):  # numpy has no bfloat16
+                sample = sample.detach().cpu()
+                sample = (sample.float() if sample.dtype == torch.bfloat16 else sample).numpy()
+            values = series_float32(sample, name)
             values = values[:, None] if values.ndim == 1 else values
             if values.ndim != 2:
                 raise InputError(f"{name}: series has shape {values.shape}; expected [T] or [T, D]")

@@ -14,10 +14,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from unilk.adapters import AudioAdapter, AudioConfig, ImageAdapter, ImageConfig, PointsAdapter, PointsConfig
+from unilk.adapters import (
+    AudioAdapter,
+    AudioConfig,
+    ImageAdapter,
+    ImageConfig,
+    PointsAdapter,
+    PointsConfig,
+    SeriesAdapter,
+    SeriesConfig,
+)
 from unilk.adapters.audio import resample
 from unilk.adapters.image import resize_crop
-from unilk.adapters.io import load_points
+from unilk.adapters.io import load_points, load_series
 from unilk.errors import ConfigError, InputError
 
 PEAK_LIMIT_MB = 1536  # the issue's bound: 1.5 GB for any input file under 1 MB
@@ -284,3 +293,36 @@ def test_string_and_complex_point_arrays_are_input_errors(tmp_path: Path) -> Non
     adapter = PointsAdapter(PointsConfig(num_points=16, image_size=16))
     with pytest.raises(InputError, match="points of dtype"):
         adapter(np.ones((10, 3), np.complex64))
+
+
+# ----------------------------------------------------------------------------------------------------------- series
+
+
+def test_series_of_strings_complex_numbers_or_beyond_float32_are_input_errors(tmp_path: Path) -> None:
+    np.save(tmp_path / "words.npy", np.array([["a", "b"]] * 10))
+    np.save(tmp_path / "complex.npy", np.ones((10, 2), np.complex64))  # the imaginary part was silently dropped
+    np.save(tmp_path / "huge.npy", np.full((10, 2), 1e300))  # became inf, reported as "NaN or inf"
+    (tmp_path / "huge.csv").write_text("a,b\n1e39,1\n2,3\n")
+    for name, reason in [
+        ("words.npy", "dtype <U1"), ("complex.npy", "dtype complex64"), ("huge.npy", r"20 value\(s\) beyond float32"),
+        ("huge.csv", r"1 value\(s\) beyond float32's range .* e\.g\. 1e\+39"),
+    ]:  # fmt: skip
+        with pytest.raises(InputError, match=rf"{name}: .*{reason}"):
+            load_series(tmp_path / name)
+    adapter = SeriesAdapter(SeriesConfig(group_size=1, d_model=8))
+    with pytest.raises(InputError, match="dtype <U1"):
+        adapter(np.array(["1", "2"]))
+    assert adapter(torch.ones(30, dtype=torch.bfloat16)).shape == (48, 1)
+
+
+def test_series_csv_with_a_byte_order_mark_and_blank_lines_and_npz_timestamps_per_step(tmp_path: Path) -> None:
+    text = "date,a\n2020-01-01 00:00:00,1\n\n2020-01-01 01:00:00,2\n\n"
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())  # as spreadsheet programs write it
+    data = load_series(tmp_path / "bom.csv")
+    assert data.columns == ("a",)
+    assert data.values.tolist() == [[1.0], [2.0]]
+    assert data.timestamps is not None
+    assert str(data.timestamps[1]) == "2020-01-01T01:00:00"
+    np.savez(tmp_path / "short.npz", values=np.zeros((10, 2)), timestamps=np.arange(4).astype("datetime64[s]"))
+    with pytest.raises(InputError, match=r"short\.npz: 4 timestamps for 10 steps"):
+        load_series(tmp_path / "short.npz")
