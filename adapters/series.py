@@ -100,6 +100,9 @@ class SeriesConfig(AdapterConfig):
         num_nodes: nodes with a station-position embedding (Corrformer's ``node_num``); 0 for none. Then D must be
             ``num_nodes·group_size``.
         station_coords: coordinates per station (e.g. 3) of the station-position embedding.
+        max_map_values: most values the maps of one series may hold (nodes × seq_len × d_model; each node is one
+            map); more is an error, so memory follows this, not the file (a 1 MB file of 60000 channels made 5455
+            maps of 48 × 768, 2.4 GB). The default, 2²⁴, is 455 nodes of the default size.
     """
 
     modality = "series"
@@ -118,10 +121,11 @@ class SeriesConfig(AdapterConfig):
     shape_view: bool = False
     num_nodes: int = 0
     station_coords: int = 3
+    max_map_values: int = 2**24
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
-        for name in ("seq_len", "d_model", "station_coords"):
+        for name in ("seq_len", "d_model", "station_coords", "max_map_values"):
             check_positive(owner, name, getattr(self, name))
         if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 0:
             raise ConfigError(
@@ -503,6 +507,15 @@ class SeriesAdapter:
             data = load_series(sample)
         if data.values.ndim != 2 or data.values.shape[0] == 0 or data.values.shape[1] == 0:
             raise InputError(f"{name}: series has shape {data.values.shape}; expected [T, D] with T, D ≥ 1")
+        cfg, channels = self.config, data.values.shape[1]
+        nodes = -(-channels // cfg.group_size) if cfg.group_size else 1
+        if nodes * cfg.seq_len * cfg.d_model > cfg.max_map_values:
+            raise InputError(
+                f"{name}: {channels} channels make {nodes} maps of {cfg.seq_len}x{cfg.d_model} (group_size="
+                f"{cfg.group_size}), {nodes * cfg.seq_len * cfg.d_model} values, above max_map_values="
+                f"{cfg.max_map_values}; expected fewer channels. Fix: select the channels you need, raise group_size, "
+                "or raise SeriesConfig.max_map_values"
+            )
         bad = ~np.isfinite(data.values)
         if bad.any():
             rows = np.nonzero(bad.any(axis=1))[0]

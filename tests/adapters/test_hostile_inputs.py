@@ -326,3 +326,14 @@ def test_series_csv_with_a_byte_order_mark_and_blank_lines_and_npz_timestamps_pe
     np.savez(tmp_path / "short.npz", values=np.zeros((10, 2)), timestamps=np.arange(4).astype("datetime64[s]"))
     with pytest.raises(InputError, match=r"short\.npz: 4 timestamps for 10 steps"):
         load_series(tmp_path / "short.npz")
+
+
+def test_series_making_more_map_values_than_the_cap_is_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "wide.npy", np.zeros((4, 60000), np.float32))  # 960 KB: 5455 maps of 48 × 768 (2.4 GB)
+    with pytest.raises(InputError, match=r"wide\.npy: 60000 channels make 5455 maps of 48x768 \(group_size=11\)"):
+        SeriesAdapter(SeriesConfig())(tmp_path / "wide.npy")
+    assert SeriesAdapter(SeriesConfig(max_map_values=2**28))(tmp_path / "wide.npy").shape == (48, 60005)
+    small = SeriesConfig(group_size=1, seq_len=4, label_len=0, d_model=2, max_map_values=24)  # 3 channels: 3 maps of 4 × 2
+    assert SeriesAdapter(small)(np.zeros((5, 3))).shape == (4, 3)
+    with pytest.raises(InputError, match="4 channels make 4 maps of 4x2"):
+        SeriesAdapter(small)(np.zeros((5, 4)))
