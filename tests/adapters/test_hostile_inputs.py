@@ -333,7 +333,8 @@ def test_series_making_more_map_values_than_the_cap_is_refused(tmp_path: Path) -
     with pytest.raises(InputError, match=r"wide\.npy: 60000 channels make 5455 maps of 48x768 \(group_size=11\)"):
         SeriesAdapter(SeriesConfig())(tmp_path / "wide.npy")
     assert SeriesAdapter(SeriesConfig(max_map_values=2**28))(tmp_path / "wide.npy").shape == (48, 60005)
-    small = SeriesConfig(group_size=1, seq_len=4, label_len=0, d_model=2, max_map_values=24)  # 3 channels: 3 maps of 4 × 2
+    # 3 channels: 3 maps of 4 × 2 = 24 values
+    small = SeriesConfig(group_size=1, seq_len=4, label_len=0, d_model=2, max_map_values=24)
     assert SeriesAdapter(small)(np.zeros((5, 3))).shape == (4, 3)
     with pytest.raises(InputError, match="4 channels make 4 maps of 4x2"):
         SeriesAdapter(small)(np.zeros((5, 4)))
