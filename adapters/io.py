@@ -1,9 +1,9 @@
 """Decoding raw files into arrays, with fallbacks between backends.
 
 Backends: soundfile (wav, flac, ogg) and PyAV (compressed audio and the audio track of video files) for audio; decord
-(primary) and PyAV (fallback, and where decord has no wheel) for video; open3d (and a small built-in PLY/ASCII reader
-when open3d cannot be imported) and numpy for point clouds (meshes are sampled with our own seeded, area-weighted
-sampler; OFF meshes are read without open3d); PIL for images; csv / numpy for time series.
+(primary) and PyAV (fallback, and where decord has no wheel) for video; built-in readers for PLY (open3d for unusual
+layouts) and ASCII xyz/pts, open3d for pcd, and numpy for point clouds (meshes are sampled with our own seeded,
+area-weighted sampler; OFF meshes are read without open3d); PIL for images; csv / numpy for time series.
 
 An unreadable, empty, truncated or mislabelled file raises :class:`~unilk.errors.InputError` naming the file and the
 reason. open3d and decord are imported inside the functions that use them.
@@ -468,12 +468,16 @@ def _read_ply_vertices(path: Path) -> np.ndarray:
             elements.append(words[1])
             if words[1] == "vertex":
                 count = int(words[2])
+                if count < 0:
+                    raise ValueError(f"the header declares {count} vertices")
         elif words[0] == "property" and elements[-1:] == ["vertex"]:
             if words[1] == "list":
                 raise _UnsupportedPlyError("list properties in the vertex element")
             props.append((words[2], _PLY_TYPES[words[1]]))
     if elements[:1] != ["vertex"] or not {"x", "y", "z"} <= {p for p, _ in props}:
         raise _UnsupportedPlyError("the vertex element must come first and have x, y, z properties")
+    if count == 0:
+        return np.zeros((0, 3), np.float32)
     if fmt == "ascii":
         table = np.loadtxt(io.BytesIO(body), max_rows=count, ndmin=2)
         if table.shape[0] < count:
@@ -504,7 +508,8 @@ def _import_open3d() -> Any:
 def load_points(path: PathLike, mesh_points: int = 8192) -> np.ndarray:
     """Read a point cloud, or sample points from a mesh.
 
-    Formats: ``.ply .pcd .xyz .pts`` (open3d; PLY and ASCII xyz/pts also without it); meshes ``.off`` (built-in
+    Formats: ``.ply`` (built-in reader, open3d for unusual layouts), ``.xyz .pts`` (ASCII, one point per line; a
+    ``.pts`` may start with its point count), ``.pcd`` (open3d); meshes ``.off`` (built-in
     reader) and ``.obj .stl`` (open3d), of which ``mesh_points`` points are sampled uniformly over the surface (seeded);
     ``.npy .npz .txt`` (numpy; the first three columns are x, y, z; an ``.npz`` holds a ``points`` or ``xyz`` array,
     or a single array).
@@ -527,6 +532,8 @@ def load_points(path: PathLike, mesh_points: int = 8192) -> np.ndarray:
         elif ext == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 keys = [k for k in ("points", "xyz") if k in archive.files] or archive.files
+                if not keys:
+                    raise ValueError("the archive holds no arrays")
                 if len(keys) != 1 and keys[0] not in ("points", "xyz"):
                     raise ValueError(f"cannot tell which array holds the points among {archive.files}")
                 array = archive[keys[0]]
@@ -561,6 +568,8 @@ def _read_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
     # ModelNet40 has files whose header runs into the counts ("OFF490 518 0")
     head = [tokens[0][3:]] if len(tokens[0]) > 3 else []
     rest = head + tokens[1:]
+    if len(rest) < 3:
+        raise ValueError("the OFF header has no vertex, face and edge counts")
     num_vertices, num_faces = int(rest[0]), int(rest[1])
     values = rest[3:]
     if len(values) < 3 * num_vertices:
@@ -589,6 +598,11 @@ def sample_mesh_surface(vertices: np.ndarray, triangles: np.ndarray, count: int,
     Returns:
         float64 array [count, 3].
     """
+    if len(triangles) and (triangles.min() < 0 or triangles.max() >= len(vertices)):
+        bad = triangles[(triangles < 0) | (triangles >= len(vertices))][0]
+        raise ValueError(f"a face refers to vertex {bad}, outside the {len(vertices)} vertices")
+    if not np.isfinite(vertices).all():
+        raise ValueError(f"{int((~np.isfinite(vertices).all(axis=1)).sum())} vertices have NaN or inf coordinates")
     corners = vertices[triangles]  # (F, 3 corners, 3)
     areas = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
     if not areas.sum() > 0:
@@ -628,13 +642,27 @@ def _read_o3d_cloud(path: Path) -> np.ndarray:
             return _read_ply_vertices(path)
         except _UnsupportedPlyError as err:
             logger.debug("%s: %s; reading it with open3d", path, err)
-    try:
-        o3d = _import_open3d()
-    except ImportError:
-        if ext in (".xyz", ".pts"):
-            return np.loadtxt(path, ndmin=2)
-        raise
-    return np.asarray(o3d.io.read_point_cloud(str(path)).points)
+    if ext in (".xyz", ".pts"):
+        return _read_ascii_cloud(path)
+    return np.asarray(_import_open3d().io.read_point_cloud(str(path)).points)
+
+
+def _read_ascii_cloud(path: Path) -> np.ndarray:
+    """Read an ASCII ``.xyz``/``.pts`` cloud: one point per line (x y z, then any other columns), separated by
+    spaces or commas; a ``.pts`` may start with a line holding the point count (Leica), which is checked.
+
+    Not open3d: it skips malformed lines without a word, reads a header-less ``.pts`` (ShapeNet's) as empty and a
+    two-column file as no points.
+    """
+    lines = [line for line in path.read_text().replace(",", " ").splitlines() if line.strip()]
+    first = lines[0].split() if lines else []
+    if path.suffix.lower() == ".pts" and len(first) == 1 and first[0].isdigit():
+        count, lines = int(first[0]), lines[1:]
+        if len(lines) != count:
+            raise ValueError(f"the first line declares {count} points, the file holds {len(lines)}")
+    if not lines:
+        return np.zeros((0, 3), np.float32)
+    return np.loadtxt(lines, ndmin=2)
 
 
 # ---------------------------------------------------------------------------------------------------------- images

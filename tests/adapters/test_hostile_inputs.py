@@ -286,6 +286,43 @@ def test_points_near_the_float32_limit_give_the_views_of_the_scaled_cloud() -> N
         adapter(cloud.astype(np.float64) * 1e300)  # beyond float32's range
 
 
+def test_mesh_faces_must_name_existing_vertices_with_finite_coordinates(tmp_path: Path) -> None:
+    vertices = "0 0 0\n1 0 0\n0 1 0\n"
+    (tmp_path / "negative.off").write_text(f"OFF\n3 1 0\n{vertices}3 0 1 -1\n")  # numpy read -1 as the last vertex
+    (tmp_path / "beyond.off").write_text(f"OFF\n3 1 0\n{vertices}3 0 1 3\n")
+    (tmp_path / "nan.off").write_text("OFF\n3 1 0\nnan 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")  # was "no surface"
+    (tmp_path / "header.off").write_text("OFF\n")
+    for name, reason in [
+        ("negative.off", "vertex -1, outside the 3 vertices"), ("beyond.off", "vertex 3, outside the 3 vertices"),
+        ("nan.off", "1 vertices have NaN or inf"), ("header.off", "no vertex, face and edge counts"),
+    ]:  # fmt: skip
+        with pytest.raises(InputError, match=rf"{name}: .*{reason}"):
+            load_points(tmp_path / name)
+
+
+def test_ascii_xyz_and_pts_clouds_are_read_line_by_line_and_never_skip_a_line(tmp_path: Path) -> None:
+    cloud = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.savetxt(tmp_path / "shapenet.pts", cloud)  # no count line (ShapeNet part): open3d read it as empty
+    (tmp_path / "leica.pts").write_text("4\n" + "".join(f"{x} {y} {z} 7 1 2 3\n" for x, y, z in cloud))
+    np.savetxt(tmp_path / "comma.xyz", cloud, delimiter=",")
+    for name in ("shapenet.pts", "leica.pts", "comma.xyz"):
+        np.testing.assert_array_equal(load_points(tmp_path / name), cloud, err_msg=name)
+    (tmp_path / "short.pts").write_text("5\n1 2 3\n")
+    (tmp_path / "bad_line.xyz").write_text("1 2 3\nfoo bar baz\n4 5 6\n")  # open3d dropped the line silently
+    np.savetxt(tmp_path / "flat.xyz", cloud[:, :2])  # open3d: "no points"
+    for name, reason in [
+        ("short.pts", "declares 5 points, the file holds 1"),
+        ("bad_line.xyz", "'foo'"),
+        ("flat.xyz", r"shape \(4, 2\)"),
+    ]:
+        with pytest.raises(InputError, match=rf"{name}: .*{reason}"):
+            load_points(tmp_path / name)
+    (tmp_path / "none.ply").write_text("ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\n"
+                                       "property float z\nend_header\n")  # fmt: skip
+    with pytest.raises(InputError, match=r"none\.ply: the cloud has no points"):
+        PointsAdapter(PointsConfig(num_points=16, image_size=16))(tmp_path / "none.ply")
+
+
 def test_string_and_complex_point_arrays_are_input_errors(tmp_path: Path) -> None:
     np.save(tmp_path / "words.npy", np.array([["a", "b", "c"]] * 10))
     with pytest.raises(InputError, match=r"words\.npy: points of dtype <U1"):
