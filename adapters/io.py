@@ -677,7 +677,7 @@ _WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 655
 
 def load_image(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
     """Read an image file as a ``PIL.Image`` (RGB for 8-bit images; 16-bit, 32-bit and float images keep their mode,
-    see :func:`image_to_array`).
+    see :func:`image_to_array`), turned upright by its EXIF orientation tag as image viewers do.
 
     Args:
         path: the file.
@@ -707,9 +707,24 @@ def load_image(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
             )
         try:
             image.load()
+            image = _upright(image, path)
             return image.copy() if image.mode in _WIDE_MODES else image.convert("RGB")
         except Exception as err:  # PIL raises several types for bad files
             raise InputError(f"{path}: cannot decode image ({err}); check the file is a complete image") from err
+
+
+def _upright(image: Any, path: Path) -> Any:
+    """The image as a viewer shows it: turned by its EXIF orientation tag (phone photos are stored sideways). An
+    unreadable tag leaves the pixels as stored, with a log line."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception as err:  # a damaged EXIF block does not make the pixels unreadable
+        log_once(
+            logger, ("exif", type(err).__name__), "%s: EXIF orientation unreadable (%s); pixels as stored", path, err
+        )
+        return image
 
 
 def image_to_array(image: Any, name: str, reduce: int = 1) -> np.ndarray:

@@ -26,7 +26,7 @@ from unilk.adapters import (
 )
 from unilk.adapters.audio import resample
 from unilk.adapters.image import resize_crop
-from unilk.adapters.io import load_points, load_series
+from unilk.adapters.io import load_image, load_points, load_series
 from unilk.errors import ConfigError, InputError
 
 PEAK_LIMIT_MB = 1536  # the bound: 1.5 GB for any input file under 1 MB
@@ -254,6 +254,20 @@ def test_huge_image_is_box_reduced_first_and_matches_the_direct_resize() -> None
     direct = ImageAdapter(cfg)(smooth)  # array input: resized directly
     # the reduced pixels are rounded to uint8 again: a mean difference of about 1.5 grey levels (normalised units)
     assert (reduced - direct).abs().mean() < 0.04
+
+
+def test_exif_orientation_is_applied_as_a_viewer_shows_the_photo(tmp_path: Path) -> None:
+    stored = np.zeros((40, 60, 3), np.uint8)
+    stored[:, :30] = 255  # left half white, as stored
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display" (a phone held upright)
+    image.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = load_image(tmp_path / "phone.jpg")
+    assert upright.size == (40, 60)  # W × H: portrait
+    pixels = np.asarray(upright)[:, :, 0].astype(int)
+    assert pixels[:25].min() > 200  # the white half is now on top
+    assert pixels[-25:].max() < 50
 
 
 def test_very_elongated_image_resizes_only_what_the_crop_sees_and_matches_the_whole_resize() -> None:
