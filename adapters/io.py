@@ -289,12 +289,15 @@ class VideoSource:
         backend: ``"decord"`` or ``"pyav"``.
     """
 
-    def __init__(self, path: Path, num_frames: int, fps: float, backend: str, reader: Any = None) -> None:
+    def __init__(
+        self, path: Path, num_frames: int, fps: float, backend: str, reader: Any = None, fallback: bool = False
+    ) -> None:
         self.path = path
         self.num_frames = num_frames
         self.fps = fps
         self.backend = backend
         self._reader = reader
+        self._fallback = fallback  # decode with PyAV where decord fails (it cannot copy frames of some sizes)
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
         """Decode frames by index.
@@ -315,7 +318,13 @@ class VideoSource:
             )
         try:
             if self.backend == "decord":
-                return self._reader.get_batch(idx).asnumpy()
+                try:
+                    return self._reader.get_batch(idx).asnumpy()
+                except Exception as err:  # decord raises its own error types
+                    if not self._fallback:
+                        raise
+                    logger.debug("%s: decord cannot decode frames (%s); trying PyAV", self.path, err)
+                    return _pyav_frames(self.path, idx, self.fps)
             elif self.backend == "pyav":
                 return _pyav_frames(self.path, idx, self.fps)
             else:
@@ -402,7 +411,7 @@ def open_video(path: PathLike, backend: str = "auto") -> VideoSource:
             reader = decord.VideoReader(str(path), num_threads=0)
             n = len(reader)
             if n > 0:
-                return VideoSource(path, n, float(reader.get_avg_fps()), "decord", reader)
+                return VideoSource(path, n, float(reader.get_avg_fps()), "decord", reader, fallback=backend == "auto")
             errors.append("decord: no frames")
         except ImportError as err:
             errors.append(f"decord: not installed ({err}; `pip install decord` on Linux x86-64)")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from adapter_media import gray_frames, write_mp4
 from PIL import Image
 
 from unilk.adapters import (
@@ -26,7 +27,7 @@ from unilk.adapters import (
 )
 from unilk.adapters.audio import resample
 from unilk.adapters.image import resize_crop
-from unilk.adapters.io import load_image, load_points, load_series
+from unilk.adapters.io import load_image, load_points, load_series, open_video
 from unilk.errors import ConfigError, InputError
 
 PEAK_LIMIT_MB = 1536  # the bound: 1.5 GB for any input file under 1 MB
@@ -284,6 +285,21 @@ def test_very_elongated_image_resizes_only_what_the_crop_sees_and_matches_the_wh
         out = resize_crop(torch.full((3, *shape), 0.25), cfg)
         assert out.shape == (3, 32, 32)
         torch.testing.assert_close(out, torch.full((3, 32, 32), 0.25))
+
+
+# ------------------------------------------------------------------------------------------------------------ video
+
+
+def test_frames_decord_cannot_copy_are_decoded_with_pyav(tmp_path: Path) -> None:
+    pytest.importorskip("decord")
+    path = write_mp4(tmp_path / "tiny.mp4", gray_frames(6, height=2, width=2, step=40))  # decord: "size must match"
+    video = open_video(path)
+    assert video.backend == "decord"
+    frames = video.get([0, 5, 2])
+    assert frames.shape == (3, 2, 2, 3)
+    np.testing.assert_allclose(frames[:, 0, 0, 0], [0, 200, 80], atol=6)  # each frame's own level, in index order
+    with pytest.raises(InputError, match=r"tiny\.mp4: cannot decode frames"):
+        open_video(path, backend="decord").get([0])  # asked for decord alone: no fallback
 
 
 # ----------------------------------------------------------------------------------------------------------- points
