@@ -287,15 +287,24 @@ class VideoSource:
         num_frames: number of decodable frames.
         fps: average frame rate (frames per second).
         backend: ``"decord"`` or ``"pyav"``.
+        frame_size: (height, width) of a decoded frame from the header, or None when the header does not say.
     """
 
     def __init__(
-        self, path: Path, num_frames: int, fps: float, backend: str, reader: Any = None, fallback: bool = False
+        self,
+        path: Path,
+        num_frames: int,
+        fps: float,
+        backend: str,
+        reader: Any = None,
+        fallback: bool = False,
+        frame_size: tuple[int, int] | None = None,
     ) -> None:
         self.path = path
         self.num_frames = num_frames
         self.fps = fps
         self.backend = backend
+        self.frame_size = frame_size
         self._reader = reader
         self._fallback = fallback  # decode with PyAV where decord fails (it cannot copy frames of some sizes)
 
@@ -371,8 +380,8 @@ def _pyav_frames(path: Path, indices: list[int], fps: float) -> np.ndarray:
     return np.stack([found[i] for i in indices])
 
 
-def _pyav_count(path: Path) -> tuple[int, float]:
-    """Count frames by demuxing (containers often carry no or a wrong frame count); return (count, fps).
+def _pyav_count(path: Path) -> tuple[int, float, tuple[int, int] | None]:
+    """Count frames by demuxing (containers often carry no or a wrong frame count); return (count, fps, frame size).
 
     Demuxing reads packets without decoding them, so it is cheap; one packet holds one frame for the usual codecs.
     """
@@ -383,8 +392,27 @@ def _pyav_count(path: Path) -> tuple[int, float]:
             raise ValueError("the container has no video stream")
         stream = container.streams.video[0]
         fps = float(stream.average_rate) if stream.average_rate else 0.0
+        size = _stream_frame_size(stream)
         count = sum(1 for packet in container.demux(stream) if packet.size > 0)
-    return count, fps
+    return count, fps, size
+
+
+def _stream_frame_size(stream: Any) -> tuple[int, int] | None:
+    """(height, width) a PyAV video stream's header declares, or None."""
+    height, width = stream.codec_context.height, stream.codec_context.width
+    return (int(height), int(width)) if height and width else None
+
+
+def _header_frame_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from a video's header (PyAV reads only the header: well under a millisecond), or None."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            return _stream_frame_size(container.streams.video[0]) if container.streams.video else None
+    except Exception as err:  # the size is a hint for reading frames in bounded memory; decord opened the file
+        logger.debug("%s: no frame size from the header (%s)", path, err)
+        return None
 
 
 def open_video(path: PathLike, backend: str = "auto") -> VideoSource:
@@ -411,7 +439,8 @@ def open_video(path: PathLike, backend: str = "auto") -> VideoSource:
             reader = decord.VideoReader(str(path), num_threads=0)
             n = len(reader)
             if n > 0:
-                return VideoSource(path, n, float(reader.get_avg_fps()), "decord", reader, fallback=backend == "auto")
+                fps, size = float(reader.get_avg_fps()), _header_frame_size(path)
+                return VideoSource(path, n, fps, "decord", reader, fallback=backend == "auto", frame_size=size)
             errors.append("decord: no frames")
         except ImportError as err:
             errors.append(f"decord: not installed ({err}; `pip install decord` on Linux x86-64)")
@@ -421,7 +450,7 @@ def open_video(path: PathLike, backend: str = "auto") -> VideoSource:
             raise InputError(f"{path}: cannot open video ({'; '.join(errors)})")
         logger.debug("%s: decord failed (%s); trying PyAV", path, errors[-1])
     try:
-        n, fps = _pyav_count(path)
+        n, fps, size = _pyav_count(path)
     except Exception as err:  # any decoder failure is a bad input
         errors.append(f"PyAV: {err}")
         raise InputError(
@@ -429,7 +458,7 @@ def open_video(path: PathLike, backend: str = "auto") -> VideoSource:
         ) from err
     if n == 0:
         raise InputError(f"{path}: the video has no decodable frames; expected at least 1")
-    return VideoSource(path, n, fps, "pyav")
+    return VideoSource(path, n, fps, "pyav", frame_size=size)
 
 
 # ---------------------------------------------------------------------------------------------------------- points

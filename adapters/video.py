@@ -30,7 +30,7 @@ from torch import Tensor
 
 from unilk.adapters.common import stack_maps
 from unilk.adapters.config import AdapterConfig, check_choice, check_positive
-from unilk.adapters.io import PathLike, open_video, sample_name
+from unilk.adapters.io import PathLike, VideoSource, open_video, sample_name
 from unilk.errors import ConfigError, InputError
 from unilk.once import log_once
 
@@ -39,6 +39,7 @@ __all__ = [
     "IMAGENET_STD",
     "VideoAdapter",
     "VideoConfig",
+    "central_part",
     "crop_frames",
     "normalize_frames",
     "random_crop_frames",
@@ -76,6 +77,8 @@ class VideoConfig(AdapterConfig):
         short_video_policy: ``repeat_last`` (warn) or ``error``.
         test_clips: clips per video at test time (:meth:`VideoAdapter.views`).
         test_crops: spatial crops per clip at test time: 1 (centre) or 3 (left/top, centre, right/bottom).
+        max_pixels: largest frame accepted (width × height, read from the header before decoding); the default takes
+            4K (4096 × 2160) and refuses 8K, whose decoder alone holds about 1 GB.
     """
 
     modality = "video"
@@ -93,10 +96,11 @@ class VideoConfig(AdapterConfig):
     short_video_policy: str = "repeat_last"
     test_clips: int = 5
     test_crops: int = 3
+    max_pixels: int = 10_000_000
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
-        for name in ("num_frames", "frame_stride", "short_side", "crop_size", "test_clips"):
+        for name in ("num_frames", "frame_stride", "short_side", "crop_size", "test_clips", "max_pixels"):
             check_positive(owner, name, getattr(self, name))
         check_positive(owner, "grid_rows", self.grid_rows, allow_none=True)
         check_positive(owner, "grid_cols", self.grid_cols, allow_none=True)
@@ -185,6 +189,30 @@ def random_frame_indices(num_video_frames: int, cfg: VideoConfig, generator: tor
         return np.minimum(positions.astype(np.int64), num_video_frames - 1)
     else:
         raise ConfigError(f"VideoConfig.sampling: got {cfg.sampling!r}, expected 'dense' or 'uniform'")
+
+
+#: most bytes of decoded, not yet resized frames held at once.
+_READ_BYTES = 64 * 2**20
+
+#: frames longer than this many times their short side are cut to their central part before resizing.
+_MAX_ASPECT = 16
+
+
+def central_part(frames: Tensor, max_aspect: float) -> Tensor:
+    """Cut the long side of frames to at most ``max_aspect`` × the short side, keeping the centre.
+
+    A 2 × 4096 video resized so its short side is 224 would be 224 × 458752 pixels per frame (5 GB for a 2 KB file);
+    every crop of the frames an adapter takes lies in such a central part for any ordinary aspect ratio.
+
+    Tensor[T, C, H, W] -> Tensor[T, C, H', W'] (a view).
+    """
+    height, width = frames.shape[-2:]
+    longest = math.ceil(max_aspect * min(height, width))
+    if height > longest:
+        frames = frames[..., (height - longest) // 2 : (height - longest) // 2 + longest, :]
+    if width > longest:
+        frames = frames[..., (width - longest) // 2 : (width - longest) // 2 + longest]
+    return frames
 
 
 def resize_short_side(frames: Tensor, short_side: int) -> Tensor:
@@ -281,7 +309,7 @@ class VideoAdapter:
         self.backend = backend
 
     def _open(self, sample: VideoSample) -> tuple[int, Any]:
-        """Return (frame count, a function indices -> uint8 [T, H, W, 3])."""
+        """Return (frame count, a function indices -> resized uint8 Tensor[T, 3, H', W'])."""
         name = sample_name(sample)
         if isinstance(sample, (np.ndarray, Tensor)):
             frames = torch.as_tensor(sample)
@@ -290,9 +318,25 @@ class VideoAdapter:
                     f"{name}: frames have shape {tuple(frames.shape)} and dtype {frames.dtype}; "
                     "expected uint8 [N, H, W, 3] (RGB)"
                 )
-            return frames.shape[0], lambda idx: frames[torch.as_tensor(idx)]
+            return frames.shape[0], lambda idx: self._prepare(frames[torch.as_tensor(idx)])
         source = open_video(sample, self.backend)
-        return source.num_frames, source.get
+        height, width = source.frame_size or (0, 0)
+        if height * width > self.config.max_pixels:
+            raise InputError(
+                f"{name}: the header declares {width}x{height} = {width * height} pixels per frame, above "
+                f"max_pixels={self.config.max_pixels}; expected a smaller video. Fix: downscale it, or raise "
+                "VideoConfig.max_pixels"
+            )
+        return source.num_frames, lambda idx: self._read_resized(source, idx)
+
+    def _read_resized(self, source: VideoSource, indices: np.ndarray) -> Tensor:
+        """Decode and resize frames a few at a time, so that decoded frames never hold more than ``_READ_BYTES``
+        (a 100 KB 8K clip decoded whole took 4.5 GB): memory follows the model input, not the file."""
+        unique, inverse = np.unique(np.asarray(indices), return_inverse=True)
+        height, width = source.frame_size or (0, 0)
+        per_read = max(1, _READ_BYTES // max(1, 3 * height * width)) if height else len(unique)
+        parts = [self._prepare(source.get(unique[i : i + per_read])) for i in range(0, len(unique), per_read)]
+        return torch.cat(parts)[torch.as_tensor(inverse.reshape(-1))]
 
     def _indices(
         self, name: str, count: int, clip: int, num_clips: int, generator: torch.Generator | None = None
@@ -332,7 +376,7 @@ class VideoAdapter:
         rounding to 1/255 once, like torchvision's uint8 transforms.
         """
         frames = torch.as_tensor(np.asarray(raw) if not isinstance(raw, Tensor) else raw).permute(0, 3, 1, 2)
-        return resize_short_side(frames, self.config.short_side)
+        return resize_short_side(central_part(frames, _MAX_ASPECT), self.config.short_side)
 
     def resized_frames(self, sample: VideoSample, generator: torch.Generator | None = None) -> Tensor:
         """The frames of one clip, resized but not cropped: uint8 Tensor[T, 3, H', W'] with min(H', W') = short side.
@@ -340,7 +384,7 @@ class VideoAdapter:
         Without a generator the centre clip; with one a random clip start (or random frame per segment).
         """
         count, read = self._open(sample)
-        return self._prepare(read(self._indices(sample_name(sample), count, 0, 1, generator)))
+        return read(self._indices(sample_name(sample), count, 0, 1, generator))
 
     def finish(self, frames: Tensor) -> Tensor:
         """Normalise and tile cropped frames: Tensor[T, 3, S, S] (uint8 or float in [0, 1]) -> Tensor[3, rows·S,
@@ -384,7 +428,7 @@ class VideoAdapter:
         positions = ["center"] if cfg.test_crops == 1 else ["start", "center", "end"]
         views = []
         for k in range(cfg.test_clips):
-            frames = self._prepare(read(self._indices(name, count, k, cfg.test_clips)))
+            frames = read(self._indices(name, count, k, cfg.test_clips))
             for position in positions:
                 cropped = crop_frames(frames, cfg.crop_size, position)
                 views.append(self._tile(normalize_frames(cropped, cfg.mean, cfg.std)))

@@ -24,6 +24,8 @@ from unilk.adapters import (
     PointsConfig,
     SeriesAdapter,
     SeriesConfig,
+    VideoAdapter,
+    VideoConfig,
 )
 from unilk.adapters.audio import resample
 from unilk.adapters.image import resize_crop
@@ -84,6 +86,7 @@ def _hostile_files(tmp_path: Path) -> dict[str, Path]:
         "strip_png": tmp_path / "strip.png",
     }
     Image.new("RGB", (10000, 1), (10, 200, 30)).save(files["strip_png"])
+    files["strip_mp4"] = write_mp4(tmp_path / "strip.mp4", gray_frames(16, height=2, width=4096))
     Image.new("L", (12000, 12000)).save(files["huge_png"], optimize=True)
     Image.new("RGB", (8000, 5000), (90, 120, 200)).save(files["cap_png"])  # 40 Mpx: at the default cap, decoded
     rng = np.random.default_rng(1)
@@ -103,6 +106,7 @@ def test_hostile_files_stay_under_the_memory_bound(tmp_path: Path) -> None:
         ("audio", str(files["many_channels"]), {}),
         ("audio", str(files["many_channels"]), {"length_policy": "chunk", "target_frames": 512}),
         ("image", str(files["strip_png"]), {}),
+        ("video", str(files["strip_mp4"]), {}),
     ]
     # one fresh interpreter per file: the bound is per input, and one process's allocator keeps what earlier files used
     reports = [_peak_run([job]) for job in jobs]
@@ -116,6 +120,7 @@ def test_hostile_files_stay_under_the_memory_bound(tmp_path: Path) -> None:
     assert results[4] == ["ok", [1, 1, 1024, 128]]
     assert results[5] == ["ok", [6, 1, 512, 128]]  # 30 s -> 2999 frames -> 6 chunks of 512
     assert results[6] == ["ok", [3, 224, 224]]  # 1 × 10000 pixels: its short side to 256 would be 2.56 G pixels
+    assert results[7] == ["ok", [3, 896, 896]]  # 2 × 4096 frames: 224 × 458752 each once resized (5.3 GB)
     peaks = {job[1].rsplit("/", 1)[-1]: report["peak_mb"] for job, report in zip(jobs, reports)}
     assert max(peaks.values()) <= PEAK_LIMIT_MB, peaks
 
@@ -300,6 +305,29 @@ def test_frames_decord_cannot_copy_are_decoded_with_pyav(tmp_path: Path) -> None
     np.testing.assert_allclose(frames[:, 0, 0, 0], [0, 200, 80], atol=6)  # each frame's own level, in index order
     with pytest.raises(InputError, match=r"tiny\.mp4: cannot decode frames"):
         open_video(path, backend="decord").get([0])  # asked for decord alone: no fallback
+
+
+def test_video_frames_are_read_a_few_at_a_time_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import unilk.adapters.video as video_module
+
+    frames = gray_frames(12, height=48, width=64, step=20)
+    frames[:, :, :32] //= 2  # left half darker: a crop position shows
+    path = write_mp4(tmp_path / "clip.mp4", frames)
+    adapter = VideoAdapter(VideoConfig(num_frames=4, frame_stride=2, short_side=32, crop_size=32, test_clips=2))
+    whole_clip, whole_views = adapter(path), adapter.views(path)
+    monkeypatch.setattr(video_module, "_READ_BYTES", 3 * 48 * 64 * 2)  # two frames per read
+    torch.testing.assert_close(adapter(path), whole_clip, atol=0, rtol=0)
+    torch.testing.assert_close(adapter.views(path), whole_views, atol=0, rtol=0)
+
+
+def test_video_frame_cap_is_read_from_the_header_and_configurable(tmp_path: Path) -> None:
+    path = write_mp4(tmp_path / "clip.mp4", gray_frames(4, height=48, width=64))
+    small = VideoConfig(num_frames=4, short_side=32, crop_size=32, max_pixels=3000)
+    with pytest.raises(InputError, match=r"clip\.mp4: the header declares 64x48 = 3072 pixels per frame, above max_p"):
+        VideoAdapter(small)(path)
+    assert VideoAdapter(small.replace(max_pixels=3072))(path).shape == (3, 64, 64)
 
 
 # ----------------------------------------------------------------------------------------------------------- points
