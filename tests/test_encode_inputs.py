@@ -148,6 +148,24 @@ def test_points_and_series_batches_equal_their_samples(encoder: Encoder) -> None
         encoder.encode(points=b"ply\n")
 
 
+def test_elements_that_are_no_sample_and_empty_inputs_are_input_errors(encoder: Encoder) -> None:
+    wave = np.zeros(RATE, np.float32)
+    for kwargs, message in [
+        ({"image": [None]}, r"image=\[\.\.\.\]\): an element of type NoneType"),  # was pathlib's TypeError
+        ({"image": {"a": 1}}, "an element of type int"),
+        ({"points": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]}, r"an element of type list.*np\.asarray"),
+        ({"series": [1.0, 2.0, 3.0]}, "an element of type float"),
+        ({"audio": (wave, 16000.5)}, "pairs need an integer rate"),
+        ({"image": []}, r"the list holds no inputs"),  # said "got list; expected ... list of samples"
+        ({"audio": {}}, r"the dict holds no inputs"),
+        ({"points": np.zeros((0, 10, 3), np.float32)}, r"the ndarray holds no inputs"),  # gave (0, 0) embeddings
+    ]:
+        with pytest.raises(InputError, match=message):
+            encoder.encode(**kwargs)
+    with pytest.raises(InputError, match="NoneType"):  # a form error, like an ambiguous array: raised in any mode
+        encoder.encode(image=[None, np.zeros((8, 8, 3), np.uint8)], on_error="record")
+
+
 def test_maps_is_public_and_batched(encoder: Encoder) -> None:
     assert unilk.Maps is Maps
     maps = torch.randn(3, 1, 48, 32)

@@ -57,13 +57,23 @@ def name_inputs(modality: str, inputs: Any, layout: str | None = None) -> list[t
         ``[(id, sample)]``: paths keep their path as id, in-memory samples are ``"<modality>[i]"``.
 
     Raises:
-        InputError: an unknown form, an unknown layout, or an array whose shape does not say what it holds.
+        InputError: an unknown form, an unknown layout, no inputs, or an array whose shape does not say what it
+            holds.
     """
+    if layout is not None and layout not in LAYOUTS[modality]:
+        raise InputError(f"encode layout: got {layout!r} for {modality}; expected one of {list(LAYOUTS[modality])}")
+    named = _name_inputs(modality, inputs, layout)
+    if not named:  # an empty list, mapping or batch array: an empty result would pass for one
+        raise InputError(
+            f"encode({modality}=...): the {type(inputs).__name__} holds no inputs; expected at least one sample"
+        )
+    return named
+
+
+def _name_inputs(modality: str, inputs: Any, layout: str | None) -> list[tuple[str, Any]]:
     from unilk.encoding import Maps
     from unilk.extract import list_inputs, modality_extensions
 
-    if layout is not None and layout not in LAYOUTS[modality]:
-        raise InputError(f"encode layout: got {layout!r} for {modality}; expected one of {list(LAYOUTS[modality])}")
     if isinstance(inputs, Maps):
         maps = inputs.tensor if inputs.tensor.dim() == 4 else inputs.tensor.unsqueeze(0)
         return [(f"{modality}[{i}]", Maps(m)) for i, m in enumerate(maps)]
@@ -82,7 +92,7 @@ def name_inputs(modality: str, inputs: Any, layout: str | None = None) -> list[t
         return [(f"{modality}[0]", _one(modality, inputs, layout))]  # one (waveform, sample_rate) pair
     if isinstance(inputs, (np.ndarray, Tensor)):
         return [(f"{modality}[{i}]", s) for i, s in enumerate(split_array(modality, inputs, layout))]
-    if isinstance(inputs, Sequence) and inputs:
+    if isinstance(inputs, Sequence) and not isinstance(inputs, str):
         return [
             (str(x), str(x)) if isinstance(x, (str, os.PathLike)) else (f"{modality}[{i}]", _one(modality, x, layout))
             for i, x in enumerate(inputs)
@@ -165,7 +175,25 @@ def _one(modality: str, sample: Any, layout: str | None) -> Any:
                 f"samples; expected one per element. Fix: pass the batch array itself, not inside a list"
             )
         return samples[0]
-    return sample
+    if isinstance(sample, (str, os.PathLike)) or _is_sample_object(modality, sample):
+        return sample
+    hint = " ((waveform, sample_rate) pairs need an integer rate)" if modality == "audio" else ""
+    raise InputError(
+        f"encode({modality}=[...]): an element of type {type(sample).__name__}; expected a path, an array/tensor or "
+        f"bytes per element{hint}. Fix: pass one sample as an array (np.asarray(...)), not as a list"
+    )
+
+
+def _is_sample_object(modality: str, sample: Any) -> bool:
+    """Objects an adapter reads as one sample besides paths, arrays and bytes: ready maps, a PIL image, a series."""
+    from unilk.adapters.io import SeriesData
+    from unilk.encoding import Maps
+
+    return (
+        isinstance(sample, Maps)
+        or (modality == "image" and _is_pil(sample))
+        or (modality == "series" and isinstance(sample, SeriesData))
+    )
 
 
 def split_array(modality: str, array: np.ndarray | Tensor, layout: str | None = None) -> list[Any]:
