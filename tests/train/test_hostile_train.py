@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from unilk.datasets import synthetic
+from unilk.datasets.base import Sample
 from unilk.errors import ConfigError
 from unilk.train.build import validate_recipe
 from unilk.train.commands import train_command
@@ -166,6 +167,7 @@ class _SomeUnreadable(torch.utils.data.Dataset):
     def __init__(self, dataset: torch.utils.data.Dataset, bad: set[int]) -> None:
         self.dataset, self.bad = dataset, bad
         self.classes = dataset.classes
+        self.samples = [Sample(f"sample{i}.wav", None, 0) for i in range(len(dataset))]  # as folder datasets name them
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -197,3 +199,6 @@ def test_unreadable_training_and_eval_samples_are_recorded_and_the_run_goes_on(
     rows = [json.loads(line) for line in (tmp_path / "run" / "data_errors.jsonl").read_text().splitlines()]
     assert [(r["split"], r["index"]) for r in rows] == [("eval", 5), ("train", 3), ("train", 40)]
     assert rows[0]["error"] == "ValueError: sample5.wav: cannot decode"
+    assert [(r["id"], r["type"]) for r in rows] == [("sample5.wav", "ValueError")] + [
+        (f"sample{i}.wav", "ValueError") for i in (3, 40)
+    ]

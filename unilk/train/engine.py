@@ -22,7 +22,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -387,6 +387,16 @@ class Trainer:
                 logger.warning("%s sample %d left out: %s", split, index, error)
                 self.failed_samples[(split, index)] = error
 
+    def _failure_record(self, split: str, index: int, error: str) -> dict[str, Any]:
+        """One line of ``data_errors.jsonl``: split, index, the sample's id where the dataset names its samples, the
+        error's type and its ``"Type: message"``."""
+        dataset = self.parts.train_set if split == "train" else self.parts.eval_set
+        samples = getattr(dataset, "samples", None)
+        record: dict[str, Any] = {"split": split, "index": index}
+        if isinstance(samples, Sequence) and 0 <= index < len(samples) and hasattr(samples[index], "id"):
+            record["id"] = str(samples[index].id)
+        return {**record, "type": error.split(":", 1)[0], "error": error}
+
     def _batch_sampler(self) -> GlobalBatchSampler:
         """The recipe's training sampler (``data.sampler``)."""
         data, seed, rank, world = self.recipe.data, self.recipe.train.seed, self.info.rank, self.info.world_size
@@ -741,9 +751,7 @@ class Trainer:
         if self.info.is_main:
             write_text_atomic(self.out_dir / "metrics.json", json.dumps(summary, indent=2))
             if failures:
-                lines = [
-                    json.dumps({"split": split, "index": i, "error": e}) for (split, i), e in sorted(failures.items())
-                ]
+                lines = [json.dumps(self._failure_record(split, i, e)) for (split, i), e in sorted(failures.items())]
                 write_text_atomic(self.out_dir / "data_errors.jsonl", "".join(f"{line}\n" for line in lines))
             if self.sparsity is not None:
                 self._write_density_report()
