@@ -292,6 +292,25 @@ def test_predict_command(run, tmp_path, source) -> None:
     assert "cannot decode" in records[2]["error"]
 
 
+def test_predict_prints_one_line_per_input_whatever_the_file_name(run, tmp_path) -> None:
+    import shutil
+
+    odd = tmp_path / "two\nlines\tand tab.png"
+    shutil.copy(run["images"] / "a.png", odd)
+    (tmp_path / "bad\nname.png").write_bytes(b"not an image")
+    out = tmp_path / "p.jsonl"
+    result = _invoke(["predict", str(run["best"]), str(tmp_path / "*.png"), "--top-k", "1", "--jsonl", str(out)])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("wrote ")]
+    assert len(lines) == 2  # a newline in a name used to split its line in two
+    assert lines[0].startswith(str(tmp_path / "bad\\nname.png") + "\terror: InputError: ")
+    assert lines[1].startswith(str(tmp_path / "two\\nlines\\tand tab.png") + "\t")
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [
+        str(tmp_path / "bad\nname.png"),
+        str(odd),
+    ]
+
+
 @pytest.mark.parametrize("source", SOURCES)
 def test_erf_command(run, tmp_path, source) -> None:
     result = _invoke(["erf", str(run[source]), "--images", str(run["images"]), "--num", "2", "--size", "32",

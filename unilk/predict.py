@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -190,6 +191,12 @@ def predict(
     return [results[slot] for slot in range(len(listed))]
 
 
+def _one_line(text: str) -> str:
+    """``text`` for one tab-separated line: control characters (a newline or tab in a file name) written as escapes
+    (``\\n``, ``\\t``), so every input stays on its own line; ``--jsonl`` keeps the exact ids."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
+
+
 @click.command("predict")
 @click.argument("source")
 @click.argument("inputs", nargs=-1, required=True)
@@ -215,12 +222,13 @@ def predict_command(
     except UnilkError as err:
         raise click.ClickException(str(err)) from err
     for result in results:
+        name = _one_line(result.id)
         if result.error is not None:
-            click.echo(f"{result.id}\terror: {result.error}")
+            click.echo(f"{name}\terror: {_one_line(result.error)}")
         elif result.forecast is not None:
-            click.echo(f"{result.id}\tforecast {len(result.forecast)}x{len(result.forecast[0])}")
+            click.echo(f"{name}\tforecast {len(result.forecast)}x{len(result.forecast[0])}")
         else:
-            click.echo(f"{result.id}\t" + "  ".join(f"{n} {s:.4f}" for n, s in zip(result.labels, result.scores)))
+            click.echo(f"{name}\t" + "  ".join(f"{n} {s:.4f}" for n, s in zip(result.labels, result.scores)))
     if jsonl is not None:
         with atomic_file(jsonl) as tmp:
             tmp.write_text("".join(json.dumps(asdict(r)) + "\n" for r in results))
