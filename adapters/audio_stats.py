@@ -42,11 +42,11 @@ def fbank_mean_std(
     total = torch.zeros((), dtype=torch.float64)
     total_sq = torch.zeros((), dtype=torch.float64)
     count = used = 0
-    total = len(samples) if isinstance(samples, Sized) else None
-    for sample in Progress(total, desc="fbank stats", unit="clip", enabled=progress).iterate(samples):
+    size = len(samples) if isinstance(samples, Sized) else None  # not `total`: that is the running sum
+    for sample in Progress(size, desc="fbank stats", unit="clip", enabled=progress).iterate(samples):
         try:
             fbank = waveform_to_fbank(adapter.waveform(sample), adapter.config).to(torch.float64)
-        except InputError as err:
+        except Exception as err:  # any failure to read one clip leaves it out, whatever the decoder raised
             logger.warning("skipping a clip in the statistics: %s", err)
             continue
         total += fbank.sum()

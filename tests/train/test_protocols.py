@@ -240,6 +240,34 @@ def test_auto_statistics_fall_back_when_the_data_is_read_only(tmp_path):
         resolve_auto_stats("points", {"mean": "auto"}, SpeechCommands(root, "train"), root, tmp_path)
 
 
+def test_auto_statistics_leave_out_broken_links_and_unreadable_files(tmp_path):
+    import os
+
+    from PIL import Image
+
+    from unilk.datasets import ImageFolder, SpeechCommands
+    from unilk.train.auto_stats import resolve_auto_stats
+
+    root = tmp_path / "sc"
+    synthetic.make_speech_commands(root, words=("no",), n_per_class=3)
+    fields = {"num_mel_bins": 16, "mean": "auto", "std": "auto"}
+    torch.manual_seed(0)  # the fbank's dither is random
+    clean = resolve_auto_stats("audio", fields, SpeechCommands(root, "train"), root, tmp_path / "fallback")
+    os.symlink(root / "gone.wav", root / "no" / "zz_dangling.wav")  # os.stat of it ended the run
+    (root / "no" / "zz_text.wav").write_text("not audio")
+    torch.manual_seed(0)
+    out = resolve_auto_stats("audio", fields, SpeechCommands(root, "train"), root, tmp_path / "fallback")
+    assert out["mean"] == pytest.approx(clean["mean"])
+    assert out["std"] == pytest.approx(clean["std"])
+    images = tmp_path / "images"
+    (images / "a").mkdir(parents=True)
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(images / "a" / "red.png")
+    (images / "a" / "text.png").write_text("not an image")  # ended the run with its InputError
+    os.symlink(images / "gone.png", images / "a" / "zz.png")
+    stats = resolve_auto_stats("image", {"mean": "auto"}, ImageFolder(images), images, tmp_path / "fallback")
+    assert stats["mean"] == pytest.approx([1.0, 0.0, 0.0])
+
+
 # ----------------------------------------------------------------------------------------------- recipe validation
 
 

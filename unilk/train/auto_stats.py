@@ -47,7 +47,10 @@ def check_auto_modality(modality: str) -> None:
 def _file_key(source: Any) -> list[Any]:
     """What identifies one input: its path, size and mtime (an in-memory array: its bytes' hash)."""
     if isinstance(source, (str, os.PathLike)):
-        stat = os.stat(source)
+        try:
+            stat = os.stat(source)
+        except OSError:  # a missing file or broken link: its absence is its key (reading it is its own error)
+            return [str(source), None, None]
         return [str(source), stat.st_size, stat.st_mtime_ns]
     array = source.numpy() if isinstance(source, torch.Tensor) else np.asarray(source)
     return [hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()]
@@ -76,17 +79,22 @@ def _compute(modality: str, adapter_fields: Mapping[str, Any], sources: Sequence
         adapter = ImageAdapter()
         total = torch.zeros(3, dtype=torch.float64)
         total_sq = torch.zeros(3, dtype=torch.float64)
-        count = 0
+        count = used = 0
         for source in sources:
-            pixels = adapter.decode(source).to(torch.float64).flatten(1)  # (3, H·W)
+            try:
+                pixels = adapter.decode(source).to(torch.float64).flatten(1)  # (3, H·W)
+            except Exception as err:  # an unreadable image is left out (training records it too), not the run's end
+                logger.warning("skipping an image in the statistics: %s", err)
+                continue
             total += pixels.sum(1)
             total_sq += pixels.square().sum(1)
             count += pixels.shape[1]
+            used += 1
         if count == 0:
-            raise InputError("adapter.mean=auto: the training split has no image to compute statistics on")
+            raise InputError("adapter.mean=auto: the training split has no readable image to compute statistics on")
         mean = total / count
         std = (total_sq / count - mean.square()).clamp_min(1e-12).sqrt()
-        return {"mean": mean.tolist(), "std": std.tolist(), "inputs_used": len(sources)}
+        return {"mean": mean.tolist(), "std": std.tolist(), "inputs_used": used}
     else:
         raise ConfigError(f"adapter.mean/std: 'auto' is supported for audio and image, not {modality!r}")
 
