@@ -82,6 +82,10 @@ def _check_file(path: PathLike, extensions: frozenset[str], kind: str) -> Path:
     """Check that ``path`` exists, is not empty and has a known extension; return it as a Path."""
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory; pass the path of a {kind} file")
+        if path.exists():  # a FIFO, socket or device: reading it could block or never end
+            raise InputError(f"{path}: not a regular file (a pipe, socket or device); pass the path of a {kind} file")
         raise InputError(f"{path}: no such {kind} file; pass the path of an existing file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty (0 bytes); expected an encoded {kind} file")

@@ -225,6 +225,35 @@ def test_symlink_loops_and_dangling_links_are_that_inputs_error(tmp_path: Path) 
     ]  # fmt: skip
 
 
+def test_pipes_and_devices_named_like_inputs_are_errors_not_hangs(tmp_path: Path) -> None:
+    src = _points_dir(tmp_path / "src", 1)
+    os.mkfifo(src / "pipe.npy")  # hashing it for the incremental state blocked the job forever
+    os.symlink("/dev/zero", src / "zeros.npy")
+    (src / "folder.npy").mkdir()
+    summary = extract(
+        "points", src, tmp_path / "out", model=MODEL, pretrained=False, adapter=POINTS, device="cpu", progress=False,
+        num_workers=0,
+    )  # fmt: skip
+    assert (summary.done, summary.failed) == (1, 2)  # a folder is not listed
+    errors = {e["id"]: e["error"] for e in summary.errors}
+    assert "not a regular file" in errors["pipe.npy"]
+    assert "not a regular file" in errors["zeros.npy"]
+
+
+def test_manifest_paths_that_are_not_utf8_keep_their_bytes(tmp_path: Path) -> None:
+    name = os.fsdecode(b"caf\xe9.npy")
+    np.save(tmp_path / name, _cloud(0))
+    manifest = tmp_path / "list.csv"  # a latin-1 manifest: a UnicodeDecodeError traceback before
+    manifest.write_bytes(b"id,path\n\xe9t\xe9," + os.fsencode(tmp_path / name) + b"\n")
+    items = list_inputs(manifest)
+    assert [os.fsencode(i.path) for i in items] == [os.fsencode(tmp_path / name)]
+    summary = extract_items(items, tmp_path / "out", load=_load_npy, embed=_embed_mean, progress=False)
+    assert (summary.done, summary.failed) == (1, 0)
+    jsonl = tmp_path / "list.jsonl"
+    jsonl.write_bytes(b'{"id": "a", "path": "' + os.fsencode(tmp_path / name) + b'"}\n')
+    assert [os.fsencode(i.path) for i in list_inputs(jsonl)] == [os.fsencode(tmp_path / name)]
+
+
 def _unilk(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "unilk", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import TYPE_CHECKING, Any
 
 from unilk.errors import ConfigError, InputError
@@ -227,14 +228,15 @@ def _manifest_item(row: dict[str, Any], where: str, base: Path) -> Item:
     return Item(id=str(row["id"]), path=str(path if path.is_absolute() else base / path))
 
 
+# surrogateescape: a path that is not valid UTF-8 keeps its exact bytes (os.fsencode gives them back)
 def _read_csv_manifest(path: Path) -> list[Item]:
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
         return [_manifest_item(row, f"{path} row {n}", path.parent) for n, row in enumerate(csv.DictReader(f), 2)]
 
 
 def _read_jsonl_manifest(path: Path) -> list[Item]:
     items = []
-    with path.open() as f:
+    with path.open(encoding="utf-8", errors="surrogateescape") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -384,9 +386,12 @@ class _ShardContext:
 
 
 def input_state(path: str) -> dict[str, Any] | None:
-    """Size, modification time and sha256 of an input file (what an incremental run compares); None if unreadable."""
+    """Size, modification time and sha256 of an input file (what an incremental run compares); None if unreadable or
+    not a regular file (reading a FIFO or a device named like an input would block or never end)."""
     try:
         stat = os.stat(path)
+        if not S_ISREG(stat.st_mode):
+            return None
         return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(Path(path))}
     except OSError:
         return None

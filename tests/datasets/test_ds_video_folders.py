@@ -77,7 +77,7 @@ def test_class_folders(tmp_path: Path) -> None:
     ds = ImageFolder(tmp_path, "train", transform=load_image)
     assert [s.id for s in ds.samples][-2:] == ["dog/4.png", "dog/5.png"]
     for index in (3, 4):
-        with pytest.raises(InputError, match=r"no such image file"):
+        with pytest.raises(InputError, match=r"no such image file|is a directory"):
             ds[index]
     touch(tmp_path / "train" / "dog" / "notes.txt")
     with pytest.raises(InputError, match=r"notes.txt"):
