@@ -72,10 +72,23 @@ class Maps:
     """Ready-made maps, passed to :func:`encode` instead of raw samples (the adapter is skipped).
 
     Attributes:
-        tensor: Tensor[N, C, H, W] (one map per input) or Tensor[C, H, W] (one input).
+        tensor: Tensor[N, C, H, W] (one map per input) or Tensor[C, H, W] (one input); a numpy array is taken as a
+            tensor.
+
+    Raises:
+        InputError: neither a tensor nor an array, or not 3 or 4 dimensions.
     """
 
     tensor: Tensor
+
+    def __post_init__(self) -> None:
+        tensor = self.tensor
+        if isinstance(tensor, np.ndarray):
+            tensor = torch.from_numpy(tensor)
+        if not isinstance(tensor, Tensor) or tensor.dim() not in (3, 4):
+            got = f"shape {tuple(tensor.shape)}" if isinstance(tensor, Tensor) else type(self.tensor).__name__
+            raise InputError(f"unilk.Maps: got {got}; expected a tensor or numpy array [N, C, H, W] or [C, H, W]")
+        object.__setattr__(self, "tensor", tensor)
 
 
 @dataclass(frozen=True)
@@ -337,14 +350,28 @@ class Encoder:
         self._modal: nn.Module | None = None
         self.labels: list[str] = []
         self._as_trained = False  # a trained model file with its own adapter config
+        self._random_weights = not self.pretrained and self._module is None and self.checkpoint is None
         if self.trained is not None:
             self._use_training_config(self.trained, model)
         self._adapters: dict[str, Any] = {}
         if self.pretrained:
             check_pretrained_available(self.model_name, self.model_kwargs.get("cache_dir"))
-        elif self._module is None and self.checkpoint is None:
+        elif self._random_weights:
             message = "Encoder(%r): random weights, as asked; embeddings carry no meaning"
             log_once(logger, ("random weights", self.model_name), message, self.model_name, level=logging.INFO)
+
+    def __repr__(self) -> str:
+        if self.checkpoint is not None:
+            weights = f"checkpoint={self.checkpoint!r}"
+        elif self._module is not None:
+            weights = "weights=the given module's"
+        else:
+            weights = f"pretrained={self.pretrained}"
+        dtype = "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch.")
+        return (
+            f"Encoder(model={self.model_name!r}, {weights}, device={str(self.device)!r}, dtype={dtype!r}, "
+            f"batch_size={self.batch_size}, pool={self.pool!r})"
+        )
 
     def _use_training_config(self, trained: ModelFile, model: str | nn.Module) -> None:
         """Take the architecture, adapter config and labels from a modal model file."""
@@ -480,8 +507,9 @@ class Encoder:
         """
         trunk = self.trunk(maps.shape[1])
         rows, feats = [], []
-        # a trained model on its own maps (its stored adapter config): the size it learned on, nothing to act on
-        with expected(SMALL_MAP_WARNING) if self._as_trained else nullcontext():
+        # a trained model on its own maps (its stored adapter config): the size it learned on, nothing to act on;
+        # random weights, asked for: the embeddings carry no meaning, whatever part of a kernel sees the map
+        with expected(SMALL_MAP_WARNING) if self._as_trained or self._random_weights else nullcontext():
             for start in range(0, maps.shape[0], self.batch_size):
                 x = maps[start : start + self.batch_size].to(self.device, non_blocking=True)
                 if self.channels_last:

@@ -1,0 +1,79 @@
+"""What a new user meets in the first hour, replayed: PointNet-layout points, numpy maps, a device this machine
+lacks, the Encoder's repr, and no kernel-reach warning for random weights asked for."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import unilk
+from unilk.encoding import Encoder
+from unilk.errors import ConfigError, InputError
+from unilk.once import forget
+
+MODEL = "test_unireplknet"
+POINTS = {"points": {"num_points": 128, "image_size": 32}}
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return Encoder(MODEL, pretrained=False, adapters=POINTS, device="cpu")
+
+
+def _points(encoder: Encoder, clouds: object, **kwargs: object) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return encoder.encode(points=clouds, **kwargs)["points"].embeddings
+
+
+def test_channels_first_points_are_refused_unless_the_layout_says_so(encoder: Encoder) -> None:
+    clouds = np.random.default_rng(0).normal(size=(2, 300, 3)).astype(np.float32)  # [B, N, 3]
+    with pytest.raises(InputError, match=r"more columns than points.*layout='CN'"):
+        encoder.encode(points=clouds[0].T)
+    with pytest.raises(InputError, match=r"layout='BCN'"):
+        encoder.encode(points=torch.from_numpy(clouds).transpose(1, 2))
+    rows = _points(encoder, clouds)
+    torch.testing.assert_close(_points(encoder, clouds[0].T, layout="CN"), rows[:1])
+    torch.testing.assert_close(_points(encoder, torch.from_numpy(clouds).transpose(1, 2), layout="BCN"), rows)
+
+
+def test_maps_take_numpy_and_refuse_other_things(encoder: Encoder) -> None:
+    maps = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    from_numpy = encoder.encode(image=unilk.Maps(maps))["image"].embeddings
+    torch.testing.assert_close(from_numpy, encoder.encode(image=unilk.Maps(torch.from_numpy(maps)))["image"].embeddings)
+    with pytest.raises(InputError, match=r"unilk\.Maps: got shape \(32, 32\)"):
+        unilk.Maps(torch.zeros(32, 32))
+    with pytest.raises(InputError, match=r"unilk\.Maps: got list"):
+        unilk.Maps([1.0, 2.0])  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has an MPS device")
+def test_an_mps_device_this_machine_lacks_is_refused_at_construction() -> None:
+    with pytest.raises(ConfigError, match="no Apple MPS device"):
+        Encoder(MODEL, pretrained=False, device="mps")
+
+
+def test_encoder_repr_is_one_short_line(encoder: Encoder) -> None:
+    text = repr(encoder)
+    assert text == (
+        "Encoder(model='test_unireplknet', pretrained=False, device='cpu', dtype='fp32', batch_size=32, pool='avg')"
+    )
+
+
+def _reach_warnings(encoder: Encoder) -> list[str]:
+    forget()
+    image = np.full((32, 32, 3), 100, np.uint8)  # a 1x1 last-stage map for 13x13 kernels
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encoder.encode(image=image)
+    return [str(w.message) for w in caught if "smaller than the reach" in str(w.message)]
+
+
+def test_random_weights_asked_for_do_not_warn_about_kernel_reach() -> None:
+    adapters = {"image": {"input_size": (3, 32, 32), "crop_pct": 1.0}}
+    assert _reach_warnings(Encoder(MODEL, pretrained=False, adapters=adapters, device="cpu")) == []
+    module = unilk.create_model(MODEL, num_classes=0)  # weights the user holds: the warning is theirs
+    assert len(_reach_warnings(Encoder(module, adapters=adapters, device="cpu"))) == 1
