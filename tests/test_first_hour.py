@@ -1,9 +1,12 @@
 """What a new user meets in the first hour, replayed: PointNet-layout points, numpy maps, a device this machine
-lacks, the Encoder's repr, and no kernel-reach warning for random weights asked for."""
+lacks, the Encoder's repr, no kernel-reach warning for random weights asked for, pretrained weights failing fast
+offline with a command that exists, and count options checked on the command line."""
 
 from __future__ import annotations
 
+import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ import torch
 
 import unilk
 from unilk.encoding import Encoder
-from unilk.errors import ConfigError, InputError
+from unilk.errors import CheckpointError, ConfigError, InputError
 from unilk.once import forget
 
 MODEL = "test_unireplknet"
@@ -77,3 +80,43 @@ def test_random_weights_asked_for_do_not_warn_about_kernel_reach() -> None:
     assert _reach_warnings(Encoder(MODEL, pretrained=False, adapters=adapters, device="cpu")) == []
     module = unilk.create_model(MODEL, num_classes=0)  # weights the user holds: the warning is theirs
     assert len(_reach_warnings(Encoder(module, adapters=adapters, device="cpu"))) == 1
+
+
+def test_create_model_pretrained_offline_fails_at_once_with_the_hf_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import unilk.models._builder as builder
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(builder, "_hub_offline", lambda: False)
+    monkeypatch.setattr(builder, "_reachable", lambda url: False)  # timm alone retried for half a minute here
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError) as caught:
+        unilk.create_model("unireplknet_a", pretrained=True, cache_dir=str(tmp_path))
+    assert time.perf_counter() - start < 5
+    message = str(caught.value)
+    assert "cannot be reached (offline?)" in message
+    # the pinned huggingface_hub ships the `hf` command; `huggingface-cli` does not exist there
+    assert "Fix: fetch it once with `hf download DingXiaoH/UniRepLKNet unireplknet_a_in1k_224_acc77.03.pth`" in message
+    assert "pretrained=False" in message
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["predict", "run", "a.wav", "--top-k", "0"], "'--top-k': 0 is not in the range x>=1"),
+        (["extract", "audio", "data", "--out", "f", "--num-workers", "-1"], "'--num-workers': -1 is not in the range"),
+        (["erf", "test_unireplknet", "--images", ".", "--num", "0"], "'--num': 0 is not in the range"),
+        (["info", "test_unireplknet", "--input-size", "3", "0", "0"], "'--input-size': 0 is not in the range"),
+        (["synth", "speech-commands", "x", "--n-per-class", "0"], "'--n-per-class': 0 is not in the range"),
+    ],
+)
+def test_a_count_option_out_of_range_names_the_option(args: list[str], option: str) -> None:
+    from click.testing import CliRunner
+
+    from unilk.cli import cli
+
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert option in result.output
+    assert "Traceback" not in result.output

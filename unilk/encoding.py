@@ -23,7 +23,6 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -34,6 +33,7 @@ from unilk.devices import resolve_device
 from unilk.encode_inputs import name_inputs
 from unilk.errors import CheckpointError, ConfigError, InputError
 from unilk.loading import ModelFile
+from unilk.models._builder import check_pretrained_available
 from unilk.once import SMALL_MAP_WARNING, expected, log_once
 
 __all__ = [
@@ -63,8 +63,6 @@ _DTYPES: dict[str, torch.dtype | None] = {
     "fp16": torch.float16,
     "float16": torch.float16,
 }
-#: seconds to wait for the weights' host before calling the machine offline (instead of retrying for half a minute).
-_REACH_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -213,60 +211,6 @@ def _resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtyp
     return resolved
 
 
-def _hub_offline() -> bool:
-    """HF_HUB_OFFLINE as huggingface_hub reads it (set now, or when it was imported)."""
-    from huggingface_hub import constants
-
-    now = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-    return now or bool(constants.HF_HUB_OFFLINE)
-
-
-def _reachable(url: str) -> bool:
-    """Whether the host of ``url`` accepts a connection within a few seconds (no retries)."""
-    import socket
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname or "", port), timeout=_REACH_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
-
-
-def check_pretrained_available(model: str, cache_dir: str | os.PathLike[str] | None = None) -> None:
-    """Fail at once when ``model``'s pretrained weights are neither cached nor fetchable now.
-
-    Raises:
-        CheckpointError: naming the file, its URL, the command that fetches it, and the opt-in to random weights.
-    """
-    from huggingface_hub import constants, try_to_load_from_cache
-    from timm.models import get_pretrained_cfg
-
-    from unilk.models._builder import _download_error
-
-    cfg = get_pretrained_cfg(model)
-    alternatives = "or pass checkpoint= with a local file, or pretrained=False for random (meaningless) weights"
-    if cfg is None or not (cfg.hf_hub_id or cfg.url):
-        raise _download_error(model, {}, OSError("no released weights"), alternatives=alternatives)
-    if cfg.hf_hub_id:
-        cached = try_to_load_from_cache(cfg.hf_hub_id, cfg.hf_hub_filename or "model.safetensors", cache_dir=cache_dir)
-        if isinstance(cached, str):
-            return
-        reason = "not in the local Hugging Face cache"
-        if not _hub_offline():
-            if _reachable(constants.ENDPOINT):
-                return
-            reason = f"not in the local Hugging Face cache, and {constants.ENDPOINT} cannot be reached (offline?)"
-    else:
-        cached_file = Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name
-        if cached_file.is_file() or _reachable(cfg.url):
-            return
-        reason = f"not in {cached_file.parent}, and the host cannot be reached (offline?)"
-    raise _download_error(model, {}, OSError(reason), alternatives=alternatives)
-
-
 class Encoder:
     """A reusable feature extractor: trunks in deploy form plus one adapter per modality.
 
@@ -355,7 +299,8 @@ class Encoder:
             self._use_training_config(self.trained, model)
         self._adapters: dict[str, Any] = {}
         if self.pretrained:
-            check_pretrained_available(self.model_name, self.model_kwargs.get("cache_dir"))
+            alternatives = "or pass checkpoint= with a local file, or pretrained=False for random (meaningless) weights"
+            check_pretrained_available(self.model_name, self.model_kwargs.get("cache_dir"), alternatives)
         elif self._random_weights:
             message = "Encoder(%r): random weights, as asked; embeddings carry no meaning"
             log_once(logger, ("random weights", self.model_name), message, self.model_name, level=logging.INFO)

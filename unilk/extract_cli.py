@@ -114,7 +114,9 @@ _model_options = [
     ),
     click.option("--model-kwarg", "model_kwargs", multiple=True, metavar="KEY=VALUE", help="Extra create_model key."),
     click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda, cuda:1, ..."),
-    click.option("--batch-size", default=32, show_default=True, help="Maps per forward pass."),
+    click.option(
+        "--batch-size", default=32, type=click.IntRange(min=1), show_default=True, help="Maps per forward pass."
+    ),
     click.option("--pool", type=click.Choice(["avg", "max"]), default="avg", show_default=True),
 ]
 
@@ -227,8 +229,16 @@ def _adapter_overrides(pairs: dict[str, Any], modalities: list[str]) -> dict[str
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @_with_model_options
 @click.option("--adapter", "adapter_kwargs", multiple=True, metavar="KEY=VALUE", help="Adapter config override.")
-@click.option("--shard-size", default=1024, show_default=True, help="Inputs per output shard.")
-@click.option("--num-workers", default=min(8, os.cpu_count() or 1), show_default=True, help="Decoding workers.")
+@click.option(
+    "--shard-size", default=1024, type=click.IntRange(min=1), show_default=True, help="Inputs per output shard."
+)
+@click.option(
+    "--num-workers",
+    default=min(8, os.cpu_count() or 1),
+    type=click.IntRange(min=0),
+    show_default=True,
+    help="Decoding workers.",
+)
 @click.option("--npy", "write_npy", is_flag=True, help="Also write .npy + .ids.jsonl per shard.")
 @click.option("--retry-failed", is_flag=True, help="Redo finished shards that recorded errors.")
 @click.option("--engine", type=click.Choice(["torch", "ray"]), default="torch", show_default=True)

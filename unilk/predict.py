@@ -193,11 +193,13 @@ def predict(
 @click.command("predict")
 @click.argument("source")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--top-k", default=5, show_default=True, help="Labels per input.")
+@click.option("--top-k", default=5, type=click.IntRange(min=1), show_default=True, help="Labels per input.")
 @click.option(
     "--jsonl", "jsonl", type=click.Path(dir_okay=False, path_type=Path), help="Also write one JSON line per input."
 )
-@click.option("--batch-size", default=32, show_default=True, help="Inputs per forward pass.")
+@click.option(
+    "--batch-size", default=32, type=click.IntRange(min=1), show_default=True, help="Inputs per forward pass."
+)
 @click.option("--device", default="cpu", show_default=True, type=DEVICE, help="cpu, cuda, cuda:1, ...")
 def predict_command(
     source: str, inputs: tuple[str, ...], top_k: int, jsonl: Path | None, batch_size: int, device: str

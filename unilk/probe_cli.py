@@ -272,14 +272,16 @@ def _parse_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--dataset-arg", "dataset_args", multiple=True, help="KEY=VALUE argument of the loader (repeatable).")
 @click.option("--train-split", default="train", show_default=True)
 @click.option("--eval-split", default=None, help="Default: val if the data has one, else test.")
-@click.option("--k", "k", type=int, default=20, show_default=True, help="k-NN neighbours.")
+@click.option("--k", "k", type=click.IntRange(min=1), default=20, show_default=True, help="k-NN neighbours.")
 @click.option("--temperature", type=float, default=0.07, show_default=True, help="k-NN vote temperature.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the linear probe's held-out split.")
 @click.option("--calibrate", is_flag=True, help="Re-estimate BatchNorm statistics on the train inputs first.")
-@click.option("--calibrate-batches", type=int, default=None, help="Batches for --calibrate (default: all).")
+@click.option(
+    "--calibrate-batches", type=click.IntRange(min=1), default=None, help="Batches for --calibrate (default: all)."
+)
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help=f"Default: ${CACHE_ENV}/probe.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write cached embeddings.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True, type=DEVICE, help="cpu, cuda, cuda:1, ...")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
 def probe_command(
