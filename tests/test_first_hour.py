@@ -120,3 +120,22 @@ def test_a_count_option_out_of_range_names_the_option(args: list[str], option: s
     assert result.exit_code == 2
     assert option in result.output
     assert "Traceback" not in result.output
+
+
+def test_encode_leaves_out_lists_next_to_media_files(tmp_path: Path) -> None:
+    import soundfile
+    from click.testing import CliRunner
+
+    from unilk.extract_cli import encode_command
+
+    folder = tmp_path / "clips"
+    (folder / "yes").mkdir(parents=True)
+    tone = np.sin(np.arange(8000) / 5).astype(np.float32)
+    soundfile.write(folder / "yes" / "a.wav", tone, 16000)
+    (folder / "validation_list.txt").write_text("yes/a.wav\n")  # Speech Commands' split list, not a point cloud
+    args = ["--model", MODEL, "--random-weights", "--device", "cpu", "--adapter", "target_frames=48"]
+    result = CliRunner().invoke(encode_command, [str(folder), *args])
+    assert result.exit_code == 0, result.output
+    assert "audio: 1 input(s)" in result.output
+    assert "points" not in result.output.replace("warning", "")
+    assert result.output.count("left out 1 .txt file(s)") == 1

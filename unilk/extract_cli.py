@@ -53,8 +53,15 @@ def cli_words(message: str) -> str:
     return message
 
 
+#: generic data suffixes (text, tables, arrays): in a folder of media files they are side files, not inputs
+_DATA_SUFFIXES = frozenset({".txt", ".csv", ".npy", ".npz"})
+
+
 def _expand_folders(files: tuple[str, ...], modality: str | None) -> list[str]:
     """FILES with each folder replaced by its media files (recursively, sorted; of ``modality``'s kinds when given).
+
+    Without ``modality``, a folder's text and array files (:data:`_DATA_SUFFIXES`) are inputs only when the folder
+    holds nothing else; next to media files they are left out, with a warning line.
 
     Raises:
         click.BadParameter: a folder holds no such file.
@@ -77,9 +84,19 @@ def _expand_folders(files: tuple[str, ...], modality: str | None) -> list[str]:
             expanded.append(path)
             continue
         try:
-            expanded += [item.path for item in list_inputs(path, extensions=suffixes)]
+            found = [item.path for item in list_inputs(path, extensions=suffixes)]
         except InputError as err:
             raise click.BadParameter(f"{err} (media files: {', '.join(suffixes)})", param_hint="FILES") from err
+        media = [p for p in found if Path(p).suffix.lower() not in _DATA_SUFFIXES]
+        side = sorted({Path(p).suffix.lower() for p in found} - {Path(p).suffix.lower() for p in media})
+        if modality is None and media and side:  # lists, labels, metadata next to the media: not inputs
+            click.echo(
+                f"warning: {path}: left out {len(found) - len(media)} {'/'.join(side)} file(s) next to its media "
+                "files (lists or labels, as far as a suffix tells); pass --modality to embed them",
+                err=True,
+            )
+            found = media
+        expanded += found
     return expanded
 
 
