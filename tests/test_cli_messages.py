@@ -89,7 +89,7 @@ def test_encode_takes_folders(tmp_path: Path) -> None:
 def test_a_misspelt_model_fails_before_any_input_is_read(tmp_path: Path) -> None:
     import unilk
 
-    with pytest.raises(unilk.ConfigError, match=r"unknown model 'unireplknet_q'; did you mean \['unireplknet_t'"):
+    with pytest.raises(unilk.ConfigError, match=r"unknown model 'unireplknet_q'; did you mean 'unireplknet_t'"):
         unilk.Encoder("unireplknet_q", pretrained=False)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")

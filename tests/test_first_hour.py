@@ -139,3 +139,30 @@ def test_encode_leaves_out_lists_next_to_media_files(tmp_path: Path) -> None:
     assert "audio: 1 input(s)" in result.output
     assert "points" not in result.output.replace("warning", "")
     assert result.output.count("left out 1 .txt file(s)") == 1
+
+
+def test_a_misspelt_model_gets_the_same_did_you_mean_as_everything_else() -> None:
+    with pytest.raises(ConfigError, match=r"unknown model 'slak_tiny'; did you mean 'slak_t' or 'slak_s'"):
+        unilk.create_model("slak_tiny")
+    with pytest.raises(ConfigError, match=r"a timm model, not one of unilk.s; use timm\.create_model"):
+        unilk.create_model("resnet18")
+
+
+def test_probe_names_a_misspelt_dataset_before_looking_for_splits(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from unilk.cli import cli
+
+    result = CliRunner().invoke(cli, ["probe", "test_unireplknet", str(tmp_path), "--dataset", "speech_command"])
+    assert "--dataset: got 'speech_command'; did you mean 'speech_commands'?" in result.output
+    assert "split" not in result.output
+
+
+def test_train_help_keeps_its_example_on_one_line() -> None:
+    from click.testing import CliRunner
+
+    from unilk.cli import cli
+
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(cli, ["train", "--help"])
+    example = "unilk train audio/quick_speech_commands optim.lr=1e-3 train.epochs=2 output_dir=runs/sc"
+    assert any(line.strip() == example for line in result.output.splitlines())

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from unilk.devices import DEVICE
-from unilk.errors import ConfigError, InputError, UnilkError
+from unilk.errors import ConfigError, InputError, UnilkError, did_you_mean
 
 __all__ = ["SplitEmbeddings", "embed_split", "probe_command", "run_probe"]
 
@@ -73,8 +73,12 @@ def _class_folders(root: Path, split: str, modality: str) -> Any:
 
 def open_split(data: str, dataset: str | None, split: str | None, modality: str, kwargs: dict[str, Any]) -> Any:
     """The loader of one split (``split=None``: the eval split, ``val`` if the data has one, else ``test``)."""
-    from unilk.datasets import build_dataset
+    from unilk.datasets import DATASETS, build_dataset
 
+    if dataset is not None and dataset not in DATASETS:  # a misspelt name, not a missing split: say so first
+        raise ConfigError(
+            f"--dataset: got {dataset!r}; {did_you_mean(dataset, DATASETS)}expected one of {sorted(DATASETS)}"
+        )
     candidates = (split,) if split is not None else _EVAL_SPLITS
     last: Exception | None = None
     for name in candidates:
