@@ -71,14 +71,25 @@ def _class_folders(root: Path, split: str, modality: str) -> Any:
     return ClassFolder(root, split, extensions=modality_extensions(modality))
 
 
-def open_split(data: str, dataset: str | None, split: str | None, modality: str, kwargs: dict[str, Any]) -> Any:
-    """The loader of one split (``split=None``: the eval split, ``val`` if the data has one, else ``test``)."""
-    from unilk.datasets import DATASETS, build_dataset
+def check_dataset_name(dataset: str | None) -> None:
+    """Refuse a ``--dataset`` that names no registered loader, with the closest names.
 
-    if dataset is not None and dataset not in DATASETS:  # a misspelt name, not a missing split: say so first
+    Raises:
+        ConfigError: an unknown name.
+    """
+    from unilk.datasets import DATASETS
+
+    if dataset is not None and dataset not in DATASETS:
         raise ConfigError(
             f"--dataset: got {dataset!r}; {did_you_mean(dataset, DATASETS)}expected one of {sorted(DATASETS)}"
         )
+
+
+def open_split(data: str, dataset: str | None, split: str | None, modality: str, kwargs: dict[str, Any]) -> Any:
+    """The loader of one split (``split=None``: the eval split, ``val`` if the data has one, else ``test``)."""
+    from unilk.datasets import build_dataset
+
+    check_dataset_name(dataset)  # a misspelt name, not a missing split: say so first
     candidates = (split,) if split is not None else _EVAL_SPLITS
     last: Exception | None = None
     for name in candidates:
@@ -315,6 +326,7 @@ def probe_command(
     from unilk.atomic import atomic_file, refuse_existing
 
     try:
+        check_dataset_name(dataset)  # before the model is read and anything embedded
         if json_path is not None:
             refuse_existing(json_path, "--json file")
         result = run_probe(
