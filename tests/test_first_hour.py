@@ -166,3 +166,24 @@ def test_train_help_keeps_its_example_on_one_line() -> None:
     result = CliRunner(env={"COLUMNS": "80"}).invoke(cli, ["train", "--help"])
     example = "unilk train audio/quick_speech_commands optim.lr=1e-3 train.epochs=2 output_dir=runs/sc"
     assert any(line.strip() == example for line in result.output.splitlines())
+
+
+def test_metrics_json_gives_the_last_step_the_epoch_of_log_csv(tmp_path: Path) -> None:
+    import csv
+    import json
+
+    from click.testing import CliRunner
+
+    from unilk.train.commands import train_command
+
+    args = [
+        "image/quick_stripes", f"output_dir={tmp_path / 'run'}", f"data.root={tmp_path / 'data'}", "train.device=cpu",
+        "data.synthetic_kwargs.n_per_class=2", "data.batch_size=4", "train.max_steps=4", "log.progress=false",
+    ]  # fmt: skip  # a few training images: the 4 steps span several epochs
+    result = CliRunner().invoke(train_command, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert int(rows[-1]["step"]) == summary["step"] == 4
+    assert summary["epoch"] > 0
+    assert int(rows[-1]["epoch"]) == summary["epoch"]  # was the epochs completed: one more than log.csv said

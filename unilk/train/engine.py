@@ -630,8 +630,9 @@ class Trainer:
             overwrite: replace the files of an earlier run in ``output_dir`` (otherwise they are never overwritten).
 
         Returns:
-            ``{"step", "epoch", "completed", "minutes", "metrics", "best", "failed_samples"}`` (samples that could
-            not be read, left out and listed in ``data_errors.jsonl``).
+            ``{"step", "epoch", "completed", "minutes", "metrics", "best", "failed_samples"}``: ``epoch`` is the
+            0-based epoch of the last step, as in ``log.csv``; ``failed_samples`` counts samples that could not be
+            read, left out and listed in ``data_errors.jsonl``.
 
         Raises:
             ConfigError: ``output_dir`` is a file, or holds files of an earlier run and neither ``resume`` nor
@@ -728,7 +729,7 @@ class Trainer:
         minutes = (time.monotonic() - start_time) / 60
         summary = {
             "step": self.step,
-            "epoch": self.epoch,
+            "epoch": self._epoch_of_step(),  # 0-based, as in log.csv: the same step has one epoch everywhere
             "completed": completed,
             "minutes": minutes,
             "metrics": dict(self.metrics),
