@@ -187,3 +187,20 @@ def test_metrics_json_gives_the_last_step_the_epoch_of_log_csv(tmp_path: Path) -
     assert int(rows[-1]["step"]) == summary["step"] == 4
     assert summary["epoch"] > 0
     assert int(rows[-1]["epoch"]) == summary["epoch"]  # was the epochs completed: one more than log.csv said
+
+
+def test_bench_lkconv_off_a_terminal_logs_progress_lines_not_a_bar(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from click.testing import CliRunner
+
+    from unilk.diagnostics.bench import bench
+
+    args = ["lkconv", "--quick", "--family", "unireplknet_a", "--batch", "1", "--repeats", "1", "--no-backward"]
+    with caplog.at_level(logging.INFO, logger="unilk.progress"):
+        result = CliRunner().invoke(bench, args)
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.output  # tqdm's redraws, one per case, in a log file
+    lines = [r.getMessage() for r in caplog.records if r.name == "unilk.progress"]
+    assert len(lines) == 1
+    assert lines[0].startswith("lkconv: 1/1 (")
