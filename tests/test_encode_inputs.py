@@ -251,7 +251,7 @@ def test_cli_names_its_own_options_in_the_message(monkeypatch: pytest.MonkeyPatc
     clip = tmp_path / "a.npy"
     np.save(clip, np.zeros((300, 3), np.float32))
     result = CliRunner().invoke(encode_command, [str(clip), "--modality", "points", "--device", "cpu"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "--random-weights" in result.output
     assert "pretrained=False" not in result.output
     assert "--checkpoint" in result.output

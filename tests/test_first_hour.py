@@ -204,3 +204,18 @@ def test_bench_lkconv_off_a_terminal_logs_progress_lines_not_a_bar(caplog: pytes
     lines = [r.getMessage() for r in caplog.records if r.name == "unilk.progress"]
     assert len(lines) == 1
     assert lines[0].startswith("lkconv: 1/1 (")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["info", "unireplknet_q"], ["predict", "no-such-run", "."], ["export", "no-such-run", "--out", "x"]],
+)
+def test_a_unilk_error_inside_a_command_exits_2_as_documented(args: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from unilk.cli import cli
+
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2  # was 1, the code docs/errors.md keeps for operating-system errors
+    assert result.output.startswith("Error: ")
+    assert len(result.output.strip().splitlines()) == 1

@@ -38,6 +38,12 @@ _COMMANDS: dict[str, str] = {
 }
 
 
+class CommandError(click.ClickException):
+    """A unilk error (config, input, checkpoint) caught inside a command: one ``Error:`` line and exit code 2."""
+
+    exit_code = 2
+
+
 class _LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 

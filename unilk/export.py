@@ -27,6 +27,7 @@ import click
 import torch
 from torch import Tensor
 
+from unilk.cli import CommandError
 from unilk.errors import CheckpointError, ConfigError, UnilkError
 
 __all__ = ["EXPORT_FORMATS", "ExportReport", "export_command", "export_model", "model_card"]
@@ -242,7 +243,7 @@ def export_command(source: str, out: Path, fmt: str, input_size: tuple[int, int,
     try:
         report = export_model(source, out, fmt=fmt, input_size=input_size, rtol=rtol)
     except UnilkError as err:
-        raise click.ClickException(str(err)) from err
+        raise CommandError(str(err)) from err
     click.echo(f"wrote {report.out}: {', '.join(report.files)}")
     click.echo(
         f"check on a random {'x'.join(map(str, report.input_shape))} input: max relative difference "

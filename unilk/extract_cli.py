@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from unilk.cli import CommandError
 from unilk.devices import DEVICE
 from unilk.errors import UnilkError
 
@@ -191,7 +192,7 @@ def encode_command(
         )
         result = encoder.encode(**groups, on_error="record")
     except UnilkError as err:
-        raise click.ClickException(cli_words(str(err))) from err
+        raise CommandError(cli_words(str(err))) from err
     arrays: dict[str, Any] = {}
     for name, enc in result.items():
         click.echo(f"{name}: {len(enc.ids)} input(s) -> embeddings {tuple(enc.embeddings.shape)} ({enc.model})")
@@ -327,7 +328,7 @@ def extract_command(
         )
         finished = True
     except UnilkError as err:
-        raise click.ClickException(cli_words(str(err))) from err
+        raise CommandError(cli_words(str(err))) from err
     finally:
         if grouped:
             shutdown_process_group(wait_for_peers=finished)

@@ -24,6 +24,7 @@ import click
 import torch
 from torch import Tensor
 
+from unilk.cli import CommandError
 from unilk.devices import DEVICE, resolve_device
 from unilk.errors import CheckpointError, InputError, UnilkError
 from unilk.once import SMALL_MAP_WARNING, expected
@@ -215,7 +216,7 @@ def predict_command(
     try:
         results = predict(source, inputs, top_k=top_k, batch_size=batch_size, device=device)
     except UnilkError as err:
-        raise click.ClickException(str(err)) from err
+        raise CommandError(str(err)) from err
     for result in results:
         if result.error is not None:
             click.echo(f"{result.id}\terror: {result.error}")

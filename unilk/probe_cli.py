@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from unilk.cli import CommandError
 from unilk.devices import DEVICE
 from unilk.errors import ConfigError, InputError, UnilkError, did_you_mean
 
@@ -336,7 +337,7 @@ def probe_command(
             cache_dir=None if no_cache else (cache_dir or default_cache_dir()), batch_size=batch_size, device=device,
         )  # fmt: skip
     except UnilkError as err:
-        raise click.ClickException(str(err)) from err
+        raise CommandError(str(err)) from err
     click.echo(f"{result['train']} train and {result['eval']} eval samples, {result['dim']}-d embeddings")
     if "calibration" in result:
         cal = result["calibration"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from unilk.cli import CommandError
 from unilk.devices import DEVICE, META_DEVICE
 from unilk.errors import UnilkError
 
@@ -28,7 +29,7 @@ def _report_errors(fn: Callable[..., None]) -> Callable[..., None]:
         try:
             fn(*args, **kwargs)
         except UnilkError as err:
-            raise click.ClickException(str(err)) from err
+            raise CommandError(str(err)) from err
 
     return wrapper
 
