@@ -219,3 +219,27 @@ def test_a_unilk_error_inside_a_command_exits_2_as_documented(args: list[str]) -
     assert result.exit_code == 2  # was 1, the code docs/errors.md keeps for operating-system errors
     assert result.output.startswith("Error: ")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_encode_out_never_writes_over_a_file_and_plot_out_needs_a_figure_suffix(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from unilk.cli import cli
+
+    image = tmp_path / "a.npy"
+    np.save(image, np.full((32, 32, 3), 100, np.uint8))
+    mine = tmp_path / "mine.npz"
+    mine.write_text("the user's own file")
+    base = ["encode", str(image), "--modality", "image", "--model", MODEL, "--random-weights", "--device", "cpu"]
+    result = CliRunner().invoke(cli, [*base, "--out", str(mine)])
+    assert result.exit_code == 2
+    assert "already exists" in result.output
+    assert mine.read_text() == "the user's own file"  # was replaced by the embeddings
+    result = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "emb.txt")])
+    assert result.exit_code == 2
+    assert "expected a new .npz file" in result.output
+    log = tmp_path / "log.csv"
+    log.write_text("step,epoch,lr,loss\n1,0,0.1,2.0\n2,0,0.1,1.5\n")
+    result = CliRunner().invoke(cli, ["plot", str(log), "--out", str(tmp_path / "curves.npz")])
+    assert result.exit_code == 2  # was matplotlib's ValueError with a traceback
+    assert "expected one of .png" in result.output

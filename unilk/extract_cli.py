@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from unilk.atomic import refuse_existing
 from unilk.cli import CommandError
 from unilk.devices import DEVICE
 from unilk.errors import UnilkError
@@ -148,7 +149,7 @@ def _with_model_options(fn: Any) -> Any:
 @click.command("encode")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--modality", type=click.Choice(_MODALITIES), help="Default: guessed from each file's suffix.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write ids and embeddings to this .npz.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write ids and embeddings to this new .npz.")
 @click.option(
     "--adapter",
     "adapter_kwargs",
@@ -175,6 +176,13 @@ def encode_command(
 
     from unilk.encoding import Encoder
 
+    if out_path is not None:  # before any work: a typo'd suffix or a file the user has is not written over
+        if Path(out_path).suffix.lower() != ".npz":
+            raise click.BadParameter(f"got {out_path!r}; expected a new .npz file", param_hint="--out")
+        try:
+            refuse_existing(out_path, "--out file")
+        except UnilkError as err:
+            raise CommandError(str(err)) from err
     groups: dict[str, list[str]] = {}
     for path in _expand_folders(files, modality):
         groups.setdefault(modality or _modality_of(path), []).append(path)

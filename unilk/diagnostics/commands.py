@@ -307,6 +307,10 @@ def convert(
     click.echo(f"equivalence check passed (atol {atol:g})")
 
 
+#: figure files ``unilk plot --out`` writes (matplotlib picks the format from the suffix)
+_FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
 @click.command()
 @click.argument("run", type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -320,6 +324,8 @@ def plot(run: Path, out: Path | None) -> None:
     """Training curves (loss, metrics, learning rate) of RUN (a run directory or its CSV log) into a PNG."""
     from unilk.diagnostics.plot import find_run_log, plot_training_curves
 
+    if out is not None and out.suffix.lower() not in _FIGURE_SUFFIXES:
+        raise click.BadParameter(f"got {str(out)!r}; expected one of {', '.join(_FIGURE_SUFFIXES)}", param_hint="--out")
     log = find_run_log(run)
     path = plot_training_curves(log, out or log.parent / "curves.png")
     click.echo(f"wrote {path}")
