@@ -243,3 +243,26 @@ def test_encode_out_never_writes_over_a_file_and_plot_out_needs_a_figure_suffix(
     result = CliRunner().invoke(cli, ["plot", str(log), "--out", str(tmp_path / "curves.npz")])
     assert result.exit_code == 2  # was matplotlib's ValueError with a traceback
     assert "expected one of .png" in result.output
+
+
+def test_training_off_a_terminal_logs_a_line_now_and_then_not_one_per_logged_step(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import csv
+    import logging
+
+    from click.testing import CliRunner
+
+    from unilk.train.commands import train_command
+
+    args = [
+        "image/quick_stripes", f"output_dir={tmp_path / 'run'}", f"data.root={tmp_path / 'data'}", "train.device=cpu",
+        "data.synthetic_kwargs.n_per_class=2", "data.batch_size=4", "train.max_steps=6", "log.every_steps=1",
+    ]  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="unilk.train.engine"):
+        result = CliRunner().invoke(train_command, args)  # stderr is not a terminal here
+    assert result.exit_code == 0, result.output
+    lines = [r.getMessage() for r in caplog.records if ": step " in r.getMessage()]
+    assert [line.split(",")[0] for line in lines] == ["quick_stripes: step 1/6 (epoch 0)", lines[-1].split(",")[0]]
+    assert "step 6/6" in lines[-1]  # the first and the last: the run took less than 30 s (it printed all six)
+    assert len(list(csv.DictReader((tmp_path / "run" / "log.csv").open()))) >= 6  # log.csv keeps every logged step
