@@ -266,3 +266,18 @@ def test_training_off_a_terminal_logs_a_line_now_and_then_not_one_per_logged_ste
     assert [line.split(",")[0] for line in lines] == ["quick_stripes: step 1/6 (epoch 0)", lines[-1].split(",")[0]]
     assert "step 6/6" in lines[-1]  # the first and the last: the run took less than 30 s (it printed all six)
     assert len(list(csv.DictReader((tmp_path / "run" / "log.csv").open()))) >= 6  # log.csv keeps every logged step
+
+
+def test_channels_first_video_is_refused_unless_the_layout_says_so() -> None:
+    small = {"num_frames": 4, "frame_stride": 1, "short_side": 32, "crop_size": 32}
+    encoder = Encoder(MODEL, pretrained=False, adapters={"video": small}, device="cpu")
+    clips = np.random.default_rng(2).integers(0, 256, (2, 8, 32, 32, 3), dtype=np.uint8)  # [B, T, H, W, C]
+    with pytest.raises(InputError, match=r"channels first\?.*layout='TCHW'"):
+        encoder.encode(video=clips[0].transpose(0, 3, 1, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = encoder.encode(video=clips)["video"].embeddings
+        one = encoder.encode(video=clips[0].transpose(0, 3, 1, 2), layout="TCHW")["video"].embeddings
+        batch = encoder.encode(video=torch.from_numpy(clips).permute(0, 1, 4, 2, 3), layout="BTCHW")["video"]
+    torch.testing.assert_close(one, rows[:1])
+    torch.testing.assert_close(batch.embeddings, rows)
