@@ -344,7 +344,7 @@ def calibrate_command(
             found, paths, out, modality=modality, batches=batches, batch_size=batch_size, device=device
         )
     except UnilkError as err:
-        raise CommandError(str(err)) from err
+        raise CommandError(str(err), err) from err
     click.echo(f"{'layer':<48} {'channels':>8} {'mean shift':>10} {'log std ratio':>13}")
     for layer in report.layers:
         click.echo(

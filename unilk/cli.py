@@ -39,9 +39,16 @@ _COMMANDS: dict[str, str] = {
 
 
 class CommandError(click.ClickException):
-    """A unilk error (config, input, checkpoint) caught inside a command: one ``Error:`` line and exit code 2."""
+    """A unilk error caught inside a command: one ``Error:`` line, exit code 2 (1 for a :class:`WorkerDiedError`).
 
-    exit_code = 2
+    Args:
+        message: the line to print (the error's message, in the command line's words).
+        cause: the error caught.
+    """
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.exit_code = 1 if isinstance(cause, WorkerDiedError) else 2  # as main() exits for an uncaught one
 
 
 class _LazyGroup(click.Group):

@@ -243,7 +243,7 @@ def export_command(source: str, out: Path, fmt: str, input_size: tuple[int, int,
     try:
         report = export_model(source, out, fmt=fmt, input_size=input_size, rtol=rtol)
     except UnilkError as err:
-        raise CommandError(str(err)) from err
+        raise CommandError(str(err), err) from err
     click.echo(f"wrote {report.out}: {', '.join(report.files)}")
     click.echo(
         f"check on a random {'x'.join(map(str, report.input_shape))} input: max relative difference "

@@ -182,7 +182,7 @@ def encode_command(
         try:
             refuse_existing(out_path, "--out file")
         except UnilkError as err:
-            raise CommandError(str(err)) from err
+            raise CommandError(str(err), err) from err
     groups: dict[str, list[str]] = {}
     for path in _expand_folders(files, modality):
         groups.setdefault(modality or _modality_of(path), []).append(path)
@@ -200,7 +200,7 @@ def encode_command(
         )
         result = encoder.encode(**groups, on_error="record")
     except UnilkError as err:
-        raise CommandError(cli_words(str(err))) from err
+        raise CommandError(cli_words(str(err)), err) from err
     arrays: dict[str, Any] = {}
     for name, enc in result.items():
         click.echo(f"{name}: {len(enc.ids)} input(s) -> embeddings {tuple(enc.embeddings.shape)} ({enc.model})")
@@ -336,7 +336,7 @@ def extract_command(
         )
         finished = True
     except UnilkError as err:
-        raise CommandError(cli_words(str(err))) from err
+        raise CommandError(cli_words(str(err)), err) from err
     finally:
         if grouped:
             shutdown_process_group(wait_for_peers=finished)

@@ -216,7 +216,7 @@ def predict_command(
     try:
         results = predict(source, inputs, top_k=top_k, batch_size=batch_size, device=device)
     except UnilkError as err:
-        raise CommandError(str(err)) from err
+        raise CommandError(str(err), err) from err
     for result in results:
         if result.error is not None:
             click.echo(f"{result.id}\terror: {result.error}")

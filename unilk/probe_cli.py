@@ -337,7 +337,7 @@ def probe_command(
             cache_dir=None if no_cache else (cache_dir or default_cache_dir()), batch_size=batch_size, device=device,
         )  # fmt: skip
     except UnilkError as err:
-        raise CommandError(str(err)) from err
+        raise CommandError(str(err), err) from err
     click.echo(f"{result['train']} train and {result['eval']} eval samples, {result['dim']}-d embeddings")
     if "calibration" in result:
         cal = result["calibration"]

@@ -29,7 +29,7 @@ def _report_errors(fn: Callable[..., None]) -> Callable[..., None]:
         try:
             fn(*args, **kwargs)
         except UnilkError as err:
-            raise CommandError(str(err)) from err
+            raise CommandError(str(err), err) from err
 
     return wrapper
 
