@@ -37,7 +37,12 @@ _PER_CLASS = {
 @click.argument("kind", type=click.Choice(sorted(_KINDS)))
 @click.argument("root", type=click.Path(file_okay=False))
 @click.option("--seed", default=0, show_default=True, help="Random seed (the same seed writes the same files).")
-@click.option("--n-per-class", type=int, default=None, help="Samples per class (class datasets; default: generator's).")
+@click.option(
+    "--n-per-class",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Samples per class (class datasets; default: generator's).",
+)
 def synth(kind: str, root: str, seed: int, n_per_class: int | None) -> None:
     """Write the synthetic KIND dataset under ROOT, in the layout its loader reads."""
     from unilk.datasets import synthetic

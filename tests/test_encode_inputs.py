@@ -241,7 +241,7 @@ def test_default_without_the_weights_fails_at_once_with_the_way_out(
     message = str(caught.value)
     for part in (
         "https://huggingface.co/DingXiaoH/UniRepLKNet/resolve/main/unireplknet_a_in1k_224_acc77.03.pth",
-        "huggingface-cli download DingXiaoH/UniRepLKNet unireplknet_a_in1k_224_acc77.03.pth",
+        "`hf download DingXiaoH/UniRepLKNet unireplknet_a_in1k_224_acc77.03.pth",
         "HF_HUB_OFFLINE",
         "pretrained=False",
         "checkpoint=",
@@ -252,11 +252,11 @@ def test_default_without_the_weights_fails_at_once_with_the_way_out(
 
 
 def test_unreachable_hub_fails_fast_without_retries(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import unilk.encoding as encoding
+    import unilk.models._builder as builder
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(encoding, "_hub_offline", lambda: False)
-    monkeypatch.setattr(encoding, "_reachable", lambda url: False)
+    monkeypatch.setattr(builder, "_hub_offline", lambda: False)
+    monkeypatch.setattr(builder, "_reachable", lambda url: False)
     with pytest.raises(CheckpointError, match=r"cannot be reached \(offline\?\)"):
         Encoder(device="cpu", model_kwargs={"cache_dir": str(tmp_path)})
 
@@ -269,7 +269,7 @@ def test_cli_names_its_own_options_in_the_message(monkeypatch: pytest.MonkeyPatc
     clip = tmp_path / "a.npy"
     np.save(clip, np.zeros((300, 3), np.float32))
     result = CliRunner().invoke(encode_command, [str(clip), "--modality", "points", "--device", "cpu"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "--random-weights" in result.output
     assert "pretrained=False" not in result.output
     assert "--checkpoint" in result.output

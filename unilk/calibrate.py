@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from unilk.cli import CommandError
 from unilk.devices import DEVICE
 from unilk.errors import CheckpointError, ConfigError, InputError, UnilkError
 
@@ -306,8 +307,10 @@ def _format_shift(value: float) -> str:
 @click.argument("data", nargs=-1, required=True)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output .safetensors or .pth (new).")
 @click.option("--modality", default=None, help="Modality of DATA (default: the model's own; needed for a trunk).")
-@click.option("--batches", type=int, default=None, help="Use at most N batches (default: every input).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option(
+    "--batches", type=click.IntRange(min=1), default=None, help="Use at most N batches (default: every input)."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True, type=DEVICE, help="cpu, cuda, cuda:1, ...")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the report as JSON.")
 def calibrate_command(
@@ -331,8 +334,6 @@ def calibrate_command(
     from unilk.extract import list_inputs, modality_extensions
     from unilk.loading import read_model_file
 
-    if batch_size < 1 or (batches is not None and batches < 1):
-        raise click.BadParameter("--batch-size and --batches must be >= 1")
     try:
         found = read_model_file(source)
         modality = modality or found.modality
@@ -343,7 +344,7 @@ def calibrate_command(
             found, paths, out, modality=modality, batches=batches, batch_size=batch_size, device=device
         )
     except UnilkError as err:
-        raise click.ClickException(str(err)) from err
+        raise CommandError(str(err), err) from err
     click.echo(f"{'layer':<48} {'channels':>8} {'mean shift':>10} {'log std ratio':>13}")
     for layer in report.layers:
         click.echo(

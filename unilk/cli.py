@@ -38,6 +38,19 @@ _COMMANDS: dict[str, str] = {
 }
 
 
+class CommandError(click.ClickException):
+    """A unilk error caught inside a command: one ``Error:`` line, exit code 2 (1 for a :class:`WorkerDiedError`).
+
+    Args:
+        message: the line to print (the error's message, in the command line's words).
+        cause: the error caught.
+    """
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.exit_code = 1 if isinstance(cause, WorkerDiedError) else 2  # as main() exits for an uncaught one
+
+
 class _LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 

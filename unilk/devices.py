@@ -24,7 +24,7 @@ def resolve_device(device: str | torch.device, *, also: tuple[str, ...] = ()) ->
         also: further device types accepted (e.g. ``("meta",)`` where nothing is computed).
 
     Raises:
-        ConfigError: an unknown device, or a CUDA device this machine lacks.
+        ConfigError: an unknown device, or a CUDA or MPS device this machine lacks.
     """
     import torch
 
@@ -39,6 +39,8 @@ def resolve_device(device: str | torch.device, *, also: tuple[str, ...] = ()) ->
         raise ConfigError(f"device: got {device!r} but no CUDA GPU is available here; expected 'auto' or 'cpu'.")
     if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
         raise ConfigError(f"device: got {device!r}; this machine has {torch.cuda.device_count()} CUDA device(s).")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device: got {device!r} but no Apple MPS device is available here; expected 'auto' or 'cpu'")
     if resolved.type not in (*_KINDS, *also):
         raise ConfigError(f"device: got {device!r}; {expected}.")
     return resolved

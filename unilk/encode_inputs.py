@@ -8,9 +8,9 @@ modality   one sample                                                   a batch 
 image      PIL image; ``[H, W]``, ``[H, W, C]`` or ``[C, H, W]``        ``[N, H, W, C]`` or ``[N, C, H, W]``
 audio      ``[T]``; ``[C, T]`` / ``[T, C]`` with ``layout=``;           ``[B, T]`` with ``layout="BT"``
            ``(waveform, sample_rate)``
-points     ``[N, 3+]``                                                  ``[B, N, 3+]``
+points     ``[N, 3+]``; ``[3+, N]`` with ``layout="CN"``                  ``[B, N, 3+]``; ``[B, 3+, N]`` with ``"BCN"``
 series     ``[T]``, ``[T, D]``                                          ``[B, T, D]``
-video      ``[T, H, W, C]``                                             ``[B, T, H, W, C]``
+video      ``[T, H, W, C]``; ``[T, C, H, W]`` with ``layout="TCHW"``     ``[B, T, H, W, C]``; ``[B, T, C, H, W]``
 =========  ==========================================================  ==========================================
 
 Images have C in (1, 3); pixels are uint8, uint16 or float in [0, 1]. Arrays are numpy arrays or torch tensors (any
@@ -38,9 +38,9 @@ __all__ = ["LAYOUTS", "name_inputs"]
 LAYOUTS: dict[str, tuple[str, ...]] = {
     "image": ("HW", "HWC", "CHW", "NHWC", "NCHW"),
     "audio": ("T", "CT", "TC", "BT", "BCT", "BTC"),
-    "points": ("NC", "BNC"),
+    "points": ("NC", "CN", "BNC", "BCN"),
     "series": ("T", "TD", "BTD"),
-    "video": ("THWC", "BTHWC"),
+    "video": ("THWC", "TCHW", "BTHWC", "BTCHW"),
 }
 _IMAGE_CHANNELS = (1, 3)
 
@@ -227,6 +227,14 @@ def split_array(modality: str, array: np.ndarray | Tensor, layout: str | None = 
         if layout == "BTC":
             return [clip.T for clip in data]
         raise InputError(f"encode layout: got {layout!r} for audio; expected one of {list(LAYOUTS['audio'])}")
+    if layout in ("TCHW", "BTCHW"):  # torchvision's read_video(output_format="TCHW"): frames channels-last
+        frames = array.permute(*range(array.dim() - 3), -2, -1, -3) if isinstance(array, Tensor) else None
+        frames = frames if frames is not None else np.moveaxis(array, -3, -1)
+        return [frames] if layout == "TCHW" else list(frames)
+    if layout == "CN":
+        return [array.transpose(-1, -2) if isinstance(array, Tensor) else array.T]
+    if layout == "BCN":
+        return [cloud.transpose(-1, -2) if isinstance(cloud, Tensor) else cloud.T for cloud in array]
     if layout in ("BNC", "BTD", "BTHWC"):
         return list(array)
     if layout in ("NC", "T", "TD", "THWC"):
@@ -274,6 +282,23 @@ def _infer_layout(modality: str, shape: tuple[int, ...]) -> str:
                 f"encode(audio=array of shape {shape}): ambiguous: [B, C, T] or [B, T, C]? Fix: pass layout='BCT' "
                 "or layout='BTC'"
             )
+    elif modality == "video" and ndim in (4, 5):
+        if shape[-1] not in _IMAGE_CHANNELS and shape[-3] in _IMAGE_CHANNELS:  # torchvision's TCHW
+            channels_first = "TCHW" if ndim == 4 else "BTCHW"
+            raise InputError(
+                f"encode(video=array of shape {shape}): channels first? expected frames as [..., H, W, C]. Fix: pass "
+                f"layout={channels_first!r} (torchvision's output_format='TCHW'), or move the channels last"
+            )
+        return "THWC" if ndim == 4 else "BTHWC"
+    elif modality == "points" and ndim in (2, 3):
+        if shape[-1] > shape[-2]:  # fewer points than columns: PointNet's channels-first [3, N] more likely
+            channels_first, rows = ("CN", "NC") if ndim == 2 else ("BCN", "BNC")
+            raise InputError(
+                f"encode(points=array of shape {shape}): more columns than points; is it channels first "
+                f"([{'B, ' if ndim == 3 else ''}3+, N], as PointNet takes)? Fix: pass layout={channels_first!r} "
+                f"(or layout={rows!r} if it really is {shape[-2]} points of {shape[-1]} values)"
+            )
+        return "NC" if ndim == 2 else "BNC"
     else:
         matches = [layout for layout, n in by_ndim.items() if n == ndim]
         if len(matches) == 1:

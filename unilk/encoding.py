@@ -23,7 +23,6 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -34,6 +33,7 @@ from unilk.devices import resolve_device
 from unilk.encode_inputs import name_inputs
 from unilk.errors import CheckpointError, ConfigError, InputError
 from unilk.loading import ModelFile
+from unilk.models._builder import check_pretrained_available
 from unilk.once import SMALL_MAP_WARNING, expected, log_once
 
 __all__ = [
@@ -63,8 +63,6 @@ _DTYPES: dict[str, torch.dtype | None] = {
     "fp16": torch.float16,
     "float16": torch.float16,
 }
-#: seconds to wait for the weights' host before calling the machine offline (instead of retrying for half a minute).
-_REACH_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -72,10 +70,23 @@ class Maps:
     """Ready-made maps, passed to :func:`encode` instead of raw samples (the adapter is skipped).
 
     Attributes:
-        tensor: Tensor[N, C, H, W] (one map per input) or Tensor[C, H, W] (one input).
+        tensor: Tensor[N, C, H, W] (one map per input) or Tensor[C, H, W] (one input); a numpy array is taken as a
+            tensor.
+
+    Raises:
+        InputError: neither a tensor nor an array, or not 3 or 4 dimensions.
     """
 
     tensor: Tensor
+
+    def __post_init__(self) -> None:
+        tensor = self.tensor
+        if isinstance(tensor, np.ndarray):
+            tensor = torch.from_numpy(tensor)
+        if not isinstance(tensor, Tensor) or tensor.dim() not in (3, 4):
+            got = f"shape {tuple(tensor.shape)}" if isinstance(tensor, Tensor) else type(self.tensor).__name__
+            raise InputError(f"unilk.Maps: got {got}; expected a tensor or numpy array [N, C, H, W] or [C, H, W]")
+        object.__setattr__(self, "tensor", tensor)
 
 
 @dataclass(frozen=True)
@@ -200,60 +211,6 @@ def _resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtyp
     return resolved
 
 
-def _hub_offline() -> bool:
-    """HF_HUB_OFFLINE as huggingface_hub reads it (set now, or when it was imported)."""
-    from huggingface_hub import constants
-
-    now = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-    return now or bool(constants.HF_HUB_OFFLINE)
-
-
-def _reachable(url: str) -> bool:
-    """Whether the host of ``url`` accepts a connection within a few seconds (no retries)."""
-    import socket
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname or "", port), timeout=_REACH_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
-
-
-def check_pretrained_available(model: str, cache_dir: str | os.PathLike[str] | None = None) -> None:
-    """Fail at once when ``model``'s pretrained weights are neither cached nor fetchable now.
-
-    Raises:
-        CheckpointError: naming the file, its URL, the command that fetches it, and the opt-in to random weights.
-    """
-    from huggingface_hub import constants, try_to_load_from_cache
-    from timm.models import get_pretrained_cfg
-
-    from unilk.models._builder import _download_error
-
-    cfg = get_pretrained_cfg(model)
-    alternatives = "or pass checkpoint= with a local file, or pretrained=False for random (meaningless) weights"
-    if cfg is None or not (cfg.hf_hub_id or cfg.url):
-        raise _download_error(model, {}, OSError("no released weights"), alternatives=alternatives)
-    if cfg.hf_hub_id:
-        cached = try_to_load_from_cache(cfg.hf_hub_id, cfg.hf_hub_filename or "model.safetensors", cache_dir=cache_dir)
-        if isinstance(cached, str):
-            return
-        reason = "not in the local Hugging Face cache"
-        if not _hub_offline():
-            if _reachable(constants.ENDPOINT):
-                return
-            reason = f"not in the local Hugging Face cache, and {constants.ENDPOINT} cannot be reached (offline?)"
-    else:
-        cached_file = Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name
-        if cached_file.is_file() or _reachable(cfg.url):
-            return
-        reason = f"not in {cached_file.parent}, and the host cannot be reached (offline?)"
-    raise _download_error(model, {}, OSError(reason), alternatives=alternatives)
-
-
 class Encoder:
     """A reusable feature extractor: trunks in deploy form plus one adapter per modality.
 
@@ -337,14 +294,29 @@ class Encoder:
         self._modal: nn.Module | None = None
         self.labels: list[str] = []
         self._as_trained = False  # a trained model file with its own adapter config
+        self._random_weights = not self.pretrained and self._module is None and self.checkpoint is None
         if self.trained is not None:
             self._use_training_config(self.trained, model)
         self._adapters: dict[str, Any] = {}
         if self.pretrained:
-            check_pretrained_available(self.model_name, self.model_kwargs.get("cache_dir"))
-        elif self._module is None and self.checkpoint is None:
+            alternatives = "or pass checkpoint= with a local file, or pretrained=False for random (meaningless) weights"
+            check_pretrained_available(self.model_name, self.model_kwargs.get("cache_dir"), alternatives)
+        elif self._random_weights:
             message = "Encoder(%r): random weights, as asked; embeddings carry no meaning"
             log_once(logger, ("random weights", self.model_name), message, self.model_name, level=logging.INFO)
+
+    def __repr__(self) -> str:
+        if self.checkpoint is not None:
+            weights = f"checkpoint={self.checkpoint!r}"
+        elif self._module is not None:
+            weights = "weights=the given module's"
+        else:
+            weights = f"pretrained={self.pretrained}"
+        dtype = "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch.")
+        return (
+            f"Encoder(model={self.model_name!r}, {weights}, device={str(self.device)!r}, dtype={dtype!r}, "
+            f"batch_size={self.batch_size}, pool={self.pool!r})"
+        )
 
     def _use_training_config(self, trained: ModelFile, model: str | nn.Module) -> None:
         """Take the architecture, adapter config and labels from a modal model file."""
@@ -480,8 +452,9 @@ class Encoder:
         """
         trunk = self.trunk(maps.shape[1])
         rows, feats = [], []
-        # a trained model on its own maps (its stored adapter config): the size it learned on, nothing to act on
-        with expected(SMALL_MAP_WARNING) if self._as_trained else nullcontext():
+        # a trained model on its own maps (its stored adapter config): the size it learned on, nothing to act on;
+        # random weights, asked for: the embeddings carry no meaning, whatever part of a kernel sees the map
+        with expected(SMALL_MAP_WARNING) if self._as_trained or self._random_weights else nullcontext():
             for start in range(0, maps.shape[0], self.batch_size):
                 x = maps[start : start + self.batch_size].to(self.device, non_blocking=True)
                 if self.channels_last:

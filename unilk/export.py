@@ -27,6 +27,7 @@ import click
 import torch
 from torch import Tensor
 
+from unilk.cli import CommandError
 from unilk.errors import CheckpointError, ConfigError, UnilkError
 
 __all__ = ["EXPORT_FORMATS", "ExportReport", "export_command", "export_model", "model_card"]
@@ -225,7 +226,13 @@ def export_model(
 @click.argument("source")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (new or empty).")
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="folder", show_default=True)
-@click.option("--input-size", nargs=3, type=int, default=None, help="C H W of the check input (default: adapter's).")
+@click.option(
+    "--input-size",
+    nargs=3,
+    type=click.IntRange(min=1),
+    default=None,
+    help="C H W of the check input (default: adapter's).",
+)
 @click.option("--rtol", default=1e-5, show_default=True, help="Largest relative difference the weights check accepts.")
 def export_command(source: str, out: Path, fmt: str, input_size: tuple[int, int, int] | None, rtol: float) -> None:
     """Export SOURCE (a training run folder or any model file) in deploy form to the folder --out.
@@ -236,7 +243,7 @@ def export_command(source: str, out: Path, fmt: str, input_size: tuple[int, int,
     try:
         report = export_model(source, out, fmt=fmt, input_size=input_size, rtol=rtol)
     except UnilkError as err:
-        raise click.ClickException(str(err)) from err
+        raise CommandError(str(err), err) from err
     click.echo(f"wrote {report.out}: {', '.join(report.files)}")
     click.echo(
         f"check on a random {'x'.join(map(str, report.input_shape))} input: max relative difference "

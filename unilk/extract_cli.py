@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from unilk.atomic import refuse_existing
+from unilk.cli import CommandError
 from unilk.devices import DEVICE
 from unilk.errors import UnilkError
 
@@ -53,8 +55,15 @@ def cli_words(message: str) -> str:
     return message
 
 
+#: generic data suffixes (text, tables, arrays): in a folder of media files they are side files, not inputs
+_DATA_SUFFIXES = frozenset({".txt", ".csv", ".npy", ".npz"})
+
+
 def _expand_folders(files: tuple[str, ...], modality: str | None) -> list[str]:
     """FILES with each folder replaced by its media files (recursively, sorted; of ``modality``'s kinds when given).
+
+    Without ``modality``, a folder's text and array files (:data:`_DATA_SUFFIXES`) are inputs only when the folder
+    holds nothing else; next to media files they are left out, with a warning line.
 
     Raises:
         click.BadParameter: a folder holds no such file.
@@ -77,9 +86,19 @@ def _expand_folders(files: tuple[str, ...], modality: str | None) -> list[str]:
             expanded.append(path)
             continue
         try:
-            expanded += [item.path for item in list_inputs(path, extensions=suffixes)]
+            found = [item.path for item in list_inputs(path, extensions=suffixes)]
         except InputError as err:
             raise click.BadParameter(f"{err} (media files: {', '.join(suffixes)})", param_hint="FILES") from err
+        media = [p for p in found if Path(p).suffix.lower() not in _DATA_SUFFIXES]
+        side = sorted({Path(p).suffix.lower() for p in found} - {Path(p).suffix.lower() for p in media})
+        if modality is None and media and side:  # lists, labels, metadata next to the media: not inputs
+            click.echo(
+                f"warning: {path}: left out {len(found) - len(media)} {'/'.join(side)} file(s) next to its media "
+                "files (lists or labels, as far as a suffix tells); pass --modality to embed them",
+                err=True,
+            )
+            found = media
+        expanded += found
     return expanded
 
 
@@ -114,7 +133,9 @@ _model_options = [
     ),
     click.option("--model-kwarg", "model_kwargs", multiple=True, metavar="KEY=VALUE", help="Extra create_model key."),
     click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda, cuda:1, ..."),
-    click.option("--batch-size", default=32, show_default=True, help="Maps per forward pass."),
+    click.option(
+        "--batch-size", default=32, type=click.IntRange(min=1), show_default=True, help="Maps per forward pass."
+    ),
     click.option("--pool", type=click.Choice(["avg", "max"]), default="avg", show_default=True),
 ]
 
@@ -128,7 +149,7 @@ def _with_model_options(fn: Any) -> Any:
 @click.command("encode")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--modality", type=click.Choice(_MODALITIES), help="Default: guessed from each file's suffix.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write ids and embeddings to this .npz.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write ids and embeddings to this new .npz.")
 @click.option(
     "--adapter",
     "adapter_kwargs",
@@ -155,6 +176,13 @@ def encode_command(
 
     from unilk.encoding import Encoder
 
+    if out_path is not None:  # before any work: a typo'd suffix or a file the user has is not written over
+        if Path(out_path).suffix.lower() != ".npz":
+            raise click.BadParameter(f"got {out_path!r}; expected a new .npz file", param_hint="--out")
+        try:
+            refuse_existing(out_path, "--out file")
+        except UnilkError as err:
+            raise CommandError(str(err), err) from err
     groups: dict[str, list[str]] = {}
     for path in _expand_folders(files, modality):
         groups.setdefault(modality or _modality_of(path), []).append(path)
@@ -172,7 +200,7 @@ def encode_command(
         )
         result = encoder.encode(**groups, on_error="record")
     except UnilkError as err:
-        raise click.ClickException(cli_words(str(err))) from err
+        raise CommandError(cli_words(str(err)), err) from err
     arrays: dict[str, Any] = {}
     for name, enc in result.items():
         click.echo(f"{name}: {len(enc.ids)} input(s) -> embeddings {tuple(enc.embeddings.shape)} ({enc.model})")
@@ -227,8 +255,16 @@ def _adapter_overrides(pairs: dict[str, Any], modalities: list[str]) -> dict[str
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @_with_model_options
 @click.option("--adapter", "adapter_kwargs", multiple=True, metavar="KEY=VALUE", help="Adapter config override.")
-@click.option("--shard-size", default=1024, show_default=True, help="Inputs per output shard.")
-@click.option("--num-workers", default=min(8, os.cpu_count() or 1), show_default=True, help="Decoding workers.")
+@click.option(
+    "--shard-size", default=1024, type=click.IntRange(min=1), show_default=True, help="Inputs per output shard."
+)
+@click.option(
+    "--num-workers",
+    default=min(8, os.cpu_count() or 1),
+    type=click.IntRange(min=0),
+    show_default=True,
+    help="Decoding workers.",
+)
 @click.option("--npy", "write_npy", is_flag=True, help="Also write .npy + .ids.jsonl per shard.")
 @click.option("--retry-failed", is_flag=True, help="Redo finished shards that recorded errors.")
 @click.option("--engine", type=click.Choice(["torch", "ray"]), default="torch", show_default=True)
@@ -300,7 +336,7 @@ def extract_command(
         )
         finished = True
     except UnilkError as err:
-        raise click.ClickException(cli_words(str(err))) from err
+        raise CommandError(cli_words(str(err)), err) from err
     finally:
         if grouped:
             shutdown_process_group(wait_for_peers=finished)

@@ -25,6 +25,7 @@ import click
 import torch
 from torch import Tensor
 
+from unilk.cli import CommandError
 from unilk.devices import DEVICE, resolve_device
 from unilk.errors import CheckpointError, InputError, UnilkError
 from unilk.once import SMALL_MAP_WARNING, expected
@@ -200,11 +201,13 @@ def _one_line(text: str) -> str:
 @click.command("predict")
 @click.argument("source")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--top-k", default=5, show_default=True, help="Labels per input.")
+@click.option("--top-k", default=5, type=click.IntRange(min=1), show_default=True, help="Labels per input.")
 @click.option(
     "--jsonl", "jsonl", type=click.Path(dir_okay=False, path_type=Path), help="Also write one JSON line per input."
 )
-@click.option("--batch-size", default=32, show_default=True, help="Inputs per forward pass.")
+@click.option(
+    "--batch-size", default=32, type=click.IntRange(min=1), show_default=True, help="Inputs per forward pass."
+)
 @click.option("--device", default="cpu", show_default=True, type=DEVICE, help="cpu, cuda, cuda:1, ...")
 def predict_command(
     source: str, inputs: tuple[str, ...], top_k: int, jsonl: Path | None, batch_size: int, device: str
@@ -220,7 +223,7 @@ def predict_command(
     try:
         results = predict(source, inputs, top_k=top_k, batch_size=batch_size, device=device)
     except UnilkError as err:
-        raise click.ClickException(str(err)) from err
+        raise CommandError(str(err), err) from err
     for result in results:
         name = _one_line(result.id)
         if result.error is not None:

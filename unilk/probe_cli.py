@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from unilk.cli import CommandError
 from unilk.devices import DEVICE
-from unilk.errors import ConfigError, InputError, UnilkError
+from unilk.errors import ConfigError, InputError, UnilkError, did_you_mean
 
 __all__ = ["SplitEmbeddings", "embed_split", "probe_command", "run_probe"]
 
@@ -71,10 +72,25 @@ def _class_folders(root: Path, split: str, modality: str) -> Any:
     return ClassFolder(root, split, extensions=modality_extensions(modality))
 
 
+def check_dataset_name(dataset: str | None) -> None:
+    """Refuse a ``--dataset`` that names no registered loader, with the closest names.
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    from unilk.datasets import DATASETS
+
+    if dataset is not None and dataset not in DATASETS:
+        raise ConfigError(
+            f"--dataset: got {dataset!r}; {did_you_mean(dataset, DATASETS)}expected one of {sorted(DATASETS)}"
+        )
+
+
 def open_split(data: str, dataset: str | None, split: str | None, modality: str, kwargs: dict[str, Any]) -> Any:
     """The loader of one split (``split=None``: the eval split, ``val`` if the data has one, else ``test``)."""
     from unilk.datasets import build_dataset
 
+    check_dataset_name(dataset)  # a misspelt name, not a missing split: say so first
     candidates = (split,) if split is not None else _EVAL_SPLITS
     last: Exception | None = None
     for name in candidates:
@@ -272,14 +288,16 @@ def _parse_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--dataset-arg", "dataset_args", multiple=True, help="KEY=VALUE argument of the loader (repeatable).")
 @click.option("--train-split", default="train", show_default=True)
 @click.option("--eval-split", default=None, help="Default: val if the data has one, else test.")
-@click.option("--k", "k", type=int, default=20, show_default=True, help="k-NN neighbours.")
+@click.option("--k", "k", type=click.IntRange(min=1), default=20, show_default=True, help="k-NN neighbours.")
 @click.option("--temperature", type=float, default=0.07, show_default=True, help="k-NN vote temperature.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the linear probe's held-out split.")
 @click.option("--calibrate", is_flag=True, help="Re-estimate BatchNorm statistics on the train inputs first.")
-@click.option("--calibrate-batches", type=int, default=None, help="Batches for --calibrate (default: all).")
+@click.option(
+    "--calibrate-batches", type=click.IntRange(min=1), default=None, help="Batches for --calibrate (default: all)."
+)
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help=f"Default: ${CACHE_ENV}/probe.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write cached embeddings.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True, type=DEVICE, help="cpu, cuda, cuda:1, ...")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
 def probe_command(
@@ -309,6 +327,7 @@ def probe_command(
     from unilk.atomic import atomic_file, refuse_existing
 
     try:
+        check_dataset_name(dataset)  # before the model is read and anything embedded
         if json_path is not None:
             refuse_existing(json_path, "--json file")
         result = run_probe(
@@ -318,7 +337,7 @@ def probe_command(
             cache_dir=None if no_cache else (cache_dir or default_cache_dir()), batch_size=batch_size, device=device,
         )  # fmt: skip
     except UnilkError as err:
-        raise click.ClickException(str(err)) from err
+        raise CommandError(str(err), err) from err
     click.echo(f"{result['train']} train and {result['eval']} eval samples, {result['dim']}-d embeddings")
     if "calibration" in result:
         cal = result["calibration"]

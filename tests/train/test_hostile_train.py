@@ -94,7 +94,8 @@ def test_synthetic_data_is_never_written_into_a_users_folder(tmp_path: Path) -> 
     result = CliRunner().invoke(train_command, [RECIPE, *_overrides(tmp_path, data="my_photos")])
     assert result.exit_code != 0
     assert isinstance(result.exception, ConfigError)
-    assert "was not written by unilk's generator" in str(result.exception)
+    assert "exists without .unilk_synthetic.json" in str(result.exception)
+    assert "data.synthetic=null" in str(result.exception)
     assert sorted(p.relative_to(mine) for p in mine.rglob("*")) == before
     with pytest.raises(ConfigError, match="did not write"):
         synthetic.generate_into(mine, "make_image_folder", {"n_per_class": 2})

@@ -26,12 +26,13 @@ from pathlib import Path
 import click
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
+from unilk.devices import DEVICE, resolve_device
 from unilk.errors import ConfigError
 from unilk.layers.fast_path import set_fast_path, uses_fast_path
 from unilk.ops.fused import fused_tail
 from unilk.ops.lkconv import MODES, depthwise_conv2d, lkconv_mode
+from unilk.progress import Progress
 
 __all__ = [
     "LKCONV_SHAPES",
@@ -243,7 +244,7 @@ def bench_lkconv(
         batches: batch sizes.
         repeats: timed runs per measurement (medians are reported).
         backward: also time forward+backward (input and weight gradients).
-        progress: show a tqdm bar.
+        progress: show progress (a bar on a terminal, else a line now and then).
         min_time_s: fast calls are repeated (up to 50 pairs) until one measurement takes about this long.
         setting: device, dtype, memory format and the fast build's mode (default: float32 NCHW on CPU, ``auto``).
 
@@ -254,7 +255,7 @@ def bench_lkconv(
     cases = [(shape, batch) for batch in batches for shape in shapes]
     return [
         _bench_case(shape, batch, repeats, backward, min_time_s, setting)
-        for shape, batch in tqdm(cases, desc="lkconv", disable=not progress)
+        for shape, batch in Progress(len(cases), desc="lkconv", unit="case", enabled=progress).iterate(cases)
     ]
 
 
@@ -476,7 +477,9 @@ def _set_threads(threads: int | None, setting: BenchSetting) -> str:
 def _setting_options(command: Callable[..., None]) -> Callable[..., None]:
     """The ``--device/--dtype/--channels-last/--mode`` options shared by both benchmark commands."""
     options = [
-        click.option("--device", default="cpu", show_default=True, help="Where both builds run, e.g. cuda."),
+        click.option(
+            "--device", default="cpu", type=DEVICE, show_default=True, help="Where both builds run, e.g. cuda."
+        ),
         click.option(
             "--dtype",
             type=click.Choice(sorted(DTYPES)),
@@ -499,13 +502,8 @@ def _setting_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def _make_setting(device: str, dtype: str, channels_last: bool, mode: str) -> BenchSetting:
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as err:
-        raise click.BadParameter(f"{device!r} is not a device: {err}", param_hint="--device") from err
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter(f"{device!r}: this PyTorch sees no CUDA device", param_hint="--device")
-    return BenchSetting(device, DTYPES[dtype], channels_last, mode)
+    # --device was checked when the command line was parsed (unilk.devices.DEVICE); "auto" is resolved here
+    return BenchSetting(str(resolve_device(device)), DTYPES[dtype], channels_last, mode)
 
 
 def _run_name(compiled: bool) -> str:
@@ -520,7 +518,7 @@ def bench() -> None:
 @bench.command("lkconv")
 @click.option("--quick", is_flag=True, help="Six representative shapes instead of every trunk shape.")
 @click.option("--batch", "batches", type=int, multiple=True, default=(1, 32), show_default=True)
-@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True, help="torch.set_num_threads (0 keeps the default).")
 @click.option("--family", type=str, default=None, help="Only shapes of this trunk (e.g. slak_t).")
 @click.option("--no-backward", is_flag=True, help="Time the forward only.")
@@ -541,7 +539,7 @@ def bench_lkconv_command(
     click.echo(_set_threads(threads or None, setting))
     click.echo(lkconv_table_header(backward=not no_backward))
     cases = [(shape, batch) for batch in batches for shape in shapes]
-    for shape, batch in tqdm(cases, desc="lkconv", disable=no_progress):
+    for shape, batch in Progress(len(cases), desc="lkconv", unit="case", enabled=not no_progress).iterate(cases):
         click.echo(lkconv_table_row(_bench_case(shape, batch, repeats, not no_backward, setting=setting)))
 
 
@@ -549,7 +547,7 @@ def bench_lkconv_command(
 @click.argument("names", nargs=-1)
 @click.option("--batch", type=int, default=32, show_default=True)
 @click.option("--image-size", type=int, default=224, show_default=True)
-@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True, help="torch.set_num_threads (0 keeps the default).")
 @click.option("--deploy/--train-form", default=True, show_default=True, help="Re-parameterize before timing inference.")
 @click.option("--no-train-step", is_flag=True, help="Skip the training-step timing.")

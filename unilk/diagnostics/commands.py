@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from unilk.cli import CommandError
 from unilk.devices import DEVICE, META_DEVICE
 from unilk.errors import UnilkError
 
@@ -28,7 +29,7 @@ def _report_errors(fn: Callable[..., None]) -> Callable[..., None]:
         try:
             fn(*args, **kwargs)
         except UnilkError as err:
-            raise click.ClickException(str(err)) from err
+            raise CommandError(str(err), err) from err
 
     return wrapper
 
@@ -102,7 +103,13 @@ def _parse_thresholds(text: str) -> list[float]:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Directory of inputs: images, or .pt/.npy C×H×W maps (any modality's adapter output).",
 )
-@click.option("--num", default=50, show_default=True, help="Inputs to average over (the first N in sorted order).")
+@click.option(
+    "--num",
+    default=50,
+    type=click.IntRange(min=1),
+    show_default=True,
+    help="Inputs to average over (the first N in sorted order).",
+)
 @click.option(
     "--size",
     default=1024,
@@ -110,7 +117,9 @@ def _parse_thresholds(text: str) -> list[float]:
     help="Resize images to SIZE×SIZE (the papers use 1024). Maps keep their size unless --resize-maps.",
 )
 @click.option("--resize-maps", is_flag=True, help="Also resize .pt/.npy maps to SIZE×SIZE.")
-@click.option("--batch-size", default=1, show_default=True, help="Inputs per forward/backward pass.")
+@click.option(
+    "--batch-size", default=1, type=click.IntRange(min=1), show_default=True, help="Inputs per forward/backward pass."
+)
 @click.option("--thresholds", default="0.2,0.3,0.5,0.99", show_default=True, help="Fractions t of r(t).")
 @click.option("--no-log", is_flag=True, help="Skip log10(x+1) before max-normalising (SLaK's figure).")
 @click.option("--pretrained", is_flag=True, help="Load each model's released weights (downloads them).")
@@ -208,7 +217,9 @@ def erf(
 
 @click.command()
 @click.argument("model")
-@click.option("--input-size", nargs=3, type=int, default=None, help="C H W (default: the model's input size).")
+@click.option(
+    "--input-size", nargs=3, type=click.IntRange(min=1), default=None, help="C H W (default: the model's input size)."
+)
 @click.option(
     "--device",
     default="meta",
@@ -248,7 +259,13 @@ def info(model: str, input_size: tuple[int, int, int] | None, device: str, as_js
     default=None,
     help="Output format (default: from the --out suffix).",
 )
-@click.option("--input-size", nargs=3, type=int, default=None, help="C H W of the check input (default: model's).")
+@click.option(
+    "--input-size",
+    nargs=3,
+    type=click.IntRange(min=1),
+    default=None,
+    help="C H W of the check input (default: model's).",
+)
 @click.option("--atol", default=1e-4, show_default=True, help="Largest output difference the check accepts.")
 @_report_errors
 def convert(
@@ -290,6 +307,10 @@ def convert(
     click.echo(f"equivalence check passed (atol {atol:g})")
 
 
+#: figure files ``unilk plot --out`` writes (matplotlib picks the format from the suffix)
+_FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
 @click.command()
 @click.argument("run", type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -303,6 +324,8 @@ def plot(run: Path, out: Path | None) -> None:
     """Training curves (loss, metrics, learning rate) of RUN (a run directory or its CSV log) into a PNG."""
     from unilk.diagnostics.plot import find_run_log, plot_training_curves
 
+    if out is not None and out.suffix.lower() not in _FIGURE_SUFFIXES:
+        raise click.BadParameter(f"got {str(out)!r}; expected one of {', '.join(_FIGURE_SUFFIXES)}", param_hint="--out")
     log = find_run_log(run)
     path = plot_training_curves(log, out or log.parent / "curves.png")
     click.echo(f"wrote {path}")

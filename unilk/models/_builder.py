@@ -20,6 +20,7 @@ import functools
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -30,7 +31,7 @@ from timm.models._features import FeatureGetterNet
 
 from unilk.errors import CheckpointError
 
-__all__ = ["FAMILY_MODULES", "PretrainedCfg", "build_trunk"]
+__all__ = ["FAMILY_MODULES", "PretrainedCfg", "build_trunk", "check_pretrained_available"]
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 FilterFn = Callable[[dict[str, Any], nn.Module], dict[str, Any]]
@@ -109,6 +110,12 @@ def build_trunk(
             model_cls = functools.partial(model_cls, features_only=True)  # type: ignore[assignment]
         else:
             feature_cfg["feature_cls"] = _FEATURE_CLASSES.get(feature_cls, feature_cls)
+    tag = kwargs.get("pretrained_cfg")
+    overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+    if pretrained and not overlay.get("file") and (tag is None or isinstance(tag, str)):
+        # fail at once when the file can be had neither from the cache nor the network (no half-minute of retries)
+        name = f"{variant}.{tag}" if tag else variant
+        check_pretrained_available(name, kwargs.get("cache_dir"), overlay=overlay)
     with torch.device(device) if device is not None else contextlib.nullcontext():
         try:
             model = build_model_with_cfg(
@@ -123,11 +130,78 @@ def build_trunk(
     return model
 
 
+#: the ways out of a missing pretrained file, in create_model's words
+_CREATE_ALTERNATIVES = "or pass checkpoint_path= with a local file, or pretrained=False for random weights"
+#: seconds to wait for the weights' host before calling the machine offline (instead of retrying for half a minute).
+_REACH_TIMEOUT_S = 3.0
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it (set now, or when it was imported)."""
+    from huggingface_hub import constants
+
+    now = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    return now or bool(constants.HF_HUB_OFFLINE)
+
+
+def _reachable(url: str) -> bool:
+    """Whether the host of ``url`` accepts a connection within a few seconds (no retries)."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "", port), timeout=_REACH_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def check_pretrained_available(
+    model: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    alternatives: str = _CREATE_ALTERNATIVES,
+    overlay: Mapping[str, Any] | None = None,
+) -> None:
+    """Fail at once when ``model``'s (``arch`` or ``arch.tag``) pretrained weights are neither cached nor fetchable.
+
+    Args:
+        model: the registered name.
+        cache_dir: the Hugging Face cache to look in (default: huggingface_hub's).
+        alternatives: the other ways out, in the caller's words (``"or pass ..."``).
+        overlay: ``pretrained_cfg_overlay`` fields (another hub file or URL) over the registered cfg.
+
+    Raises:
+        CheckpointError: naming the file, its URL, the command that fetches it, and ``alternatives``.
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model)
+    if overlay:
+        cfg = dataclasses.replace(cfg, **overlay) if cfg is not None else TimmPretrainedCfg(**overlay)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):
+        raise _download_error(model, {}, OSError("no released weights"), alternatives=alternatives)
+    if cfg.hf_hub_id:
+        cached = try_to_load_from_cache(cfg.hf_hub_id, cfg.hf_hub_filename or "model.safetensors", cache_dir=cache_dir)
+        if isinstance(cached, str):
+            return
+        reason = "not in the local Hugging Face cache"
+        if not _hub_offline():
+            if _reachable(constants.ENDPOINT):
+                return
+            reason = f"not in the local Hugging Face cache, and {constants.ENDPOINT} cannot be reached (offline?)"
+    else:
+        cached_file = Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name
+        if cached_file.is_file() or _reachable(cfg.url):
+            return
+        reason = f"not in {cached_file.parent}, and the host cannot be reached (offline?)"
+    raise _download_error(model, {}, OSError(reason), alternatives=alternatives)
+
+
 def _download_error(
-    variant: str,
-    kwargs: Mapping[str, Any],
-    err: Exception,
-    alternatives: str = "or pass checkpoint_path= with a local file, or pretrained=False for random weights",
+    variant: str, kwargs: Mapping[str, Any], err: Exception, alternatives: str = _CREATE_ALTERNATIVES
 ) -> CheckpointError:
     """The CheckpointError for weights that cannot be had: the file, its URL, the fetch command, ``alternatives``."""
     from timm.models import get_pretrained_cfg
@@ -138,17 +212,20 @@ def _download_error(
     source = overlay.get("file") or (
         f"https://huggingface.co/{cfg.hf_hub_id}/resolve/main/{cfg.hf_hub_filename}" if cfg and cfg.hf_hub_id else None
     )
-    fetch = f"huggingface-cli download {cfg.hf_hub_id} {cfg.hf_hub_filename}" if cfg and cfg.hf_hub_filename else None
+    # huggingface_hub's CLI is `hf` (the pinned release has no `huggingface-cli`)
+    fetch = f"hf download {cfg.hf_hub_id} {cfg.hf_hub_filename}" if cfg and cfg.hf_hub_filename else None
     if not (cfg and (cfg.hf_hub_id or cfg.url)) and not overlay.get("file"):
         return CheckpointError(
             f"{variant!r} has no released weights that pretrained=True can fetch (docs/models.md lists where the "
             f"official files are); {alternatives}"
         )
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-    hint = f"fetch it once with `{fetch}`, then retry" if fetch else ""
+    hint = f"Fix: {alternatives.removeprefix('or ')}"
+    if fetch:
+        hint = f"Fix: fetch it once with `{fetch}`, then retry; {alternatives}"
     if offline:
-        hint = f"HF_HUB_OFFLINE is set, so only the local cache is searched: {hint or 'download the file once'}"
+        hint = f"HF_HUB_OFFLINE is set, so only the local cache is searched. {hint}"
     return CheckpointError(
         f"could not load pretrained weights for {variant!r} from {source or 'its pretrained cfg'}: "
-        f"{str(err).splitlines()[0][:300]}. {hint}; {alternatives}"
+        f"{str(err).splitlines()[0][:300]}. {hint}"
     )

@@ -20,7 +20,7 @@ import timm
 import torch.nn as nn
 from timm.models import get_pretrained_cfg as timm_get_pretrained_cfg
 
-from unilk.errors import ConfigError
+from unilk.errors import ConfigError, did_you_mean
 from unilk.models._builder import FAMILY_MODULES
 
 __all__ = [
@@ -66,9 +66,9 @@ def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     arch = name.partition(".")[0]
     known = list_models()
     if arch not in known:
-        close = difflib.get_close_matches(arch, known, n=5)
-        hint = f"did you mean {close}?" if close else "see unilk.list_models()"
-        raise ConfigError(f"unknown model {name!r}; {hint}")
+        if timm.is_model(arch):
+            raise ConfigError(f"unknown model {name!r}: a timm model, not one of unilk's; use timm.create_model")
+        raise ConfigError(f"unknown model {name!r}; {did_you_mean(arch, known)}unilk.list_models() lists them all")
     return timm.models.model_entrypoint(arch)
 
 

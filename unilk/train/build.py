@@ -278,7 +278,8 @@ def validate_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = F
         raise ConfigError(f"data.synthetic: got {data.synthetic!r}, expected one of {synthetic.generator_names()}")
     elif root.exists() and (not root.is_dir() or (any(root.iterdir()) and not (root / synthetic.MARKER).is_file())):
         raise ConfigError(
-            f"data.root: {str(root)!r} exists and was not written by unilk's generator; synthetic data is written "
-            "only into a new or empty folder. Fix: pick another data.root, or drop data.synthetic to train on it"
+            f"data.root: {str(root)!r} exists without {synthetic.MARKER} (the mark of a recipe's generated data); "
+            "synthetic data is written only into a new or empty folder. Fix: pick another data.root, or pass "
+            "data.synthetic=null to train on the files there"
         )
     check_output_dir(Path(recipe.output_dir), resume=resume, overwrite=overwrite)

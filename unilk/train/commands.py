@@ -34,7 +34,10 @@ def train_command(
 ) -> None:
     """Train with RECIPE (a YAML path or a shipped name like audio/speech_commands), with key=value overrides.
 
-    Example: unilk train audio/quick_speech_commands optim.lr=1e-3 train.epochs=2 output_dir=runs/sc
+    \b
+    Example:
+      unilk train audio/quick_speech_commands optim.lr=1e-3 train.epochs=2 output_dir=runs/sc
+
     Under torchrun (torchrun --nproc_per_node=2 -m unilk train ...) it trains with DDP. A recipe with
     evaluation.folds trains once per fold and prints the mean and std over folds.
     """

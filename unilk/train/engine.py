@@ -55,6 +55,8 @@ from unilk.train.sparse import DynamicSparsity, masked_ema_update, nonzero_param
 __all__ = ["RUN_FILES", "TrainParts", "Trainer", "check_output_dir", "seed_everything", "write_text_atomic"]
 
 logger = logging.getLogger(__name__)
+#: off a terminal, seconds between two progress lines (as unilk.progress): the first and last logged steps always
+_PROGRESS_EVERY_S = 30.0
 
 
 @dataclass
@@ -640,8 +642,9 @@ class Trainer:
             overwrite: replace the files of an earlier run in ``output_dir`` (otherwise they are never overwritten).
 
         Returns:
-            ``{"step", "epoch", "completed", "minutes", "metrics", "best", "failed_samples"}`` (samples that could
-            not be read, left out and listed in ``data_errors.jsonl``).
+            ``{"step", "epoch", "completed", "minutes", "metrics", "best", "failed_samples"}``: ``epoch`` is the
+            0-based epoch of the last step, as in ``log.csv``; ``failed_samples`` counts samples that could not be
+            read, left out and listed in ``data_errors.jsonl``.
 
         Raises:
             ConfigError: ``output_dir`` is a file, or holds files of an earlier run and neither ``resume`` nor
@@ -659,8 +662,9 @@ class Trainer:
         completed = self.step >= self.total_steps
         stopped = False
         bar = None
-        # a bar on a terminal; in a file or a CI log, a line per log.every_steps instead of a redrawn bar
+        # a bar on a terminal; in a file or a CI log, a line now and then (at a logged step) instead of a redrawn bar
         lines = self.info.is_main and self.recipe.log.progress and not sys.stderr.isatty()
+        last_line: float | None = None
         if self.info.is_main and self.recipe.log.progress and not lines:
             from tqdm import tqdm
 
@@ -696,7 +700,11 @@ class Trainer:
                     if every_log and self.step % every_log == 0:
                         row = {"step": self.step, "epoch": self._epoch_of_step(), "lr": lr}
                         row["loss"] = self._global_mean(loss_sum, loss_count)
-                        if lines:
+                        now = time.monotonic()
+                        waited = last_line is None or now - last_line >= _PROGRESS_EVERY_S
+                        line_due = waited or self.step >= self.total_steps
+                        if lines and line_due:
+                            last_line = now
                             logger.info(
                                 "%s: step %d/%d (epoch %d), loss %.4f, lr %.2e, %.1f min",
                                 self.recipe.name,
@@ -738,7 +746,7 @@ class Trainer:
         minutes = (time.monotonic() - start_time) / 60
         summary = {
             "step": self.step,
-            "epoch": self.epoch,
+            "epoch": self._epoch_of_step(),  # 0-based, as in log.csv: the same step has one epoch everywhere
             "completed": completed,
             "minutes": minutes,
             "metrics": dict(self.metrics),
